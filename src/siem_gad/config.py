@@ -1,0 +1,212 @@
+"""The configuration file: schema, loading and validation.
+
+Validation happens in two steps. `load_config` checks the structure (pydantic models below)
+and cross references (a job's source and sinks exist). `validate_components` then checks the
+parameters of each source, graph builder, detector and sink against the `Params` model of the
+plugin class that implements it, so plugin parameters get the same precise messages.
+Every error names the file, line and key path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .timeutil import parse_duration, parse_time
+from .yamlfile import ConfigError, Problem, YamlDocument, load_yaml
+
+if TYPE_CHECKING:
+    from .plugins import PluginHost
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(BaseModel):
+    """`type:` picks the plugin class; every other key is a parameter of that class."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainingConfig(Strict):
+    windows: int = Field(24, ge=2, description="how many windows of history a model is fitted on")
+
+
+class DetectorSpec(ComponentSpec):
+    training: TrainingConfig = TrainingConfig()
+
+
+class LoggingConfig(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class JobConfig(Strict):
+    source: Name
+    window: Duration = timedelta(hours=1)
+    schedule: Duration = timedelta(minutes=5)
+    start: str | None = None
+    batch_windows: int = Field(24, ge=1)
+    graph: ComponentSpec
+    detectors: dict[Name, DetectorSpec] = Field(min_length=1)
+    sinks: list[Name] = Field(default_factory=list)
+
+    @field_validator("start")
+    @classmethod
+    def _check_start(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_time(value)
+        return value
+
+
+class AppConfig(Strict):
+    state_dir: Path = Path("state")
+    plugins_dir: Path | None = None
+    plugins: list[str] = Field(default_factory=list)
+    rules_dir: Path = Path("rules")
+    logging: LoggingConfig = LoggingConfig()
+    sources: dict[Name, ComponentSpec] = Field(min_length=1)
+    sinks: dict[Name, ComponentSpec] = Field(min_length=1)
+    jobs: dict[Name, JobConfig] = Field(min_length=1)
+
+    # Filled in by load_config, not by the user.
+    file: Path = Path("config.yaml")
+    document: Any = Field(default=None, exclude=True, repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.file.parent
+
+    def resolve(self, path: Path) -> Path:
+        """Relative paths in the config are relative to the config file."""
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def state_path(self) -> Path:
+        return self.resolve(self.state_dir)
+
+    @property
+    def plugins_path(self) -> Path:
+        return self.resolve(self.plugins_dir) if self.plugins_dir else self.base_dir / "plugins"
+
+    @property
+    def rules_path(self) -> Path:
+        return self.resolve(self.rules_dir)
+
+    def detector_config_hash(self, job_name: str, detector_name: str) -> str:
+        """Hash of everything that shapes a trained model: a change makes the model stale."""
+        job = self.jobs[job_name]
+        payload = {
+            "window": job.window.total_seconds(),
+            "graph": job.graph.model_dump(),
+            "detector": job.detectors[detector_name].model_dump(),
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _pydantic_problems(doc: YamlDocument, error: ValidationError, prefix: tuple = ()) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        path = prefix + tuple(item["loc"])
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see docs/configuration.md)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in item and item["type"] not in ("dict_type", "model_type"):
+            message = f"{message} (got {item['input']!r})"
+        problems.append(doc.problem(path, message))
+    return problems
+
+
+def load_config(file: str | Path, environ: dict[str, str] | None = None) -> AppConfig:
+    """Parse and validate the structure of a config file (no plugins needed)."""
+    file = Path(file).resolve()
+    doc = load_yaml(file, environ)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "expected a mapping of settings at the top level")])
+    data = {k: v for k, v in doc.data.items() if k not in ("file", "document")}
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(doc, exc)) from None
+    config.file = file
+    config.document = doc
+    problems = []
+    for job_name, job in config.jobs.items():
+        if job.source not in config.sources:
+            problems.append(doc.problem(("jobs", job_name, "source"),
+                                        f"no source named {job.source!r} (defined: {', '.join(config.sources)})"))
+        for index, sink in enumerate(job.sinks):
+            if sink not in config.sinks:
+                problems.append(doc.problem(("jobs", job_name, "sinks", index),
+                                            f"no sink named {sink!r} (defined: {', '.join(config.sinks)})"))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def component_params(config: AppConfig, spec: ComponentSpec, cls: type, path: tuple) -> dict[str, Any]:
+    """Validate a component's parameters against its class's `Params` model.
+
+    Returns keyword arguments for the class; relative `Path` parameters are resolved against
+    the config file's directory. Raises ConfigError with the key path of the bad parameter.
+    """
+    params_model = getattr(cls, "Params", None)
+    raw = spec.params
+    if params_model is None:
+        return raw
+    try:
+        validated = params_model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(config.document, exc, path)) from None
+    values = {}
+    for key in validated.model_fields_set | {k for k in type(validated).model_fields}:
+        value = getattr(validated, key)
+        if isinstance(value, Path):
+            value = config.resolve(value)
+        values[key] = value
+    return values
+
+
+def validate_components(config: AppConfig, host: PluginHost) -> list[Problem]:
+    """Check every component type exists and its parameters are valid; return the problems."""
+    doc = config.document
+    problems: list[Problem] = []
+
+    def check(kind: str, spec: ComponentSpec, path: tuple) -> None:
+        registry = host.components(kind)
+        if spec.type not in registry:
+            known = ", ".join(sorted(registry)) or "none loaded"
+            problems.append(doc.problem(path + ("type",), f"unknown {kind[:-1].replace('_', ' ')} type {spec.type!r} (available: {known})"))
+            return
+        try:
+            component_params(config, spec, registry[spec.type].cls, path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+
+    for name, spec in config.sources.items():
+        check("sources", spec, ("sources", name))
+    for name, spec in config.sinks.items():
+        check("sinks", spec, ("sinks", name))
+    for job_name, job in config.jobs.items():
+        check("graph_builders", job.graph, ("jobs", job_name, "graph"))
+        for det_name, det in job.detectors.items():
+            check("detectors", det, ("jobs", job_name, "detectors", det_name))
+    return problems

@@ -1,0 +1,162 @@
+"""Anomaly detectors: estimators over window graphs, in the scikit-learn / PyOD style.
+
+Parameters go to `__init__` (validated by the class's `Params`), `fit(windows)` learns from a
+list of `GraphWindow`s and sets the fitted attributes (`threshold_`, `metrics_`), `score(windows)`
+returns one array of anomaly scores per window (higher is more anomalous) at the detector's
+`level`, and `explain(window, item)` says why an item scored as it did. The threshold is the
+`threshold_percentile` of the training scores.
+
+Models are saved with `torch.save` as plain tensors and numbers and loaded with
+`torch.load(weights_only=True)`: a model file cannot execute code. `get_state`/`set_state`
+define what is saved.
+
+Sequence detectors (`stateful = True`) carry a small stream state from one pass to the next
+(`stream_state_`); the host stores it with the checkpoint, so a repeated pass sees the same state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..components import Params
+from ..graphs import GraphWindow
+
+Level = Literal["window", "node", "edge"]
+FORMAT_VERSION = 1
+
+
+class DetectorParams(Params):
+    threshold_percentile: float = Field(99.0, gt=0, lt=100, description="percentile of training scores used as threshold")
+    seed: int = Field(0, description="random seed: the same data and seed give the same model")
+
+
+@dataclass
+class Explanation:
+    """Why an item is anomalous: the entity, ranked contributors, and the events behind it."""
+
+    entity: dict[str, str]
+    contributors: list[dict[str, Any]]  # {"name", "value", "weight"}, strongest first
+    evidence: list[str] = field(default_factory=list)
+    evidence_count: int = 0
+    summary: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class Detector(ABC):
+    level: ClassVar[Level] = "node"
+    stateful: ClassVar[bool] = False
+    Params: ClassVar[type[DetectorParams]] = DetectorParams
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.Params.model_validate(params)
+        self.threshold_: float | None = None
+        self.metrics_: dict[str, Any] = {}
+        self.stream_state_: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ estimator API
+    @abstractmethod
+    def fit(self, windows: list[GraphWindow], progress: bool = False) -> "Detector":
+        """Learn from training windows; sets `threshold_` and `metrics_`."""
+
+    @abstractmethod
+    def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        """Anomaly scores per window: shape (1,) for level 'window', (num_nodes,) for 'node'."""
+
+    @abstractmethod
+    def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
+        """Explain the score of `item` (node or edge index, 0 for window level) in `window`."""
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """Fitted state as tensors, numbers, strings, lists and dicts (weights-only safe)."""
+
+    @abstractmethod
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what `get_state` returned."""
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.threshold_ is not None
+
+    def check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load a model first")
+
+    def threshold_from(self, scores: np.ndarray) -> float:
+        scores = np.asarray(scores, dtype=np.float64)
+        if len(scores) == 0:
+            raise ValueError("no training scores to set a threshold from (were the training windows empty?)")
+        return float(np.percentile(scores, self.params.threshold_percentile))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Path) -> None:
+        import torch
+
+        self.check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT_VERSION,
+            "detector": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": self.params.model_dump(mode="json"),
+            "threshold": float(self.threshold_),  # type: ignore[arg-type]
+            "metrics": _plain(self.metrics_),
+            "state": self.get_state(),
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)  # never leave a half-written model behind
+
+    @classmethod
+    def load(cls, path: Path) -> "Detector":
+        import torch
+
+        payload = torch.load(Path(path), weights_only=True)
+        if payload.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported model format {payload.get('format')!r}")
+        detector = cls(**payload["params"])
+        detector.set_state(payload["state"])
+        detector.threshold_ = float(payload["threshold"])
+        detector.metrics_ = dict(payload["metrics"])
+        return detector
+
+
+def _plain(value: Any) -> Any:
+    """Metrics as plain Python numbers, so they load under weights_only and dump to JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def feature_contributors(window: GraphWindow, node: int, mean: np.ndarray, std: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    """Features of a node ranked by how far they lie from the training distribution (|z|)."""
+    z = (window.x[node] - mean) / std
+    order = np.argsort(-np.abs(z))[:top_k]
+    return [{"name": window.feature_names[i], "value": readable(window, i, window.x[node, i]),
+             "typical": readable(window, i, mean[i]), "weight": round(float(z[i]), 3)} for i in order]
+
+
+def readable(window: GraphWindow, feature: int, value: float) -> float:
+    """Undo the log1p scaling of count-like features for display."""
+    name = window.feature_names[feature]
+    if name in ("is_source", "failure_ratio") or name.endswith("_ratio"):
+        return round(float(value), 3)
+    return round(float(np.expm1(value)), 1)
+
+
+def nodes_summary(contributors: list[dict[str, Any]], limit: int = 3) -> str:
+    return ", ".join(f"{c['name']}={c['value']} ({c['weight']:+.2f})" for c in contributors[:limit])

@@ -1,0 +1,68 @@
+"""Torch parts of the `gcn_hmm` detector (imported only when it trains or scores).
+
+The encoder is a two-layer GCN trained self-supervised by edge reconstruction (as in a graph
+autoencoder): node embeddings whose inner product predicts which entity pairs interact in a
+window, contrasted with negative pairs sampled inside the same window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GCNConv
+from torch_geometric.utils import batched_negative_sampling, to_undirected
+from tqdm.auto import tqdm
+
+from ..graphs import GraphWindow
+
+
+class GcnEncoder(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.conv1 = GCNConv(in_dim, hidden)
+        self.act = nn.ReLU()
+        self.conv2 = GCNConv(hidden, out_dim)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.act(self.conv1(x, edge_index)), edge_index)
+
+
+def window_data(window: GraphWindow, mean: np.ndarray, std: np.ndarray) -> Data:
+    x = torch.from_numpy(((window.x - mean) / std).astype(np.float32))
+    directed = torch.from_numpy(np.ascontiguousarray(window.edge_index))
+    return Data(x=x, edge_index=to_undirected(directed, num_nodes=window.num_nodes), pos_edge_index=directed,
+                num_nodes=window.num_nodes)
+
+
+def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray, *, hidden: int, embedding: int,
+                  epochs: int, learning_rate: float, seed: int, progress: bool) -> tuple[GcnEncoder, list[float]]:
+    torch.manual_seed(seed)
+    batch = Batch.from_data_list([window_data(w, mean, std) for w in windows])
+    encoder = GcnEncoder(batch.x.shape[1], hidden, embedding)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=learning_rate)
+    loss_fn = nn.BCEWithLogitsLoss()
+    positive = batch.pos_edge_index  # "index" in the name: PyG offsets it per graph
+    losses = []
+    bar = tqdm(range(epochs), desc="gcn_hmm: training encoder", unit="epoch", disable=not progress, leave=False)
+    for _ in bar:
+        encoder.train()
+        optimizer.zero_grad()
+        z = encoder(batch.x, batch.edge_index)
+        negative = batched_negative_sampling(batch.edge_index, batch.batch, num_neg_samples=max(1, positive.shape[1] // len(windows)))
+        logits = torch.cat([(z[positive[0]] * z[positive[1]]).sum(-1), (z[negative[0]] * z[negative[1]]).sum(-1)])
+        labels = torch.cat([torch.ones(positive.shape[1]), torch.zeros(negative.shape[1])])
+        loss = loss_fn(logits, labels)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    encoder.eval()
+    return encoder, losses
+
+
+@torch.no_grad()
+def embed(encoder: GcnEncoder, window: GraphWindow, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    data = window_data(window, mean, std)
+    return encoder(data.x, data.edge_index).numpy().astype(np.float64)

@@ -1,0 +1,116 @@
+"""The `iforest` detector: Isolation Forest over node features (one row per entity and window).
+
+The fast baseline every other detector is compared with. With `entity_baseline` (default) an
+entity seen in training is scored against its own typical score (the median of its training
+scores): servers that are always unusual do not alert every window, while an entity that
+departs from its own habits does. Entities new since training are compared with the median of
+all training scores. Its saved state is the training
+sample and the seed, not a pickled forest: loading refits the forest on the same rows with the
+same seed, which gives an identical model and keeps model files free of executable pickles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from ..graphs import GraphWindow
+from ..hookspecs import hookimpl
+from . import Detector, DetectorParams, Explanation, feature_contributors, nodes_summary
+
+
+class IsolationForestDetector(Detector):
+    level = "node"
+
+    class Params(DetectorParams):
+        n_estimators: int = Field(200, ge=10)
+        max_samples: int = Field(256, ge=16, description="rows per tree")
+        max_training_rows: int = Field(50_000, ge=100, description="training rows kept (sampled) for the forest")
+        entity_baseline: bool = Field(True, description="score relative to each entity's own typical training score")
+
+    def _stack(self, windows: list[GraphWindow]) -> np.ndarray:
+        return np.concatenate([w.x for w in windows if w.num_nodes]) if any(w.num_nodes for w in windows) else np.zeros((0, 0))
+
+    def fit(self, windows: list[GraphWindow], progress: bool = False) -> "IsolationForestDetector":
+        import pandas as pd
+
+        all_rows = self._stack(windows)
+        if len(all_rows) < 2:
+            raise ValueError("iforest needs at least 2 entity rows to train; the training windows are empty")
+        rng = np.random.default_rng(self.params.seed)
+        rows = all_rows
+        if len(rows) > self.params.max_training_rows:
+            rows = rows[np.sort(rng.choice(len(rows), self.params.max_training_rows, replace=False))]
+        self._fit_rows(rows.astype(np.float32))
+        raw = self._score_rows(all_rows)
+        keys = np.concatenate([self._keys(w) for w in windows if w.num_nodes])
+        medians = pd.Series(raw).groupby(keys).median()
+        self.global_median_ = float(np.median(raw))
+        self.entity_median_ = dict(zip(medians.index, medians.to_numpy())) if self.params.entity_baseline else {}
+        train_scores = raw - self._baseline(keys)
+        self.threshold_ = self.threshold_from(train_scores)
+        self.metrics_ = {"training_rows": int(len(all_rows)), "training_windows": len(windows),
+                         "entities_with_baseline": len(self.entity_median_),
+                         "score_mean": float(train_scores.mean()), "score_p99": float(np.percentile(train_scores, 99))}
+        return self
+
+    def _fit_rows(self, rows: np.ndarray) -> None:
+        from sklearn.ensemble import IsolationForest
+
+        self.sample_ = rows
+        self.mean_ = rows.mean(axis=0)
+        self.std_ = rows.std(axis=0) + 1e-6
+        self.forest_ = IsolationForest(n_estimators=self.params.n_estimators, max_samples=min(self.params.max_samples, len(rows)),
+                                       random_state=self.params.seed).fit(rows)
+
+    def _score_rows(self, rows: np.ndarray) -> np.ndarray:
+        return -self.forest_.score_samples(rows)
+
+    @staticmethod
+    def _keys(window: GraphWindow) -> np.ndarray:
+        fields = np.asarray(window.node_fields, dtype=object)[window.node_kind]
+        return fields + "=" + window.node_value.astype(str).astype(object)
+
+    def _baseline(self, keys: np.ndarray) -> np.ndarray:
+        get = self.entity_median_.get
+        return np.fromiter((get(k, self.global_median_) for k in keys), dtype=np.float64, count=len(keys))
+
+    def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        self.check_fitted()
+        rows = self._stack(windows)
+        if not len(rows):
+            return [np.zeros(0) for _ in windows]
+        keys = np.concatenate([self._keys(w) for w in windows if w.num_nodes])
+        scores = self._score_rows(rows) - self._baseline(keys)
+        sizes = np.cumsum([w.num_nodes for w in windows])[:-1]
+        return np.split(scores, sizes)
+
+    def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
+        contributors = feature_contributors(window, item, self.mean_, self.std_, top_k)
+        evidence, count = window.node_evidence(item)
+        entity = window.entity(item)
+        field, value = next(iter(entity.items()))
+        key = self._keys(window)[item]
+        habit = "its own typical score" if key in self.entity_median_ else "the typical score (new entity)"
+        return Explanation(entity, contributors, evidence, count,
+                           summary=f"{field} {value} is isolated far more easily than {habit}: {nodes_summary(contributors)}",
+                           extra={"new_entity": key not in self.entity_median_})
+
+    def get_state(self) -> dict[str, Any]:
+        import torch
+
+        return {"sample": torch.from_numpy(self.sample_), "entity_keys": list(self.entity_median_),
+                "entity_medians": torch.tensor(list(self.entity_median_.values()), dtype=torch.float64),
+                "global_median": self.global_median_}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._fit_rows(state["sample"].numpy())
+        self.entity_median_ = dict(zip(state["entity_keys"], state["entity_medians"].tolist()))
+        self.global_median_ = float(state["global_median"])
+
+
+@hookimpl
+def register_detectors(register):
+    register("iforest", IsolationForestDetector)

@@ -1,0 +1,144 @@
+"""Graph builders turn a batch of events into one graph per time window.
+
+A `GraphWindow` is one window's graph as numpy arrays: node entities and features, edges and
+edge features, and a lazy link from each edge back to the ids of the events behind it (the
+evidence an alert points at). Its node features double as the per-(window, entity) feature
+table that tabular detectors consume. `to_pyg()` converts it to a PyG `Data` on demand, so
+building graphs never imports torch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..components import Component
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """`count` consecutive windows of length `size` from `start`."""
+
+    start: datetime
+    size: timedelta
+    count: int
+
+    def bounds(self, index: int) -> tuple[datetime, datetime]:
+        begin = self.start + index * self.size
+        return begin, begin + self.size
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.count * self.size
+
+
+class Evidence:
+    """Event ids behind each edge of a batch, indexed on first use (most edges never alert)."""
+
+    def __init__(self, event_ids: np.ndarray, event_edge: np.ndarray, num_edges: int):
+        self.event_ids = event_ids
+        self.event_edge = event_edge
+        self.num_edges = num_edges
+        self._order: np.ndarray | None = None
+        self._ptr: np.ndarray | None = None
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._order is None:
+            self._order = np.argsort(self.event_edge, kind="stable")
+            self._ptr = np.concatenate([[0], np.cumsum(np.bincount(self.event_edge, minlength=self.num_edges))])
+        return self._order, self._ptr  # type: ignore[return-value]
+
+    def for_edges(self, edges: np.ndarray, limit: int) -> tuple[list[str], int]:
+        """Up to `limit` event ids behind the given (batch-global) edges, and their total count."""
+        order, ptr = self._index()
+        edges = np.asarray(edges, dtype=np.int64)
+        total = int((ptr[edges + 1] - ptr[edges]).sum())
+        ids: list[str] = []
+        for edge in edges:
+            if len(ids) >= limit:
+                break
+            rows = order[ptr[edge]:ptr[edge + 1]]
+            ids.extend(str(v) for v in self.event_ids[rows[: limit - len(ids)]])
+        return ids, total
+
+
+@dataclass
+class GraphWindow:
+    index: int
+    start: datetime
+    end: datetime
+    node_fields: tuple[str, ...]
+    node_kind: np.ndarray  # int8 index into node_fields
+    node_value: np.ndarray  # object: the entity value
+    x: np.ndarray  # float32 [num_nodes, num_features]
+    feature_names: tuple[str, ...]
+    edge_index: np.ndarray  # int64 [2, num_edges], local node indices
+    edge_attr: np.ndarray  # float32 [num_edges, num_edge_features]
+    edge_feature_names: tuple[str, ...]
+    num_events: int = 0
+    evidence: Evidence | None = field(default=None, repr=False)
+    edge_offset: int = 0  # batch-global id of this window's first edge
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.node_value)
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.shape[1]
+
+    def entity(self, node: int) -> dict[str, str]:
+        return {self.node_fields[int(self.node_kind[node])]: str(self.node_value[node])}
+
+    def node_edges(self, node: int) -> np.ndarray:
+        return np.flatnonzero((self.edge_index[0] == node) | (self.edge_index[1] == node))
+
+    def edge_evidence(self, edges: np.ndarray, limit: int = 20) -> tuple[list[str], int]:
+        if self.evidence is None or len(edges) == 0:
+            return [], 0
+        return self.evidence.for_edges(np.asarray(edges) + self.edge_offset, limit)
+
+    def node_evidence(self, node: int, limit: int = 20) -> tuple[list[str], int]:
+        return self.edge_evidence(self.node_edges(node), limit)
+
+    def node_table(self) -> "pd.DataFrame":
+        """One row per entity of the window with its features: the tabular detectors' input."""
+        import pandas as pd
+
+        table = pd.DataFrame(self.x, columns=list(self.feature_names))
+        table.insert(0, "entity.field", np.asarray(self.node_fields, dtype=object)[self.node_kind])
+        table.insert(1, "entity.value", self.node_value)
+        table.insert(0, "window.start", self.start)
+        return table
+
+    def to_pyg(self) -> Any:
+        """The window as a torch_geometric `Data` (imports torch on first use)."""
+        import torch
+        from torch_geometric.data import Data
+
+        return Data(
+            x=torch.from_numpy(np.ascontiguousarray(self.x)),
+            edge_index=torch.from_numpy(np.ascontiguousarray(self.edge_index)),
+            edge_attr=torch.from_numpy(np.ascontiguousarray(self.edge_attr)),
+            num_nodes=self.num_nodes,
+        )
+
+
+class GraphBuilder(Component, ABC):
+    """Base class of graph builders."""
+
+    @abstractmethod
+    def build(self, events: "pd.DataFrame", grid: WindowGrid) -> list[GraphWindow]:
+        """One GraphWindow per window of `grid` (empty windows included, with no nodes)."""
+
+    @property
+    def entity_fields(self) -> tuple[str, ...]:
+        """The event fields whose values become nodes (used to name alert entities)."""
+        return ()

@@ -1,0 +1,405 @@
+"""One pass of a job, and the application object that wires config, plugins and state.
+
+A pass processes every complete window between the job's checkpoint and the source's horizon,
+in batches of `batch_windows`:
+
+    source.read -> enrich_events -> graph builder -> detector.score -> rules -> explain
+      -> alert documents -> enrich_alert -> every sink writes (ack) -> checkpoint commit
+
+The checkpoint (watermark, source cursor, suppression and detector stream state) is committed
+in one transaction only after every sink acknowledged the batch's alerts. A crash anywhere
+before that repeats the batch on restart; alert ids are deterministic, so nothing is written
+twice and nothing is skipped. Before the first batch, detectors without a current model (none
+yet, or trained under another config) are trained on the job's history (cold start).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import AppConfig, component_params, load_config, validate_components
+from .plugins import PluginHost, load_host
+from .rules import RuleSet, load_rules
+from .state import ModelRecord, PassRecord, StateStore
+from .timeutil import align_down, align_up, isoformat, parse_time, utcnow
+from .yamlfile import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .detectors import Detector
+    from .graphs import GraphBuilder, GraphWindow
+    from .sinks import Sink
+    from .sources import Source
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """A loaded configuration: plugins, rules, state store and component instances."""
+
+    def __init__(self, config: AppConfig, host: PluginHost, rules: RuleSet, state: StateStore):
+        self.config = config
+        self.host = host
+        self.rules = rules
+        self.state = state
+        self._sources: dict[str, Source] = {}
+        self._sinks: dict[str, Sink] = {}
+        self._jobs: dict[str, JobRunner] = {}
+
+    @classmethod
+    def open(cls, config_path: str | Path, *, plugins_dir: Path | None = None) -> "App":
+        config = load_config(config_path)
+        host = load_host(plugins_dir or config.plugins_path, config.plugins)
+        problems = validate_components(config, host)
+        if problems:
+            raise ConfigError(problems)
+        rules = load_rules(config)
+        return cls(config, host, rules, StateStore(config.state_path))
+
+    def _component(self, kind: str, spec: Any, path: tuple, name: str) -> Any:
+        cls = self.host.component(kind, spec.type)
+        instance = cls(**component_params(self.config, spec, cls, path))
+        if hasattr(instance, "bind"):
+            instance.bind(name, self.config.state_path)
+        return instance
+
+    def source(self, name: str) -> "Source":
+        if name not in self._sources:
+            self._sources[name] = self._component("sources", self.config.sources[name], ("sources", name), name)
+        return self._sources[name]
+
+    def sink(self, name: str) -> "Sink":
+        if name not in self._sinks:
+            self._sinks[name] = self._component("sinks", self.config.sinks[name], ("sinks", name), name)
+        return self._sinks[name]
+
+    def job(self, name: str) -> "JobRunner":
+        if name not in self._jobs:
+            if name not in self.config.jobs:
+                raise KeyError(f"no job named {name!r} (jobs: {', '.join(self.config.jobs)})")
+            self._jobs[name] = JobRunner(self, name)
+        return self._jobs[name]
+
+    def close(self) -> None:
+        for component in [*self._sources.values(), *self._sinks.values()]:
+            try:
+                component.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the real outcome
+                log.exception("closing %s failed", component.name)
+        self.state.close()
+
+
+@dataclass
+class PassOutcome:
+    job: str
+    status: str  # ok | idle | waiting | error | interrupted
+    message: str = ""
+    windows: int = 0
+    events: int = 0
+    alerts: int = 0
+    watermark: datetime | None = None
+
+
+@dataclass
+class LoadedModel:
+    detector: "Detector"
+    record: ModelRecord
+
+
+@dataclass
+class _Plan:
+    """What a pass has to do, worked out from the checkpoint and the source's bounds."""
+
+    start: datetime | None = None  # the job's first window
+    watermark: datetime | None = None  # windows before this are done
+    last_end: datetime | None = None  # windows up to this are due
+    cursor: dict | None = None
+    reason: str = ""
+
+
+@dataclass
+class _BatchResult:
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    suppressions: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    streams: dict[str, tuple[int, dict]] = field(default_factory=dict)
+    suppressed: int = 0
+
+
+class JobRunner:
+    def __init__(self, app: App, name: str):
+        self.app = app
+        self.name = name
+        self.config = app.config.jobs[name]
+        self.window = self.config.window
+        self.builder: GraphBuilder = app._component("graph_builders", self.config.graph, ("jobs", name, "graph"), name)
+        self.models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ planning
+    @property
+    def source(self) -> "Source":
+        return self.app.source(self.config.source)
+
+    def plan(self) -> _Plan:
+        checkpoint = self.app.state.checkpoint(self.name)
+        cursor = checkpoint.cursor if checkpoint else None
+        earliest, horizon = self.source.bounds(cursor)
+        start = self._job_start(earliest)
+        if checkpoint is None and start is None:
+            return _Plan(reason="the source holds no events yet")
+        watermark = checkpoint.watermark if checkpoint else start
+        if horizon is None:
+            return _Plan(start, watermark, watermark, cursor, reason="no new events since the checkpoint")
+        last_end = align_up(horizon, self.window) if self.source.is_finite() else align_down(horizon, self.window)
+        return _Plan(start, watermark, max(last_end, watermark), cursor)
+
+    def _job_start(self, earliest: datetime | None) -> datetime | None:
+        if self.config.start:
+            return align_down(parse_time(self.config.start), self.window)
+        return align_down(earliest, self.window) if earliest else None
+
+    def training_range(self, detector: str, plan: _Plan) -> tuple[datetime, datetime]:
+        """The windows a model is fitted on: the `training.windows` windows before the
+        watermark, or the first ones of the job when there is not that much history yet."""
+        span = self.config.detectors[detector].training.windows * self.window
+        assert plan.start is not None and plan.watermark is not None
+        end = max(plan.watermark, plan.start + span)
+        return end - span, end
+
+    # ------------------------------------------------------------------ models
+    def ensure_models(self, plan: _Plan, progress: bool = False) -> str:
+        """Load or train every detector; return why the job must wait, or '' when ready."""
+        waiting = []
+        for name in self.config.detectors:
+            wanted = self.app.config.detector_config_hash(self.name, name)
+            loaded = self.models.get(name)
+            if loaded and loaded.record.config_hash == wanted:
+                continue
+            record = self.app.state.latest_model(self.name, name)
+            if record and record.config_hash == wanted and record.path.exists():
+                self.models[name] = LoadedModel(self._detector_class(name).load(record.path), record)
+                continue
+            if record:
+                log.info("%s/%s: model v%d was trained with another configuration; retraining", self.name, name, record.version)
+            start, end = self.training_range(name, plan)
+            if plan.last_end is None or end > plan.last_end:
+                have = max(0, int(((plan.last_end or start) - start) / self.window))
+                need = self.config.detectors[name].training.windows
+                waiting.append(f"detector {name!r} is waiting for training data: {have} of {need} windows available")
+                continue
+            self.train(name, start, end, progress=progress)
+        return "; ".join(waiting)
+
+    def _detector_class(self, name: str) -> type["Detector"]:
+        return self.app.host.component("detectors", self.config.detectors[name].type)
+
+    def _new_detector(self, name: str) -> "Detector":
+        spec = self.config.detectors[name]
+        cls = self._detector_class(name)
+        return cls(**component_params(self.app.config, spec, cls, ("jobs", self.name, "detectors", name)))
+
+    def train(self, name: str, start: datetime, end: datetime, progress: bool = False) -> ModelRecord:
+        """Fit detector `name` on [start, end), save it and record the version."""
+        began = time.monotonic()
+        windows = self.windows(start, end, cursor=None)[0]
+        if not any(w.num_nodes for w in windows):
+            raise ValueError(f"{self.name}/{name}: no events in the training range {isoformat(start)} .. {isoformat(end)}")
+        log.info("%s/%s: training on %d windows (%s .. %s)", self.name, name, len(windows), isoformat(start), isoformat(end))
+        detector = self._new_detector(name).fit(windows, progress=progress)
+        state = self.app.state
+        version = state.next_model_version(self.name, name)
+        path = state.model_path(self.name, name, version)
+        detector.save(path)
+        metrics = {**detector.metrics_, "threshold": detector.threshold_, "fit_seconds": round(time.monotonic() - began, 2)}
+        record = ModelRecord(self.name, name, version, self.app.config.detector_config_hash(self.name, name), path,
+                             start, end, metrics, utcnow())
+        state.add_model(record)
+        self.models[name] = LoadedModel(detector, record)
+        log.info("%s/%s: model v%d trained in %.1fs, threshold %.4f", self.name, name, version,
+                 metrics["fit_seconds"], detector.threshold_)
+        return record
+
+    # ------------------------------------------------------------------ data
+    def windows(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[list["GraphWindow"], dict | None, dict]:
+        """Read [start, end), run the enrich_events hooks and build one graph per window."""
+        from .graphs import WindowGrid
+
+        result = self.source.read(start, end, cursor)
+        events = self._enrich(result.events)
+        grid = WindowGrid(start, self.window, int((end - start) / self.window))
+        return self.builder.build(events, grid), result.cursor, {**result.stats, "events": len(events)}
+
+    def _enrich(self, events: "pd.DataFrame") -> "pd.DataFrame":
+        for plugin, result in self.app.host.call_each("enrich_events", events=events, job=self.name):
+            if result is not None:
+                events = result
+        return events
+
+    # ------------------------------------------------------------------ the pass
+    def run_pass(self, stop: threading.Event | None = None, progress: bool = False) -> PassOutcome:
+        """Process everything that is due; safe to call again at any time."""
+        with self._lock:
+            began = utcnow()
+            try:
+                return self._run_pass(stop, progress)
+            except Exception as exc:  # noqa: BLE001 - recorded, reported, retried next schedule
+                log.exception("%s: pass failed: %s", self.name, exc)
+                self.app.state.record_pass(PassRecord(self.name, began, None, None, 0, 0, 0,
+                                                      (utcnow() - began).total_seconds(), "error", f"{type(exc).__name__}: {exc}"))
+                return PassOutcome(self.name, "error", f"{type(exc).__name__}: {exc}")
+
+    def _run_pass(self, stop: threading.Event | None, progress: bool) -> PassOutcome:
+        plan = self.plan()
+        if plan.reason and plan.watermark is None:
+            return self._wait(plan.reason)
+        assert plan.watermark is not None and plan.last_end is not None
+        if plan.last_end <= plan.watermark:
+            return PassOutcome(self.name, "idle", "nothing due", watermark=plan.watermark)
+        reason = self.ensure_models(plan, progress=progress)
+        if reason:
+            return self._wait(reason)
+
+        total = int((plan.last_end - plan.watermark) / self.window)
+        outcome = PassOutcome(self.name, "ok", watermark=plan.watermark)
+        batch = self.config.batch_windows * self.window
+        cursor = plan.cursor
+        bar = _progress(total, f"{self.name}: windows", progress)
+        start = plan.watermark
+        while start < plan.last_end:
+            if stop is not None and stop.is_set():
+                outcome.status, outcome.message = "interrupted", "stopped at a batch boundary on request"
+                break
+            end = min(start + batch, plan.last_end)
+            cursor, windows, events, alerts = self._run_batch(start, end, cursor)
+            outcome.windows += windows
+            outcome.events += events
+            outcome.alerts += alerts
+            outcome.watermark = end
+            bar.update(windows)
+            start = end
+        bar.close()
+        return outcome
+
+    def _wait(self, reason: str) -> PassOutcome:
+        log.info("%s: waiting: %s", self.name, reason)
+        now = utcnow()
+        self.app.state.record_pass(PassRecord(self.name, now, None, None, 0, 0, 0, 0.0, "waiting", reason))
+        return PassOutcome(self.name, "waiting", reason)
+
+    def _run_batch(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[dict | None, int, int, int]:
+        began, clock = utcnow(), time.monotonic()
+        windows, new_cursor, stats = self.windows(start, end, cursor)
+        result = self._detect(windows)
+        for alert in result.alerts:
+            self.app.host.call_each("enrich_alert", alert=alert, job=self.name)
+        written = self._deliver(result.alerts)
+        record = PassRecord(self.name, began, start, end, stats.get("events", 0), written, stats.get("quarantined", 0),
+                            time.monotonic() - clock, "ok",
+                            f"{len(result.alerts)} alerts ({result.suppressed} suppressed)" if result.alerts or result.suppressed else "")
+        self.app.state.commit_pass(record, watermark=end, cursor=new_cursor, suppressions=result.suppressions,
+                                   streams=result.streams)
+        log.info("%s: %s .. %s: %d events, %d windows, %d alerts (%d new, %d suppressed) in %.2fs", self.name,
+                 isoformat(start), isoformat(end), record.events, len(windows), len(result.alerts), written,
+                 result.suppressed, record.duration_s)
+        return new_cursor, len(windows), record.events, len(result.alerts)
+
+    def _detect(self, windows: list["GraphWindow"]) -> _BatchResult:
+        from .alerts import build_alert
+
+        result = _BatchResult()
+        state = self.app.state
+        for name, loaded in self.models.items():
+            detector, record = loaded.detector, loaded.record
+            if detector.stateful:
+                detector.stream_state_ = state.stream_state(self.name, name, record.version)
+            scores = detector.score(windows)
+            if detector.stateful and detector.stream_state_ is not None:
+                result.streams[name] = (record.version, detector.stream_state_)
+            for rule in self.app.rules.for_job(self.name):
+                if rule.detector != name:
+                    continue
+                suppressed_until = state.suppressed_until(rule.id)
+                for position, item, score in rule.select(windows, scores, detector.threshold_):
+                    window = windows[position]
+                    explanation = detector.explain(window, item)
+                    if rule.suppress:
+                        fields = rule.suppress.key or sorted(explanation.entity)
+                        key = "|".join(f"{f}={explanation.entity.get(f, '')}" for f in fields)
+                        until = result.suppressions.get((rule.id, key)) or suppressed_until.get(key)
+                        if until is not None and window.start < until:
+                            result.suppressed += 1
+                            continue
+                        result.suppressions[(rule.id, key)] = window.start + rule.suppress.period
+                    result.alerts.append(build_alert(
+                        rule=rule, job=self.name, detector=name, detector_type=self.config.detectors[name].type,
+                        model_version=record.version, score=score, threshold=float(detector.threshold_),
+                        window_start=window.start, window_end=window.end, explanation=explanation,
+                        level=detector.level))
+        return result
+
+    def _deliver(self, alerts: list[dict[str, Any]]) -> int:
+        """Hand each alert to its rule's sinks; raises (so nothing is committed) if one fails."""
+        by_sink: dict[str, list[dict[str, Any]]] = {}
+        rules = {r.id: r for r in self.app.rules.rules}
+        default = self.config.sinks or list(self.app.config.sinks)
+        for alert in alerts:
+            for sink in rules[alert["rule"]["id"]].sinks or default:
+                by_sink.setdefault(sink, []).append(alert)
+        written = 0
+        for sink_name, batch in by_sink.items():
+            written = max(written, self.app.sink(sink_name).write(batch))
+        return written
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        state = self.app.state
+        checkpoint = state.checkpoint(self.name)
+        models = []
+        for name in self.config.detectors:
+            record = state.latest_model(self.name, name)
+            wanted = self.app.config.detector_config_hash(self.name, name)
+            models.append({
+                "detector": name, "type": self.config.detectors[name].type,
+                "version": record.version if record else None,
+                "state": "current" if record and record.config_hash == wanted else ("stale" if record else "not trained"),
+                "trained_on": f"{isoformat(record.train_start)} .. {isoformat(record.train_end)}" if record and record.train_start else None,
+                "threshold": record.metrics.get("threshold") if record else None,
+            })
+        passes = state.passes(self.name, limit=5)
+        waiting = next((p.message for p in passes[:1] if p.status == "waiting"), None)
+        return {
+            "job": self.name,
+            "source": self.config.source,
+            "window": self.window.total_seconds(),
+            "checkpoint": isoformat(checkpoint.watermark) if checkpoint else None,
+            "lag_seconds": (utcnow() - checkpoint.watermark).total_seconds() if checkpoint else None,
+            "models": models,
+            "waiting": waiting,
+            "passes": [{"started": isoformat(p.started_at), "window_start": p.window_start and isoformat(p.window_start),
+                        "window_end": p.window_end and isoformat(p.window_end), "events": p.events, "alerts": p.alerts,
+                        "quarantined": p.quarantined, "seconds": p.duration_s, "status": p.status, "message": p.message}
+                       for p in passes],
+        }
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled or total <= 1:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="window", leave=False)

@@ -1,0 +1,247 @@
+"""Plugin discovery, registration and fault isolation.
+
+Plugins come from four places, in this order: the built-ins (`DEFAULT_PLUGINS`, registered
+through the same hooks as everyone else), the `siem_gad` entry-point group of installed
+packages, every `*.py` file in the plugins directory, and module paths listed under `plugins:`
+in the config. A plugin that fails to import, implements a hook that does not exist (a typo),
+or raises inside a hook is recorded in `PluginHost.failures` with its name and left out; the
+host and the other plugins keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from . import hookspecs
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "siem_gad"
+DEFAULT_PLUGINS = (
+    "siem_gad.sources.csv_source",
+    "siem_gad.sources.simulate",
+    "siem_gad.graphs.bipartite",
+    "siem_gad.detectors.iforest",
+    "siem_gad.detectors.gcn_hmm",
+    "siem_gad.sinks.jsonl",
+    "siem_gad.sinks.stdout",
+)
+COMPONENT_HOOKS = {
+    "sources": "register_sources",
+    "graph_builders": "register_graph_builders",
+    "detectors": "register_detectors",
+    "sinks": "register_sinks",
+}
+HOOK_NAMES = frozenset(
+    name for name, value in vars(hookspecs).items() if inspect.isfunction(value) and hasattr(value, "siem_gad_spec")
+)
+
+
+@dataclass
+class Component:
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    origin: str
+    location: str
+    hooks: list[str] = field(default_factory=list)
+    components: dict[str, list[str]] = field(default_factory=dict)
+    status: str = "loaded"
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "origin": self.origin,
+            "location": self.location,
+            "status": self.status,
+            "hooks": self.hooks,
+            "components": self.components,
+            "error": self.error,
+        }
+
+
+@dataclass
+class PluginFailure:
+    plugin: str
+    stage: str
+    error: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} failed in {self.stage}: {self.error}"
+
+
+class PluginHost:
+    """A pluggy PluginManager plus the component registries built from its hooks."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("siem_gad")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        self._registries: dict[str, dict[str, Component]] | None = None
+
+    # ----------------------------------------------------------------- discovery
+    def load(self, *, plugins_dir: Path | None = None, modules: Iterable[str] = (), entry_points: bool = True) -> None:
+        for module_name in DEFAULT_PLUGINS:
+            self._load_module(module_name, origin="builtin")
+        if entry_points:
+            self._load_entry_points()
+        if plugins_dir is not None and plugins_dir.is_dir():
+            for path in sorted(plugins_dir.glob("*.py")):
+                if not path.name.startswith("_"):
+                    self._load_file(path)
+        for module_name in modules:
+            self._load_module(module_name, origin="config")
+        self._registries = None
+
+    def _load_module(self, module_name: str, origin: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - any import error is reported, not fatal
+            self._fail(module_name, origin, module_name, "import", exc)
+            return
+        self.register(module, module_name, origin, getattr(module, "__file__", module_name) or module_name)
+
+    def _load_entry_points(self) -> None:
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = entry.dist.name if entry.dist else "?"
+            try:
+                obj = entry.load()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(entry.name, f"entry point ({dist})", entry.value, "import", exc)
+                continue
+            self.register(obj, entry.name, f"entry point ({dist})", entry.value)
+
+    def _load_file(self, path: Path) -> None:
+        name = path.stem
+        module_name = f"siem_gad_local_plugins.{name}"
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001
+            sys.modules.pop(module_name, None)
+            self._fail(name, "plugins dir", str(path), "import", exc)
+            return
+        self.register(module, name, "plugins dir", str(path))
+
+    def register(self, obj: Any, name: str, origin: str = "code", location: str = "") -> bool:
+        """Register a plugin object after checking its hook names; False when rejected."""
+        if name in self.plugins and self.plugins[name].status == "loaded":
+            self._fail(name, origin, location, "registration", RuntimeError(f"a plugin named {name!r} is already loaded"))
+            return False
+        hooks = []
+        for attr in dir(obj):
+            if self.pm.parse_hookimpl_opts(obj, attr) is None:
+                continue
+            if attr not in HOOK_NAMES:
+                suggestion = difflib.get_close_matches(attr, HOOK_NAMES, n=1)
+                hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else ""
+                error = ValueError(f"implements unknown hook {attr!r}{hint}")
+                self._fail(name, origin, location, "registration", error, status="rejected")
+                return False
+            hooks.append(attr)
+        try:
+            self.pm.register(obj, name=name)
+        except Exception as exc:  # noqa: BLE001 - pluggy validates signatures
+            self._fail(name, origin, location, "registration", exc, status="rejected")
+            return False
+        self.plugins[name] = PluginInfo(name, origin, location, sorted(hooks))
+        self._registries = None
+        return True
+
+    def _fail(self, name: str, origin: str, location: str, stage: str, exc: BaseException, status: str = "failed") -> None:
+        detail = "".join(traceback.format_exception(exc))
+        failure = PluginFailure(name, stage, f"{type(exc).__name__}: {exc}", detail)
+        self.failures.append(failure)
+        if name not in self.plugins or self.plugins[name].status != "loaded":
+            self.plugins[name] = PluginInfo(name, origin, location, status=status, error=failure.error)
+        log.error("%s", failure)
+        log.debug("%s", detail)
+
+    # ----------------------------------------------------------------- components
+    def components(self, kind: str) -> dict[str, Component]:
+        if self._registries is None:
+            self._registries = self._build_registries()
+        return self._registries[kind]
+
+    def component(self, kind: str, name: str) -> type:
+        registry = self.components(kind)
+        if name not in registry:
+            raise KeyError(f"no {kind[:-1].replace('_', ' ')} named {name!r} (available: {', '.join(sorted(registry))})")
+        return registry[name].cls
+
+    def _build_registries(self) -> dict[str, dict[str, Component]]:
+        registries: dict[str, dict[str, Component]] = {kind: {} for kind in COMPONENT_HOOKS}
+        for info in self.plugins.values():
+            info.components = {}
+        for kind, hook in COMPONENT_HOOKS.items():
+            registry = registries[kind]
+
+            def make_register(plugin: str, kind: str = kind, registry: dict = registry) -> Callable[[str, type], None]:
+                def register(name: str, cls: type) -> None:
+                    if name in registry:
+                        raise ValueError(f"{kind[:-1]} name {name!r} is already registered by plugin {registry[name].plugin!r}")
+                    registry[name] = Component(kind, name, cls, plugin)
+                    self.plugins[plugin].components.setdefault(kind, []).append(name)
+
+                return register
+
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                try:
+                    impl.function(register=make_register(impl.plugin_name))
+                except Exception as exc:  # noqa: BLE001
+                    self._report(impl.plugin_name, hook, exc)
+        return registries
+
+    # ----------------------------------------------------------------- event hooks
+    def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of `hook` separately; a raising plugin is reported and skipped."""
+        results = []
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):  # registration order
+            try:
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:  # noqa: BLE001
+                self._report(impl.plugin_name, hook, exc)
+                continue
+            results.append((impl.plugin_name, result))
+        return results
+
+    def _report(self, plugin: str, hook: str, exc: BaseException) -> None:
+        failure = PluginFailure(plugin, hook, f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
+        self.failures.append(failure)
+        log.error("%s (the plugin was skipped; the job goes on)", failure)
+        log.debug("%s", failure.detail)
+
+    def describe(self) -> list[dict[str, Any]]:
+        self.components("sources")  # make sure component lists are filled in
+        return [info.as_dict() for info in self.plugins.values()]
+
+
+def load_host(plugins_dir: Path | None = None, modules: Iterable[str] = (), entry_points: bool = True) -> PluginHost:
+    host = PluginHost()
+    host.load(plugins_dir=plugins_dir, modules=modules, entry_points=entry_points)
+    return host
+

@@ -1,0 +1,148 @@
+"""Alert rules: one YAML file per rule in `rules_dir`, turning detector scores into alerts.
+
+A rule names a job and one of its detectors, a condition (score at or above the model's
+threshold or a number, optionally only the top k per window), severity and risk score, a
+message template, suppression (one alert per entity key per period), MITRE ATT&CK ids, and
+the sinks to write to. See docs/configuration.md for every key.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from .config import AppConfig, Duration, Name, Strict, _pydantic_problems
+from .yamlfile import ConfigError, Problem, load_yaml
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .graphs import GraphWindow
+
+SEVERITY_RISK = {"low": 21, "medium": 47, "high": 73, "critical": 99}
+TEMPLATE_FIELDS = frozenset({
+    "rule", "rule_id", "job", "detector", "entity", "entity_field", "entity_value", "score", "threshold",
+    "window_start", "window_end", "explanation", "top_contributor", "severity",
+})
+DEFAULT_MESSAGE = "{detector}: {entity} anomalous in window {window_start} (score {score:.3f} >= {threshold:.3f}): {explanation}"
+
+
+class Condition(Strict):
+    threshold: Literal["model"] | float = Field("model", description="'model' uses the detector's fitted threshold")
+    top_k: int | None = Field(None, ge=1, description="at most this many alerts per window, highest scores first")
+
+
+class Suppression(Strict):
+    key: list[str] | None = Field(None, description="entity fields forming the key; default: the alert's entity fields")
+    period: Duration = timedelta(hours=1)
+
+
+TechniqueId = Annotated[str, Field(pattern=r"^T\d{4}(\.\d{3})?$")]
+TacticId = Annotated[str, Field(pattern=r"^TA\d{4}$")]
+
+
+class Threat(Strict):
+    techniques: list[TechniqueId] = Field(default_factory=list)
+    tactics: list[TacticId] = Field(default_factory=list)
+
+
+class Rule(Strict):
+    id: Name
+    name: str
+    description: str = ""
+    enabled: bool = True
+    job: Name
+    detector: Name
+    condition: Condition = Condition()
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    risk_score: int | None = Field(None, ge=0, le=100)
+    message: str = DEFAULT_MESSAGE
+    suppress: Suppression | None = None
+    threat: Threat = Threat()
+    sinks: list[Name] | None = None
+    file: Path | None = Field(None, exclude=True)
+
+    @field_validator("message")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"invalid message template: {exc}") from None
+        unknown = sorted(n for n in names if n.split(".")[0].split("[")[0] not in TEMPLATE_FIELDS)
+        if unknown or "" in names:
+            raise ValueError(f"unknown placeholder(s) {unknown or ['{}']} in message; available: {', '.join(sorted(TEMPLATE_FIELDS))}")
+        return value
+
+    @property
+    def risk(self) -> int:
+        return self.risk_score if self.risk_score is not None else SEVERITY_RISK[self.severity]
+
+    def select(self, windows: list["GraphWindow"], scores: list["np.ndarray"], threshold: float) -> list[tuple[int, int, float]]:
+        """(window position, item, score) of the items that meet the condition, in window order."""
+        import numpy as np
+
+        bar = threshold if self.condition.threshold == "model" else float(self.condition.threshold)
+        picked = []
+        for position, values in enumerate(scores):
+            values = np.asarray(values, dtype=np.float64)
+            hits = np.flatnonzero(np.nan_to_num(values, nan=-np.inf) >= bar)
+            hits = hits[np.argsort(-values[hits], kind="stable")]
+            if self.condition.top_k:
+                hits = hits[: self.condition.top_k]
+            picked.extend((position, int(i), float(values[i])) for i in hits)
+        return picked
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+
+    def for_job(self, job: str) -> list[Rule]:
+        return [r for r in self.rules if r.enabled and r.job == job]
+
+
+def load_rules(config: AppConfig) -> RuleSet:
+    """Load and validate every `*.yml` / `*.yaml` in the rules directory against the config."""
+    directory = config.rules_path
+    if not directory.is_dir():
+        raise ConfigError([Problem(config.file, ("rules_dir",), f"rules directory not found: {directory}")])
+    problems: list[Problem] = []
+    rules: list[Rule] = []
+    seen: dict[str, Path] = {}
+    for path in sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")]):
+        try:
+            doc = load_yaml(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(doc.problem((), "a rule file holds one mapping (one rule per file)"))
+            continue
+        data = {"id": path.stem, **doc.data}
+        try:
+            rule = Rule.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(doc, exc))
+            continue
+        rule.file = path
+        if rule.id in seen:
+            problems.append(doc.problem(("id",), f"rule id {rule.id!r} is also used by {seen[rule.id]}"))
+        seen[rule.id] = path
+        job = config.jobs.get(rule.job)
+        if job is None:
+            problems.append(doc.problem(("job",), f"no job named {rule.job!r} in {config.file.name} (jobs: {', '.join(config.jobs)})"))
+        elif rule.detector not in job.detectors:
+            problems.append(doc.problem(("detector",), f"job {rule.job!r} has no detector {rule.detector!r} (detectors: {', '.join(job.detectors)})"))
+        for index, sink in enumerate(rule.sinks or []):
+            if sink not in config.sinks:
+                problems.append(doc.problem(("sinks", index), f"no sink named {sink!r} (sinks: {', '.join(config.sinks)})"))
+        rules.append(rule)
+    if problems:
+        raise ConfigError(problems)
+    return RuleSet(rules)

@@ -1,0 +1,81 @@
+"""The `jsonl` sink: one alert per line in a local file, flushed and fsynced per batch.
+
+On open it reads the ids already in the file (and drops a torn last line left by a crash in
+the middle of a write), so a repeated pass appends nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from ..components import Params
+from ..hookspecs import hookimpl
+from . import Alert, Sink, alert_id_of
+
+log = logging.getLogger(__name__)
+
+
+class JsonlSink(Sink):
+    class Params(Params):
+        path: Path
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._ids: set[str] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.params.path
+
+    def _known_ids(self) -> set[str]:
+        if self._ids is None:
+            self._ids = set()
+            if self.path.exists():
+                self._repair()
+                with self.path.open(encoding="utf-8") as handle:
+                    for number, line in enumerate(handle, 1):
+                        try:
+                            self._ids.add(alert_id_of(json.loads(line)))
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("%s:%d: not an alert line; left as is", self.path, number)
+        return self._ids
+
+    def _repair(self) -> None:
+        """Truncate a last line without its newline: a write cut short by a crash."""
+        with self.path.open("rb+") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            block = min(size, 1 << 20)
+            handle.seek(size - block)
+            tail = handle.read(block)
+            cut = tail.rfind(b"\n")
+            keep = size - block + cut + 1 if cut >= 0 else 0
+            handle.truncate(keep)
+            log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", self.path, size - keep)
+
+    def write(self, alerts: list[Alert]) -> int:
+        known = self._known_ids()
+        new = [a for a in alerts if alert_id_of(a) not in known]
+        if not new:
+            return 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for alert in new:
+                handle.write(json.dumps(alert, sort_keys=True, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        known.update(alert_id_of(a) for a in new)
+        return len(new)
+
+
+@hookimpl
+def register_sinks(register):
+    register("jsonl", JsonlSink)

@@ -1,0 +1,49 @@
+"""Event sources: where events come from.
+
+A source answers two questions for the pipeline:
+
+- `bounds(cursor)`: the time of the earliest event it holds, and its horizon, the time before
+  which all events have arrived (a live source lags behind now; a file ends at its last row).
+  Windows that end at or before the horizon are complete and can be processed.
+- `read(start, end, cursor)`: the events with `start <= @timestamp < end`, and the cursor to
+  store in the checkpoint once that range has been processed. A cursor is a JSON-able dict
+  (file offsets, search_after values ...) or None before the first read.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..components import Component
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Cursor = dict[str, Any] | None
+
+
+@dataclass
+class ReadResult:
+    events: "pd.DataFrame"
+    cursor: Cursor
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class Source(Component, ABC):
+    """Base class for event sources; see the module docstring for the contract."""
+
+    @abstractmethod
+    def bounds(self, cursor: Cursor) -> tuple[datetime | None, datetime | None]:
+        """(earliest event time, horizon), or (None, None) while the source holds no data."""
+
+    def is_finite(self) -> bool:
+        """True when no more events will arrive (a finished file): the last, partial window
+        may then be processed. Live sources keep the default, False."""
+        return False
+
+    @abstractmethod
+    def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
+        """Events in [start, end) with the cursor that marks them as consumed."""

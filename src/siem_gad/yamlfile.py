@@ -1,0 +1,132 @@
+"""YAML loading with line numbers, `${VAR}` interpolation and precise error messages.
+
+Every error names the file, the line where it can be found, and the key path
+(`jobs.network.window`), so that a user never has to guess where a problem is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+KeyPath = tuple[str | int, ...]
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+@dataclass
+class Problem:
+    file: Path
+    path: KeyPath
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else f"{self.file}"
+        return f"{where}: {format_path(self.path)}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in a configuration or rule file."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass
+class YamlDocument:
+    """Parsed YAML plus where each key path was written, for error messages."""
+
+    file: Path
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+    def line_of(self, path: KeyPath) -> int | None:
+        # Fall back to the closest parent that has a line (pydantic paths may point at a
+        # key that is missing, whose parent is the best place to look).
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:cut]))
+            if line is not None:
+                return line
+        return None
+
+    def problem(self, path: KeyPath, message: str) -> Problem:
+        return Problem(self.file, tuple(path), message, self.line_of(tuple(path)))
+
+
+def _collect_lines(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
+    # setdefault: a key's own line wins over the line where its value starts.
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = path + (key_node.value,)
+            out[child] = key_node.start_mark.line + 1
+            _collect_lines(value_node, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _collect_lines(item, path + (index,), out)
+
+
+def load_yaml(file: Path, environ: dict[str, str] | None = None) -> YamlDocument:
+    """Read a YAML file, interpolate `${VAR}` / `${VAR:-default}` in string values."""
+    file = Path(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(file, (), "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(file, (), f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(file, (), f"invalid YAML: {reason}", line)]) from None
+    doc = YamlDocument(file, data)
+    if node is not None:
+        _collect_lines(node, (), doc.lines)
+    problems: list[Problem] = []
+    doc.data = _interpolate(doc.data, (), environ if environ is not None else dict(os.environ), doc, problems)
+    if problems:
+        raise ConfigError(problems)
+    return doc
+
+
+def _interpolate(value: Any, path: KeyPath, environ: dict[str, str], doc: YamlDocument, problems: list[Problem]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, path + (k,), environ, doc, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, path + (i,), environ, doc, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append(doc.problem(path, f"environment variable {name} is not set (write ${{{name}:-default}} to give a default)"))
+        return ""
+
+    return _VAR.sub(replace, value)
