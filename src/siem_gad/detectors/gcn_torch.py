@@ -2,7 +2,9 @@
 
 The encoder is a two-layer GCN trained self-supervised by edge reconstruction (as in a graph
 autoencoder): node embeddings whose inner product predicts which entity pairs interact in a
-window, contrasted with negative pairs sampled inside the same window.
+window, contrasted with negative pairs made by replacing each edge's target with another
+target-side entity of the same window. Negatives come from a seeded `torch.Generator`, so the
+same data and seed always give the same model (PyG's samplers draw from Python's `random`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv
-from torch_geometric.utils import batched_negative_sampling, to_undirected
+from torch_geometric.utils import to_undirected
 from tqdm.auto import tqdm
 
 from ..graphs import GraphWindow
@@ -33,7 +35,25 @@ def window_data(window: GraphWindow, mean: np.ndarray, std: np.ndarray) -> Data:
     x = torch.from_numpy(((window.x - mean) / std).astype(np.float32))
     directed = torch.from_numpy(np.ascontiguousarray(window.edge_index))
     return Data(x=x, edge_index=to_undirected(directed, num_nodes=window.num_nodes), pos_edge_index=directed,
-                num_nodes=window.num_nodes)
+                kind=torch.from_numpy(window.node_kind.astype(np.int64)), num_nodes=window.num_nodes)
+
+
+class TargetCorruptor:
+    """Negative edges: each positive (u, v) with v replaced by a random target-side node of v's window."""
+
+    def __init__(self, batch: Batch, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+        targets = torch.nonzero(batch.kind == 1).flatten()  # sorted, so grouped by window
+        graph_of_target = batch.batch[targets]
+        counts = torch.bincount(graph_of_target, minlength=batch.num_graphs)
+        self.targets = targets
+        self.first = torch.cumsum(counts, 0) - counts
+        self.counts = counts
+
+    def __call__(self, positive: torch.Tensor, graph_of_edge: torch.Tensor) -> torch.Tensor:
+        pick = torch.rand(positive.shape[1], generator=self.generator)
+        offset = (pick * self.counts[graph_of_edge]).long()
+        return torch.stack([positive[0], self.targets[self.first[graph_of_edge] + offset]])
 
 
 def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray, *, hidden: int, embedding: int,
@@ -44,13 +64,15 @@ def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray,
     optimizer = torch.optim.Adam(encoder.parameters(), lr=learning_rate)
     loss_fn = nn.BCEWithLogitsLoss()
     positive = batch.pos_edge_index  # "index" in the name: PyG offsets it per graph
+    corrupt = TargetCorruptor(batch, seed)
+    graph_of_edge = batch.batch[positive[1]]
     losses = []
     bar = tqdm(range(epochs), desc="gcn_hmm: training encoder", unit="epoch", disable=not progress, leave=False)
     for _ in bar:
         encoder.train()
         optimizer.zero_grad()
         z = encoder(batch.x, batch.edge_index)
-        negative = batched_negative_sampling(batch.edge_index, batch.batch, num_neg_samples=max(1, positive.shape[1] // len(windows)))
+        negative = corrupt(positive, graph_of_edge)
         logits = torch.cat([(z[positive[0]] * z[positive[1]]).sum(-1), (z[negative[0]] * z[negative[1]]).sum(-1)])
         labels = torch.cat([torch.ones(positive.shape[1]), torch.zeros(negative.shape[1])])
         loss = loss_fn(logits, labels)
