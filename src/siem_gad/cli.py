@@ -57,8 +57,8 @@ class PluginGroup(click.Group):
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               default=None, help="Log level (default: the config's logging.level, else INFO).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Readable text or JSON lines.")
-@click.option("--plugins-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Directory of local plugins (default: plugins/ beside the config).")
+@click.option("--plugins-dir", type=click.Path(path_type=Path, file_okay=False), default=None, is_eager=True,
+              help="Directory of local plugins (default: plugins/ beside the config).")  # eager: known to --help
 @click.pass_context
 def cli(ctx: click.Context, log_level: str | None, log_format: str | None, plugins_dir: Path | None) -> None:
     """Graph anomaly detection for your SIEM.

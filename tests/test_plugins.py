@@ -1,0 +1,225 @@
+"""Plugin discovery, isolation of failing plugins, and every hook exercised for real."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+from siem_gad.pipeline import App
+from siem_gad.plugins import load_host
+
+from conftest import make_config, read_alerts, siem_gad
+
+IFOREST_ONLY = {
+    "network": {
+        "source": "sim", "window": "1h",
+        "graph": {"type": "bipartite"},
+        "detectors": {"iforest": {"type": "iforest", "n_estimators": 50, "training": {"windows": 24}}},
+        "sinks": ["alerts"],
+    }
+}
+IFOREST_RULE = {"outlier": {"name": "Outlier", "job": "network", "detector": "iforest", "condition": {"top_k": 2}}}
+
+BROKEN_IMPORT = "raise RuntimeError('cannot reach the CMDB')\n"
+TYPO = "from siem_gad import hookimpl\n\n@hookimpl\ndef enrich_alertt(alert, job):\n    pass\n"
+RAISING = "from siem_gad import hookimpl\n\n@hookimpl\ndef enrich_alert(alert, job):\n    raise KeyError('owner')\n"
+TAGGING = '''from siem_gad import hookimpl
+
+@hookimpl
+def enrich_events(events, job):
+    events["labels.site"] = "lab-" + job
+    return events
+
+@hookimpl
+def enrich_alert(alert, job):
+    alert.setdefault("labels", {})["reviewed_by"] = "tagging-plugin"
+'''
+COMMAND = '''import click
+from siem_gad import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        """Say hello from a plugin."""
+        click.echo("hello from a plugin command")
+'''
+
+
+def write_plugins(directory: Path, **files: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / f"{name}.py").write_text(text)
+    return directory
+
+
+def test_builtins_register_through_the_hooks():
+    host = load_host(None)
+    assert {"gcn_hmm", "iforest"} <= set(host.components("detectors"))
+    assert {"csv", "simulate"} <= set(host.components("sources"))
+    assert set(host.components("graph_builders")) >= {"bipartite"}
+    assert {"jsonl", "stdout"} <= set(host.components("sinks"))
+    described = {p["name"]: p for p in host.describe()}
+    assert described["siem_gad.detectors.gcn_hmm"]["origin"] == "builtin"
+    assert described["siem_gad.detectors.gcn_hmm"]["components"] == {"detectors": ["gcn_hmm"]}
+
+
+def test_failing_plugins_are_reported_by_name_and_left_out(tmp_path: Path):
+    directory = write_plugins(tmp_path / "plugins", broken=BROKEN_IMPORT, typo=TYPO, tagging=TAGGING)
+    host = load_host(directory)
+    failures = {f.plugin: f for f in host.failures}
+    assert "RuntimeError: cannot reach the CMDB" in failures["broken"].error
+    assert "unknown hook 'enrich_alertt' (did you mean 'enrich_alert'?)" in failures["typo"].error
+    assert host.plugins["broken"].status == "failed" and host.plugins["typo"].status == "rejected"
+    assert host.plugins["tagging"].status == "loaded"
+    assert host.plugins["tagging"].hooks == ["enrich_alert", "enrich_events"]
+
+
+def test_plugins_command_lists_origin_location_and_status(tmp_path: Path):
+    directory = write_plugins(tmp_path / "plugins", broken=BROKEN_IMPORT, tagging=TAGGING)
+    listed = json.loads(siem_gad("--plugins-dir", str(directory), "plugins", "--json").stdout)
+    by_name = {p["name"]: p for p in listed}
+    assert by_name["tagging"]["location"] == str(directory / "tagging.py")
+    assert by_name["tagging"]["origin"] == "plugins dir"
+    assert by_name["broken"]["status"] == "failed" and "cannot reach the CMDB" in by_name["broken"]["error"]
+    text = siem_gad("--plugins-dir", str(directory), "plugins").stdout
+    assert "siem_gad.detectors.gcn_hmm" in text and "detectors: gcn_hmm" in text
+
+
+def test_register_commands_adds_a_cli_command(tmp_path: Path):
+    directory = write_plugins(tmp_path / "plugins", greeter=COMMAND)
+    assert "hello" in siem_gad("--plugins-dir", str(directory), "--help").stdout
+    assert siem_gad("--plugins-dir", str(directory), "hello").stdout.strip() == "hello from a plugin command"
+
+
+def test_entry_point_plugins_are_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    site = tmp_path / "site"
+    dist = site / "siem_gad_demo-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: siem-gad-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[siem_gad]\ndemo = siem_gad_demo_plugin\n")
+    (site / "siem_gad_demo_plugin.py").write_text(
+        "from siem_gad import hookimpl\nfrom siem_gad.sinks.stdout import StdoutSink\n\n"
+        "class LoudSink(StdoutSink):\n    pass\n\n@hookimpl\ndef register_sinks(register):\n    register('loud', LoudSink)\n")
+    monkeypatch.syspath_prepend(str(site))
+    host = load_host(None)
+    assert host.components("sinks")["loud"].plugin == "demo"
+    assert host.plugins["demo"].origin == "entry point (siem-gad-demo)"
+
+
+def test_hooks_run_and_a_raising_plugin_does_not_stop_the_job(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    deploy = tmp_path / "deploy"
+    write_plugins(deploy / "plugins", raising=RAISING, tagging=TAGGING, broken=BROKEN_IMPORT)
+    config = make_config(deploy, jobs=IFOREST_ONLY, rules=IFOREST_RULE)
+    app = App.open(config)
+    seen_columns = []
+    original = app.job("network").builder.build
+    app.job("network").builder.build = lambda events, grid: (seen_columns.append(set(events.columns)), original(events, grid))[1]
+    with caplog.at_level(logging.ERROR):
+        outcome = app.job("network").run_pass()
+    app.close()
+    assert outcome.status == "ok" and outcome.alerts > 0
+    assert all("labels.site" in columns for columns in seen_columns)
+    alerts = read_alerts(deploy / "state" / "alerts.jsonl")
+    assert alerts and all(a["labels"]["reviewed_by"] == "tagging-plugin" for a in alerts)
+    assert "plugin 'raising' failed in enrich_alert: KeyError: 'owner'" in caplog.text
+
+
+def test_example_asset_inventory_plugin_enriches_alerts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = Path(__file__).resolve().parents[1]
+    deploy = tmp_path / "deploy"
+    (deploy / "plugins").mkdir(parents=True)
+    (deploy / "plugins" / "asset_inventory.py").write_text((root / "plugins" / "asset_inventory.py").read_text())
+    (deploy / "plugins" / "assets.csv").write_text("entity,owner,criticality\n10.0.0.60,unix-team,critical\n")
+    sys.modules.pop("siem_gad_local_plugins.asset_inventory", None)
+    config = make_config(deploy, jobs=IFOREST_ONLY, rules={
+        "outlier": {"name": "Outlier", "job": "network", "detector": "iforest", "condition": {"threshold": -1.0}}})
+    app = App.open(config)
+    app.job("network").run_pass()
+    app.close()
+    alerts = read_alerts(deploy / "state" / "alerts.jsonl")
+    ssh = [a for a in alerts if a["siem_gad"]["entity"]["value"] == "10.0.0.60"]
+    other = [a for a in alerts if a["siem_gad"]["entity"]["value"] != "10.0.0.60"]
+    assert ssh and all(a["siem_gad"]["asset"] == {"owner": "unix-team", "criticality": "critical"} for a in ssh)
+    assert all(a["event"]["risk_score"] == 57.0 for a in ssh)  # medium (47) + 10 for a critical asset
+    assert other and all("asset" not in a["siem_gad"] for a in other)
+
+
+THIRD_PARTY = '''
+import numpy as np
+from siem_gad import hookimpl
+from siem_gad.detectors import Detector, Explanation
+from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+from siem_gad.sources.simulate import SimulateSource
+
+
+class QuietSim(SimulateSource):
+    """The simulator without its attacks."""
+
+    def __init__(self, **params):
+        super().__init__(**{**params, "attacks": False})
+
+
+class UserHostGraph(BipartiteGraphBuilder):
+    def __init__(self, **params):
+        super().__init__(source_field="source.ip", target_field="destination.ip")
+
+
+class FanOut(Detector):
+    """Scores each entity by its degree, relative to the training maximum."""
+
+    def fit(self, windows, progress=False):
+        degrees = np.concatenate([w.x[:, 1] for w in windows])
+        self.max_degree_ = float(degrees.max())
+        self.threshold_ = self.threshold_from(degrees - self.max_degree_)
+        return self
+
+    def score(self, windows):
+        return [w.x[:, 1] - self.max_degree_ for w in windows]
+
+    def explain(self, window, item, top_k=5):
+        return Explanation(window.entity(item), [{"name": "degree", "value": float(window.x[item, 1]), "weight": 1.0}],
+                           summary="fan-out")
+
+    def get_state(self):
+        return {"max_degree": self.max_degree_}
+
+    def set_state(self, state):
+        self.max_degree_ = state["max_degree"]
+
+
+@hookimpl
+def register_sources(register):
+    register("quiet_sim", QuietSim)
+
+
+@hookimpl
+def register_graph_builders(register):
+    register("ip_graph", UserHostGraph)
+
+
+@hookimpl
+def register_detectors(register):
+    register("fan_out", FanOut)
+'''
+
+
+def test_third_party_source_builder_and_detector_run_a_job(tmp_path: Path):
+    deploy = tmp_path / "deploy"
+    write_plugins(deploy / "plugins", third_party=THIRD_PARTY)
+    config = make_config(
+        deploy, sources={"quiet": {"type": "quiet_sim", "hours": 30, "hosts": 12}},
+        jobs={"net": {"source": "quiet", "graph": {"type": "ip_graph"},
+                      "detectors": {"fan": {"type": "fan_out", "threshold_percentile": 90, "training": {"windows": 24}}}}},
+        rules={"fan": {"name": "Fan-out", "job": "net", "detector": "fan", "condition": {"threshold": -100.0, "top_k": 1}}})
+    assert "OK" in siem_gad("check", "-c", str(config)).stdout
+    siem_gad("run", "-c", str(config), "--once")
+    alerts = read_alerts(deploy / "state" / "alerts.jsonl")
+    assert len(alerts) == 30  # one per window (top_k 1), the quiet simulator has traffic every hour
+    assert {a["siem_gad"]["detector_type"] for a in alerts} == {"fan_out"}
+    status = json.loads(siem_gad("status", "-c", str(config), "--json").stdout)
+    assert status[0]["models"][0]["state"] == "current" and status[0]["checkpoint"] == "2026-01-06T06:00:00Z"
