@@ -209,6 +209,8 @@ def status(ctx: click.Context, config: Path, as_json: bool) -> None:
     for job in report:
         lag = f"{job['lag_seconds'] / 3600:.1f} h behind now" if job["lag_seconds"] is not None else "not started"
         click.echo(f"job {job['job']} (source {job['source']}): checkpoint {job['checkpoint'] or '-'} ({lag})")
+        if job["source_counters"]:
+            click.echo("  source: " + " ".join(f"{k}={v}" for k, v in job["source_counters"].items()))
         if job["waiting"]:
             click.echo(f"  WAITING: {job['waiting']}")
         for model in job["models"]:

@@ -380,6 +380,7 @@ class JobRunner:
             "window": self.window.total_seconds(),
             "checkpoint": isoformat(checkpoint.watermark) if checkpoint else None,
             "lag_seconds": (utcnow() - checkpoint.watermark).total_seconds() if checkpoint else None,
+            "source_counters": self.source.counters(),
             "models": models,
             "waiting": waiting,
             "passes": [{"started": isoformat(p.started_at), "window_start": p.window_start and isoformat(p.window_start),

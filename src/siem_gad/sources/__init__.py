@@ -39,6 +39,10 @@ class Source(Component, ABC):
     def bounds(self, cursor: Cursor) -> tuple[datetime | None, datetime | None]:
         """(earliest event time, horizon), or (None, None) while the source holds no data."""
 
+    def counters(self) -> dict[str, int]:
+        """Running totals shown by `siem-gad status` (quarantined rows, dropped messages ...)."""
+        return {}
+
     def is_finite(self) -> bool:
         """True when no more events will arrive (a finished file): the last, partial window
         may then be processed. Live sources keep the default, False."""

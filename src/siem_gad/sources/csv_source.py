@@ -73,6 +73,10 @@ class CsvSource(Source):
         _check_format = field_validator("timestamp_format")(lambda cls, v: check_format(v))
 
     # ------------------------------------------------------------------ helpers
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._seen_bad: set[tuple[str, int]] | None = None
+
     @property
     def path(self) -> Path:
         return self.params.path
@@ -96,16 +100,16 @@ class CsvSource(Source):
         names = next(csv.reader([text], delimiter=self.params.delimiter))
         return [n.strip() for n in names], len(first), 1
 
-    def _start(self, cursor: Cursor, header_end: int) -> tuple[int, int, int]:
-        """(offset, line number, quarantined-until offset) to read from, checking the file is the same."""
+    def _start(self, cursor: Cursor, header_end: int, header_lines: int) -> tuple[int, int]:
+        """(offset, line number) to read from, checking the file is still the same one."""
         identity = self._identity()
         if not cursor or identity is None:
-            return header_end, 0, header_end
+            return header_end, header_lines
         same_file = cursor.get("ino") == identity["ino"] and cursor.get("dev") == identity["dev"]
         if not same_file or identity["size"] < cursor.get("offset", 0):
             log.warning("%s: file was replaced or truncated since the checkpoint; reading it from the start", self.path)
-            return header_end, 0, header_end
-        return cursor["offset"], cursor.get("line", 0), cursor.get("scanned", cursor["offset"])
+            return header_end, header_lines
+        return cursor["offset"], cursor.get("line", 0)
 
     def _lines(self, handle, offset: int, line: int, scan: _Scan, limit: int | None) -> Iterator[str]:
         """Decoded lines from `offset`; unusable ones go to `scan.bad` and are not yielded."""
@@ -133,7 +137,7 @@ class CsvSource(Source):
             try:
                 text = raw.decode(self.params.encoding)
             except UnicodeDecodeError as exc:
-                scan.bad.append((scan.end_line, start, f"undecodable bytes ({exc.reason})", raw[:200].decode("latin-1")))
+                scan.bad.append((scan.end_line, start, f"undecodable bytes ({exc.reason})", raw[:200].rstrip(b"\r\n").decode("latin-1")))
                 continue
             if "\x00" in text:
                 scan.bad.append((scan.end_line, start, "NUL byte in line", text[:200].replace("\x00", "\\0")))
@@ -187,19 +191,37 @@ class CsvSource(Source):
             frame = frame.rename(columns={p.field_map.get(p.id_field, p.id_field): EVENT_ID})
         return frame
 
-    def _quarantine(self, bad: list[tuple[int, int, str, str]]) -> None:
-        if not bad:
-            return
-        target = self.params.quarantine or (Path(self.state_dir or ".") / "quarantine" / f"{self.name}.csv")
+    def _quarantine_path(self) -> Path:
+        return self.params.quarantine or (Path(self.state_dir or ".") / "quarantine" / f"{self.name}.csv")
+
+    def _quarantined(self) -> set[tuple[str, int]]:
+        """(file, line) already in the quarantine file: a range read twice (training, a repeated
+        pass, a restart) quarantines each row once."""
+        if self._seen_bad is None:
+            self._seen_bad = set()
+            target = self._quarantine_path()
+            if target.exists():
+                with target.open(newline="", encoding="utf-8") as handle:
+                    self._seen_bad = {(row["file"], int(row["line"])) for row in csv.DictReader(handle)}
+        return self._seen_bad
+
+    def _quarantine(self, bad: list[tuple[int, int, str, str]]) -> int:
+        seen = self._quarantined()
+        fresh = sorted(b for b in bad if (str(self.path), b[0]) not in seen)
+        if not fresh:
+            return 0
+        target = self._quarantine_path()
         target.parent.mkdir(parents=True, exist_ok=True)
         new = not target.exists()
         with target.open("a", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             if new:
                 writer.writerow(["file", "line", "reason", "raw"])
-            for line, _, reason, raw in sorted(bad):
+            for line, _, reason, raw in fresh:
                 writer.writerow([str(self.path), line, reason, raw])
-        log.warning("%s: %d malformed rows quarantined to %s", self.path, len(bad), target)
+                seen.add((str(self.path), line))
+        log.warning("%s: %d malformed rows quarantined to %s", self.path, len(fresh), target)
+        return len(fresh)
 
     # ------------------------------------------------------------------ contract
     def bounds(self, cursor: Cursor) -> tuple[datetime | None, datetime | None]:
@@ -209,7 +231,7 @@ class CsvSource(Source):
             header, header_end, header_lines = self._header(handle)
             if header is None:
                 return None, None
-            offset, line, _ = self._start(cursor, header_end)
+            offset, line = self._start(cursor, header_end, header_lines)
             first = self._first_time(handle, header, offset, line)
             if first is None:
                 return None, None
@@ -248,6 +270,9 @@ class CsvSource(Source):
     def is_finite(self) -> bool:
         return not self.params.follow
 
+    def counters(self) -> dict[str, int]:
+        return {"quarantined": len(self._quarantined())}
+
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
         import pandas as pd
 
@@ -257,19 +282,16 @@ class CsvSource(Source):
         stats = {"read": 0, "quarantined": 0, "skipped": 0}
         kept: list[pd.DataFrame] = []
         with self.path.open("rb") as handle:
-            header, header_end, _ = self._header(handle)
+            header, header_end, header_lines = self._header(handle)
             if header is None:
                 log.info("%s: empty file, nothing to read", self.path)
                 return ReadResult(_empty(), dict(cursor or {}), stats)
-            offset, line, scanned = self._start(cursor, header_end)
+            offset, line = self._start(cursor, header_end, header_lines)
             next_offset, next_line = None, None
             while True:
                 scan = self._scan(handle, offset, line, len(header), self.params.chunk_rows)
                 frame = self._frame(header, scan)
-                # A range is re-scanned when the cursor stops short of it: quarantine once.
-                fresh = [bad for bad in scan.bad if bad[1] >= scanned]
-                self._quarantine(fresh)
-                stats["quarantined"] += len(fresh)
+                stats["quarantined"] += self._quarantine(scan.bad)
                 stamps = frame[TIMESTAMP]
                 future = frame.loc[stamps >= end]
                 if next_offset is None and len(future):
@@ -277,7 +299,6 @@ class CsvSource(Source):
                     next_offset, next_line = int(future.at[first, "_offset"]), int(future.at[first, "_line"]) - 1
                 stats["skipped"] += int((stamps < start).sum())
                 kept.append(frame.loc[(stamps >= start) & (stamps < end)])
-                scanned = max(scanned, scan.end_offset)
                 progressed = scan.end_offset > offset
                 offset, line = scan.end_offset, scan.end_line
                 if not progressed or len(scan.records) < self.params.chunk_rows:
@@ -290,8 +311,7 @@ class CsvSource(Source):
         events = events.drop(columns=["_offset"], errors="ignore")
         events = finalize_events(events.drop(columns=["_line"]), self.name) if len(events) else _empty()
         stats["read"] = len(events)
-        new_cursor = {"offset": next_offset, "line": next_line, "scanned": max(scanned, next_offset),
-                      "ino": identity["ino"], "dev": identity["dev"]}
+        new_cursor = {"offset": next_offset, "line": next_line, "ino": identity["ino"], "dev": identity["dev"]}
         return ReadResult(events, new_cursor, stats)
 
 
