@@ -70,7 +70,8 @@ class GcnHmmDetector(Detector):
         self.pool_std_ = pooled.std(axis=0) + 1e-6
         standard = (pooled - self.pool_mean_) / self.pool_std_
         dims = max(1, min(p.hmm_dims, len(train) - 1, standard.shape[1]))
-        self.components_ = np.linalg.svd(standard, full_matrices=False)[2][:dims].T  # (pool_dim, dims)
+        # contiguous, as after loading: the same memory layout gives bit-identical scores
+        self.components_ = np.ascontiguousarray(np.linalg.svd(standard, full_matrices=False)[2][:dims].T)
         observed = standard @ self.components_
         states = max(1, min(p.states, len(train) // 4))
         hmm = GaussianHMM(n_components=states, covariance_type="diag", n_iter=p.hmm_iterations, random_state=p.seed,

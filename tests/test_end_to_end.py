@@ -1,0 +1,163 @@
+"""The README's first command on the default config, checked against the simulator's ground truth,
+and a real process killed in the middle of a pass."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from siem_gad.simulator import Enterprise
+
+from conftest import ROOT, make_config, read_alerts, siem_gad
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[Path, list[dict]]:
+    deploy = tmp_path_factory.mktemp("default")
+    shutil.copy(ROOT / "config.example.yaml", deploy / "config.yaml")
+    shutil.copytree(ROOT / "rules", deploy / "rules")
+    shutil.copytree(ROOT / "plugins", deploy / "plugins")
+    siem_gad("run", "-c", str(deploy / "config.yaml"), "--once")
+    return deploy, read_alerts(deploy / "state" / "alerts.jsonl")
+
+
+def attack_entity_windows(enterprise: Enterprise) -> set[tuple[str, str]]:
+    """(window start, entity value) pairs that took part in an attack event: the ground truth."""
+    events = enterprise.events(enterprise.start, enterprise.end)
+    attacks = events[events["labels.attack"] != "benign"]
+    starts = attacks["@timestamp"].dt.floor("h").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    truth = set()
+    for field in ("source.ip", "destination.ip", "user.name", "host.name"):
+        values = attacks[field]
+        truth |= {(s, str(v)) for s, v in zip(starts[values.notna()], values[values.notna()])}
+    return truth
+
+
+def test_default_run_writes_explained_ecs_alerts(default_run):
+    _, alerts = default_run
+    assert alerts
+    for alert in alerts:
+        assert alert["event"]["kind"] == "alert" and alert["event"]["module"] == "siem_gad"
+        sg = alert["siem_gad"]
+        assert sg["score"] >= sg["threshold"] and sg["explanation"] and sg["evidence"]["event_ids"]
+        assert sg["top_contributor"]["name"] == sg["explanation"][0]["name"]
+        assert alert["message"] and "\n" not in alert["message"]
+        field, value = sg["entity"]["field"], sg["entity"]["value"]
+        section, key = field.split(".")
+        assert alert[section][key] == value
+    assert len({a["siem_gad"]["alert_id"] for a in alerts}) == len(alerts)
+
+
+def test_top_alerts_point_at_the_injected_attacks(default_run):
+    _, alerts = default_run
+    enterprise = Enterprise()  # the example config's simulate source uses the defaults
+    truth = attack_entity_windows(enterprise)
+
+    def is_attack(alert: dict) -> bool:
+        return (alert["siem_gad"]["window"]["start"], alert["siem_gad"]["entity"]["value"]) in truth
+
+    by_rule: dict[str, list[dict]] = {}
+    for alert in alerts:
+        by_rule.setdefault(alert["rule"]["id"], []).append(alert)
+    for rule, top_n in {"network-graph-shift": 2, "network-entity-outlier": 3, "auth-entity-outlier": 4}.items():
+        ranked = sorted(by_rule[rule], key=lambda a: -a["siem_gad"]["score"])
+        assert all(is_attack(a) for a in ranked[:top_n]), f"{rule}: {[a['message'] for a in ranked[:top_n]]}"
+        scores = [a["siem_gad"]["score"] for a in by_rule[rule]]
+        labels = [is_attack(a) for a in by_rule[rule]]
+        assert roc_auc_score(labels, scores) > 0.8, rule  # attack alerts outrank the benign ones
+    named = {a["siem_gad"]["entity"]["value"] for a in alerts}
+    entities = enterprise.attack_entities()
+    assert entities["ssh_bruteforce"]["source.ip"] in named
+    assert entities["port_scan"]["source.ip"] in named
+    assert entities["lateral_movement"]["user.name"] in named
+    assert entities["exfiltration"]["destination.ip"] in named
+
+
+def test_repeating_the_run_writes_nothing_twice(default_run):
+    deploy, alerts = default_run
+    siem_gad("run", "-c", str(deploy / "config.yaml"), "--once")
+    assert len(read_alerts(deploy / "state" / "alerts.jsonl")) == len(alerts)
+    status = siem_gad("status", "-c", str(deploy / "config.yaml")).stdout
+    assert "checkpoint 2026-01-08T00:00:00Z" in status and "gcn_hmm (gcn_hmm): v1 current" in status
+
+
+def test_a_detector_waits_plainly_for_training_data(tmp_path: Path):
+    config = make_config(tmp_path, sources={"sim": {"type": "simulate", "hours": 10, "hosts": 12}})
+    siem_gad("run", "-c", str(config), "--once")
+    status = siem_gad("status", "-c", str(config)).stdout
+    assert "WAITING: detector 'gcn_hmm' is waiting for training data: 10 of 24 windows available" in status
+    assert "checkpoint -" in status
+
+
+SLOW_PLUGIN = """import time
+from siem_gad import hookimpl
+
+@hookimpl
+def enrich_events(events, job):
+    time.sleep(0.3)  # keeps each batch slow enough to be interrupted in the middle
+"""
+
+
+def run_to_completion(deploy: Path) -> list[str]:
+    siem_gad("run", "-c", str(deploy / "config.yaml"), "--once")
+    return [a["siem_gad"]["alert_id"] for a in read_alerts(deploy / "state" / "alerts.jsonl")]
+
+
+def committed_watermark(deploy: Path) -> str | None:
+    db = deploy / "state" / "state.sqlite"
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            row = conn.execute("SELECT watermark FROM checkpoints WHERE job = 'network'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_resumes_with_the_same_alerts(tmp_path: Path, signum: int):
+    reference = tmp_path / "reference"
+    make_config(reference)
+    expected = run_to_completion(reference)
+    assert expected
+
+    # The interrupted run commits every 2 windows, the reference every 6: the alerts must not
+    # depend on where batches (or crashes) fall.
+    deploy = tmp_path / "interrupted"
+    make_config(deploy)
+    text = (deploy / "config.yaml").read_text().replace("batch_windows: 6", "batch_windows: 2")
+    (deploy / "config.yaml").write_text(text)
+    (deploy / "plugins").mkdir()
+    (deploy / "plugins" / "slow.py").write_text(SLOW_PLUGIN)
+    process = subprocess.Popen([sys.executable, "-m", "siem_gad", "run", "-c", str(deploy / "config.yaml"), "--once"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while committed_watermark(deploy) is None and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    first_commit = committed_watermark(deploy)
+    assert first_commit is not None, process.communicate()[1]
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    interrupted_at = committed_watermark(deploy)
+    assert interrupted_at < "2026-01-06T12:00:00Z", "the run finished before it could be interrupted"
+    if signum == signal.SIGTERM:
+        assert process.returncode == 0 and "finishing the current batch" in stderr
+    else:
+        assert process.returncode == -signal.SIGKILL
+
+    ids = run_to_completion(deploy)
+    assert Counter(ids).most_common(1)[0][1] == 1, "an alert was written twice"
+    assert set(ids) == set(expected), "alerts missing or extra after the restart"
+    statuses = pd.read_sql("SELECT status FROM passes", sqlite3.connect(deploy / "state" / "state.sqlite"))
+    assert "ok" in set(statuses["status"])

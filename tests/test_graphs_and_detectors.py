@@ -1,0 +1,138 @@
+"""The bipartite builder against a plain pandas computation; detectors' fit/score/save/load."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from siem_gad.detectors import NotFittedError
+from siem_gad.detectors.gcn_hmm import GcnHmmDetector
+from siem_gad.detectors.iforest import IsolationForestDetector
+from siem_gad.graphs import WindowGrid
+from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+from siem_gad.pipeline import App
+from siem_gad.simulator import Enterprise
+
+from conftest import make_config
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def sim_windows():
+    enterprise = Enterprise(seed=3, hosts=20, hours=36)
+    events = enterprise.events(enterprise.start, enterprise.end)
+    windows = BipartiteGraphBuilder().build(events, WindowGrid(enterprise.start, HOUR, 36))
+    return enterprise, events, windows
+
+
+def test_bipartite_matches_a_groupby(sim_windows):
+    enterprise, events, windows = sim_windows
+    for window in (windows[3], windows[27]):  # a night window and the port-scan hour
+        frame = events[(events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)]
+        expected = frame.groupby(["source.ip", "destination.ip"]).agg(
+            events=("event.id", "size"), bytes=("network.bytes", "sum"), ports=("destination.port", "nunique"),
+            failures=("event.outcome", lambda s: (s == "failure").sum()))
+        got = pd.DataFrame({
+            "source.ip": window.node_value[window.edge_index[0]], "destination.ip": window.node_value[window.edge_index[1]],
+            "events": np.expm1(window.edge_attr[:, 0].astype(np.float64)), "bytes": np.expm1(window.edge_attr[:, 1].astype(np.float64)),
+            "ports": np.expm1(window.edge_attr[:, 2].astype(np.float64)),
+        }).set_index(["source.ip", "destination.ip"]).sort_index()
+        expected = expected.sort_index()
+        assert list(got.index) == list(expected.index)
+        np.testing.assert_allclose(got["events"], expected["events"], rtol=1e-5)
+        np.testing.assert_allclose(got["bytes"], expected["bytes"], rtol=1e-5)
+        np.testing.assert_allclose(got["ports"], expected["ports"], rtol=1e-5)
+        assert window.num_events == len(frame)
+        degree = frame.groupby("source.ip")["destination.ip"].nunique()
+        sources = window.node_kind == 0
+        got_degree = dict(zip(window.node_value[sources], np.rint(np.expm1(window.x[sources, 1].astype(np.float64)))))
+        assert got_degree == degree.to_dict()
+
+
+def test_evidence_points_at_the_events_of_an_entity(sim_windows):
+    enterprise, events, windows = sim_windows
+    scan_hour = enterprise.attack_hours()["port_scan"][0]
+    scanner = enterprise.attack_entities()["port_scan"]["source.ip"]
+    window = windows[scan_hour]
+    node = int(np.flatnonzero((window.node_value == scanner) & (window.node_kind == 0))[0])
+    ids, total = window.node_evidence(node, limit=50)
+    frame = events.set_index("event.id")
+    in_window = events[(events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)]
+    assert total == int((in_window["source.ip"] == scanner).sum())
+    assert len(ids) == 50 and (frame.loc[ids, "source.ip"] == scanner).all()
+    assert set(frame.loc[ids, "labels.attack"]) == {"port_scan"}
+
+
+def test_empty_events_give_empty_windows():
+    empty = pd.DataFrame({"@timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "event.id": [], "source.ip": [],
+                          "destination.ip": []})
+    windows = BipartiteGraphBuilder().build(empty, WindowGrid(Enterprise().start, HOUR, 3))
+    assert [w.num_nodes for w in windows] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("cls, params", [(IsolationForestDetector, {"n_estimators": 50}),
+                                         (GcnHmmDetector, {"epochs": 30})])
+def test_saved_models_reload_with_identical_scores(sim_windows, tmp_path: Path, cls, params):
+    _, _, windows = sim_windows
+    detector = cls(**params).fit(windows[:24])
+    with pytest.raises(NotFittedError):
+        cls(**params).score(windows)
+    before = detector.score(windows[24:])
+    path = tmp_path / "model.pt"
+    detector.save(path)
+    torch.load(path, weights_only=True)  # a plain-data file: no pickled code
+    loaded = cls.load(path)
+    after = loaded.score(windows[24:])
+    assert loaded.threshold_ == detector.threshold_
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gcn_hmm_scores_do_not_depend_on_pass_boundaries(sim_windows):
+    _, _, windows = sim_windows
+    detector = GcnHmmDetector(epochs=30).fit(windows[:24])
+    whole = np.concatenate(detector.score(windows[24:]))
+    detector.stream_state_ = None
+    first = np.concatenate(detector.score(windows[24:30]))
+    carried = detector.stream_state_
+    assert carried["next_window"] == "2026-01-06T06:00:00Z"
+    second = np.concatenate(detector.score(windows[30:]))
+    np.testing.assert_allclose(np.concatenate([first, second]), whole)
+
+
+def test_gcn_hmm_ranks_attack_windows_and_names_the_attacker(sim_windows):
+    enterprise, _, windows = sim_windows
+    detector = GcnHmmDetector(epochs=40).fit(windows[:24])
+    scores = np.concatenate(detector.score(windows))
+    hours = enterprise.attack_hours()
+    top_two = set(np.argsort(-scores)[:2])
+    assert top_two == {hours["port_scan"][0], hours["ssh_bruteforce"][0]}
+    scan = detector.explain(windows[hours["port_scan"][0]], 0)
+    assert scan.entity == enterprise.attack_entities()["port_scan"]
+    brute = detector.explain(windows[hours["ssh_bruteforce"][0]], 0)
+    assert "203.0.113.45" in [c["value"] for c in brute.contributors[:3]]
+
+
+def test_a_model_trained_with_another_config_is_stale_and_retrained(tmp_path: Path):
+    deploy = tmp_path / "deploy"
+    jobs = {"network": {"source": "sim", "graph": {"type": "bipartite"},
+                        "detectors": {"iforest": {"type": "iforest", "n_estimators": 50, "training": {"windows": 24}}}}}
+    config = make_config(deploy, jobs=jobs, rules={})
+    app = App.open(config)
+    app.job("network").run_pass()
+    assert app.job("network").status()["models"][0] == {**app.job("network").status()["models"][0], "version": 1, "state": "current"}
+    app.close()
+    jobs["network"]["detectors"]["iforest"]["n_estimators"] = 60
+    config = make_config(deploy, jobs=jobs, rules={})
+    app = App.open(config)
+    assert app.job("network").status()["models"][0]["state"] == "stale"
+    app.job("network").ensure_models(app.job("network").plan())
+    assert app.job("network").status()["models"][0]["version"] == 2
+    assert app.job("network").models["iforest"].detector.params.n_estimators == 60
+    app.close()
