@@ -27,6 +27,12 @@ NUMERIC_FIELDS = ("source.port", "destination.port", "network.bytes", "network.p
                   "destination.bytes", "event.duration", "process.pid")
 
 
+# Entity and low-cardinality fields are stored as pandas Categoricals: each string is hashed
+# once when a source reads it, and graph builders work on the integer codes.
+CATEGORICAL_FIELDS = ("source.ip", "destination.ip", "user.name", "host.name", "event.action",
+                      "event.outcome", "event.category", "network.transport")
+
+
 def empty_events() -> "pd.DataFrame":
     import pandas as pd
 
@@ -51,6 +57,9 @@ def finalize_events(events: "pd.DataFrame", source_name: str) -> "pd.DataFrame":
     for name in NUMERIC_FIELDS:
         if name in events.columns and not pd.api.types.is_numeric_dtype(events[name].dtype):
             events[name] = pd.to_numeric(events[name], errors="coerce")
+    for name in CATEGORICAL_FIELDS:
+        if name in events.columns and not isinstance(events[name].dtype, pd.CategoricalDtype):
+            events[name] = events[name].astype("category")
     if EVENT_ID not in events.columns:
         events[EVENT_ID] = None
     missing = events[EVENT_ID].isna()

@@ -5,8 +5,9 @@ Nodes are the distinct values of two event fields (`source.ip` x `destination.ip
 destination gives two nodes. An edge joins two entities that share at least one event in the
 window and aggregates those events. All windows of a batch are built at once:
 
-1. each entity column is factorized to integer codes once for the whole batch (the expensive
-   part is hashing the strings, done once rather than once per window);
+1. each entity column becomes integer codes once for the whole batch: free when the source
+   delivered it as a pandas Categorical (sources encode entity fields once per read), else one
+   factorize (hashing the strings is the expensive part, so never once per window);
 2. an edge is the integer key (window, source code, target code); one factorize of the keys
    gives every event its edge;
 3. edge and node aggregates are `np.bincount`s over those ids;
@@ -62,8 +63,8 @@ class BipartiteGraphBuilder(GraphBuilder):
         start_ns = pd.Timestamp(grid.start).value
         size_ns = int(grid.size.total_seconds() * 1e9)
         window = (stamps - start_ns) // size_ns
-        src, src_values = pd.factorize(events[p.source_field], use_na_sentinel=True)
-        dst, dst_values = pd.factorize(events[p.target_field], use_na_sentinel=True)
+        src, src_values = _codes(events[p.source_field])
+        dst, dst_values = _codes(events[p.target_field])
         keep = (src >= 0) & (dst >= 0) & (window >= 0) & (window < grid.count)
         if not keep.all():
             window, src, dst = window[keep], src[keep], dst[keep]
@@ -72,13 +73,7 @@ class BipartiteGraphBuilder(GraphBuilder):
             raise ValueError("too many distinct entities in one batch for 64-bit edge keys; use fewer windows per batch")
 
         # -- edges: one factorize of (window, src, dst) keys, then sorted so windows are contiguous
-        key = (window * n_src + src) * n_dst + dst
-        codes, uniques = pd.factorize(key)
-        order = np.argsort(uniques, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        event_edge = rank[codes]
-        edge_key = uniques[order]
+        event_edge, edge_key = _sorted_factorize((window * n_src + src) * n_dst + dst)
         m = len(edge_key)
         e_window = edge_key // (n_src * n_dst)
         e_src = (edge_key // n_dst) % n_src
@@ -91,11 +86,9 @@ class BipartiteGraphBuilder(GraphBuilder):
 
         # -- nodes: (window, kind, code) keys sorted, so each window's nodes are contiguous
         width = max(n_src, n_dst)
-        src_node_key = (e_window * 2) * width + e_src
-        dst_node_key = (e_window * 2 + 1) * width + e_dst
-        node_key = np.unique(np.concatenate([src_node_key, dst_node_key]))
-        e_src_node = np.searchsorted(node_key, src_node_key)
-        e_dst_node = np.searchsorted(node_key, dst_node_key)
+        endpoint, node_key = _sorted_factorize(np.concatenate([(e_window * 2) * width + e_src,
+                                                               (e_window * 2 + 1) * width + e_dst]))
+        e_src_node, e_dst_node = endpoint[:m], endpoint[m:]
         node_window = node_key // (2 * width)
         node_kind = ((node_key // width) % 2).astype(np.int8)
         node_code = node_key % width
@@ -109,8 +102,8 @@ class BipartiteGraphBuilder(GraphBuilder):
         event_ids = events[EVENT_ID].to_numpy()[keep] if EVENT_ID in events.columns else np.arange(n)[keep].astype(str)
         evidence = Evidence(event_ids, event_edge, m)
         per_window = np.bincount(window, minlength=grid.count)
-        node_ptr = np.searchsorted(node_window, np.arange(grid.count + 1))
-        edge_ptr = np.searchsorted(e_window, np.arange(grid.count + 1))
+        node_ptr = np.concatenate([[0], np.cumsum(np.bincount(node_window, minlength=grid.count))])
+        edge_ptr = np.concatenate([[0], np.cumsum(np.bincount(e_window, minlength=grid.count))])
         graphs = []
         for i in range(grid.count):
             n0, n1, m0, m1 = node_ptr[i], node_ptr[i + 1], edge_ptr[i], edge_ptr[i + 1]
@@ -135,9 +128,7 @@ class BipartiteGraphBuilder(GraphBuilder):
         column = self.params.outcome_field
         if not column or column not in events.columns:
             return np.zeros(m)
-        import pandas as pd
-
-        codes, values = pd.factorize(events[column])
+        codes, values = _codes(events[column])
         failed_code = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False])
         return np.bincount(event_edge, weights=failed_code[codes[keep]].astype(np.float64), minlength=m)
 
@@ -147,7 +138,7 @@ class BipartiteGraphBuilder(GraphBuilder):
             return np.zeros(m)
         import pandas as pd
 
-        codes, values = pd.factorize(events[column])
+        codes, values = _codes(events[column])
         pair = event_edge * (len(values) + 1) + (codes[keep] + 1)
         distinct_pairs = pd.unique(pair)
         return np.bincount(distinct_pairs // (len(values) + 1), minlength=m).astype(np.float64)
@@ -182,6 +173,31 @@ class BipartiteGraphBuilder(GraphBuilder):
             node_value=np.zeros(0, object), x=np.zeros((0, len(NODE_FEATURES)), np.float32),
             feature_names=NODE_FEATURES, edge_index=np.zeros((2, 0), np.int64),
             edge_attr=np.zeros((0, len(EDGE_FEATURES)), np.float32), edge_feature_names=EDGE_FEATURES)
+
+
+def _codes(column: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (-1 for missing) and the values they stand for; no hashing for categoricals."""
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy().astype(np.int64), np.asarray(column.cat.categories, dtype=object)
+    codes, values = pd.factorize(column, use_na_sentinel=True)
+    return codes.astype(np.int64), np.asarray(values, dtype=object)
+
+
+def _sorted_factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position of each key among the sorted distinct keys, the sorted distinct keys).
+
+    Same result as np.unique(keys, return_inverse=True), but hashes the n keys and sorts only
+    the distinct ones, which are far fewer.
+    """
+    import pandas as pd
+
+    codes, uniques = pd.factorize(keys)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[codes], uniques[order]
 
 
 @hookimpl

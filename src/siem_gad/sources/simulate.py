@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field, field_validator
 
 from ..components import Params
+from ..events import finalize_events
 from ..hookspecs import hookimpl
 from ..simulator import DEFAULT_START, Enterprise
 from ..timeutil import parse_time, utcnow
@@ -45,7 +46,7 @@ class SimulateSource(Source):
         return self.enterprise.end <= utcnow()
 
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
-        events = self.enterprise.events(start, end)
+        events = finalize_events(self.enterprise.events(start, end), self.name)
         return ReadResult(events, {"read_until": end.isoformat()}, {"read": len(events)})
 
 
