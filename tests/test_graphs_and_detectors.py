@@ -111,8 +111,10 @@ def test_gcn_hmm_ranks_attack_windows_and_names_the_attacker(sim_windows):
     detector = GcnHmmDetector(epochs=40).fit(windows[:24])
     scores = np.concatenate(detector.score(windows))
     hours = enterprise.attack_hours()
-    top_two = set(np.argsort(-scores)[:2])
-    assert top_two == {hours["port_scan"][0], hours["ssh_bruteforce"][0]}
+    attack_windows = {first for name, (first, _) in hours.items() if name != "beaconing"}
+    ranked = [int(i) for i in np.argsort(-scores)]
+    assert ranked[0] == hours["port_scan"][0]
+    assert set(ranked[:3]) <= attack_windows, ranked[:5]
     scan = detector.explain(windows[hours["port_scan"][0]], 0)
     assert scan.entity == enterprise.attack_entities()["port_scan"]
     brute = detector.explain(windows[hours["ssh_bruteforce"][0]], 0)
@@ -136,3 +138,21 @@ def test_a_model_trained_with_another_config_is_stale_and_retrained(tmp_path: Pa
     assert app.job("network").status()["models"][0]["version"] == 2
     assert app.job("network").models["iforest"].detector.params.n_estimators == 60
     app.close()
+
+
+def test_windows_are_right_for_any_timestamp_resolution(sim_windows):
+    enterprise, events, windows = sim_windows
+    coarse = events.copy()
+    coarse["@timestamp"] = coarse["@timestamp"].dt.as_unit("us")
+    again = BipartiteGraphBuilder().build(coarse, WindowGrid(enterprise.start, HOUR, 36))
+    assert [w.num_events for w in again] == [w.num_events for w in windows]
+
+
+def test_unsorted_events_give_the_same_graphs(sim_windows):
+    enterprise, events, windows = sim_windows
+    shuffled = events.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    again = BipartiteGraphBuilder().build(shuffled, WindowGrid(enterprise.start, HOUR, 36))
+    for a, b in zip(windows, again):
+        edges_a = set(zip(a.node_value[a.edge_index[0]], a.node_value[a.edge_index[1]], a.edge_attr[:, 0]))
+        edges_b = set(zip(b.node_value[b.edge_index[0]], b.node_value[b.edge_index[1]], b.edge_attr[:, 0]))
+        assert edges_a == edges_b

@@ -54,6 +54,8 @@ def finalize_events(events: "pd.DataFrame", source_name: str) -> "pd.DataFrame":
         events[TIMESTAMP] = pd.to_datetime(stamps, utc=True)
     elif str(stamps.dtype.tz) != "UTC":
         events[TIMESTAMP] = stamps.dt.tz_convert("UTC")
+    if events[TIMESTAMP].dt.unit != "ns":  # one resolution everywhere (pandas 3 may parse to us or s)
+        events[TIMESTAMP] = events[TIMESTAMP].dt.as_unit("ns")
     for name in NUMERIC_FIELDS:
         if name in events.columns and not pd.api.types.is_numeric_dtype(events[name].dtype):
             events[name] = pd.to_numeric(events[name], errors="coerce")
