@@ -8,9 +8,10 @@ window and aggregates those events. All windows of a batch are built at once:
 1. each entity column becomes integer codes once for the whole batch: free when the source
    delivered it as a pandas Categorical (sources encode entity fields once per read), else one
    factorize (hashing the strings is the expensive part, so never once per window);
-2. edges are found without hashing: (source, target) pairs and then (window, pair) keys are
-   deduplicated with a dense marker array (`_group_ids`), one scatter and one gather each.
-   Events arrive sorted by time, so the edges come out grouped by window with no sort;
+2. edges are found without hashing or sorting: (source, target) pairs are numbered with a dense
+   slot array, then one compiled pass over the events (`kernels.edges_by_window`) opens an
+   edge the first time a pair occurs in a window. Events arrive sorted by time, so edges and
+   nodes come out grouped by window;
 3. edge and node aggregates are `np.bincount`s over those ids;
 4. windows are contiguous slices of the edge and node arrays.
 """
@@ -77,37 +78,29 @@ class BipartiteGraphBuilder(GraphBuilder):
             window, src, dst = window[keep_index], src[keep_index], dst[keep_index]
         n_src, n_dst = max(len(src_values), 1), max(len(dst_values), 1)
 
-        # -- edges: dedupe (src, dst) pairs, then pairs within each window; ids follow event order
-        pair, pair_key = _group_ids(src * n_dst + dst, n_src * n_dst)
-        event_ptr = np.concatenate([[0], np.cumsum(np.bincount(window, minlength=grid.count))])
-        event_edge, edge_pair, edges_per_window = _group_ids_per_segment(pair, event_ptr, max(len(pair_key), 1))
-        m = len(edge_pair)
-        edge_ptr = np.concatenate([[0], np.cumsum(edges_per_window)])
-        e_window = np.repeat(np.arange(grid.count), edges_per_window)
-        e_src = pair_key[edge_pair] // n_dst
-        e_dst = pair_key[edge_pair] % n_dst
+        # -- edges: (source, target) pairs numbered once, then one compiled pass over the events
+        #    opens an edge the first time a pair occurs in a window (kernels.py); sums by bincount
+        from . import kernels
 
-        count = np.bincount(event_edge, minlength=m).astype(np.float64)
         rows = keep_index if keep_index is not None else slice(None)
-        nbytes = self._edge_sum(events, p.bytes_field, rows, event_edge, m)
-        failures = self._edge_failures(events, rows, event_edge, m)
-        ports = self._edge_distinct(events, p.port_field, rows, event_edge, event_ptr, edge_ptr)
+        pair, pair_key = _group_ids(src * n_dst + dst, n_src * n_dst)
+        event_edge, e_window, edge_pair = kernels.edges_by_window(window, pair, max(len(pair_key), 1))
+        m = len(edge_pair)
+        count = np.bincount(event_edge, minlength=m).astype(np.float64)
+        nbytes = np.bincount(event_edge, weights=self._numbers(events, p.bytes_field, rows, len(window)), minlength=m)
+        failures = np.bincount(event_edge, weights=self._failed(events, rows, len(window)), minlength=m)
+        edge_ptr = np.concatenate([[0], np.cumsum(np.bincount(e_window, minlength=grid.count))])
+        e_src, e_dst = np.divmod(pair_key[edge_pair], n_dst)
+        ports = self._edge_distinct(events, p.port_field, rows, event_edge, e_window, edge_ptr)
 
-        # -- nodes: (window, kind, code) keys sorted, so each window's nodes are contiguous
-        width = max(n_src, n_dst)
-        endpoints = np.empty(2 * m, dtype=np.int64)  # interleaved, so nodes stay grouped by window
-        endpoints[0::2] = (e_window * 2) * width + e_src
-        endpoints[1::2] = (e_window * 2 + 1) * width + e_dst
-        endpoint, node_key = _group_ids(endpoints, grid.count * 2 * width)
-        e_src_node, e_dst_node = endpoint[0::2], endpoint[1::2]
-        node_window = node_key // (2 * width)
-        node_kind = ((node_key // width) % 2).astype(np.int8)
-        node_code = node_key % width
+        # -- nodes: (window, side, entity), numbered in edge order, so grouped by window
+        e_src_node, e_dst_node, node_kind, node_code, node_window = kernels.nodes_by_window(
+            e_window, e_src, e_dst, n_src, n_dst)
         node_value = np.where(node_kind == 0, np.asarray(src_values, dtype=object)[np.minimum(node_code, n_src - 1)],
                               np.asarray(dst_values, dtype=object)[np.minimum(node_code, n_dst - 1)])
-        x = self._node_features(len(node_key), node_kind, e_src_node, e_dst_node, count, nbytes, failures, ports)
-        edge_attr = np.column_stack([np.log1p(count), np.log1p(nbytes), np.log1p(ports),
-                                     failures / np.maximum(count, 1)]).astype(np.float32)
+        x = _node_features(node_kind, kernels.node_sums(len(node_kind), e_src_node, e_dst_node, count, nbytes,
+                                                         failures, ports))
+        edge_attr = _stack32([np.log1p(count), np.log1p(nbytes), np.log1p(ports), failures / np.maximum(count, 1)])
 
         # -- slice into windows
         event_ids = events[EVENT_ID].to_numpy()[rows] if EVENT_ID in events.columns else np.arange(n)[rows].astype(str)
@@ -128,58 +121,39 @@ class BipartiteGraphBuilder(GraphBuilder):
 
     # ------------------------------------------------------------------ aggregates
     @staticmethod
-    def _edge_sum(events: "pd.DataFrame", column: str | None, rows, event_edge: np.ndarray, m: int) -> np.ndarray:
+    def _numbers(events: "pd.DataFrame", column: str | None, rows, n: int) -> np.ndarray:
+        """A numeric column per (kept) event, missing values as 0."""
         if not column or column not in events.columns:
-            return np.zeros(m)
-        values = events[column].to_numpy(dtype=np.float64, na_value=0.0)[rows]
-        return np.bincount(event_edge, weights=np.nan_to_num(values), minlength=m)
+            return np.zeros(n)
+        return np.nan_to_num(events[column].to_numpy(dtype=np.float64, na_value=0.0)[rows])
 
-    def _edge_failures(self, events: "pd.DataFrame", rows, event_edge: np.ndarray, m: int) -> np.ndarray:
+    def _failed(self, events: "pd.DataFrame", rows, n: int) -> np.ndarray:
+        """1.0 for each (kept) event whose outcome reads as a failure, else 0.0."""
         column = self.params.outcome_field
         if not column or column not in events.columns:
-            return np.zeros(m)
+            return np.zeros(n)
         codes, values = _codes(events[column])
-        failed_code = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False])
-        return np.bincount(event_edge, weights=failed_code[codes[rows]].astype(np.float64), minlength=m)
+        failed_code = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False], dtype=np.float64)
+        return failed_code[codes[rows]]
 
     @staticmethod
     def _edge_distinct(events: "pd.DataFrame", column: str | None, rows, event_edge: np.ndarray,
-                       event_ptr: np.ndarray, edge_ptr: np.ndarray) -> np.ndarray:
-        """Distinct values of `column` per edge: (edge, value) pairs deduplicated window by window."""
-        m = int(edge_ptr[-1])
+                       edge_window: np.ndarray, edge_ptr: np.ndarray) -> np.ndarray:
+        """Distinct values of `column` (ports) per edge."""
+        import pandas as pd
+
+        from . import kernels
+
+        m = len(edge_window)
         if not column or column not in events.columns:
             return np.zeros(m)
         codes, values = _small_int_codes(events[column])
-        width = len(values) + 1
-        first_edge = np.repeat(edge_ptr[:-1], np.diff(event_ptr))  # each event's window's first edge
-        local = (event_edge - first_edge) * width + (codes[rows] + 1)
+        codes = codes[rows]
         widest = int(np.diff(edge_ptr).max()) if m else 0
-        _, distinct, per_window = _group_ids_per_segment(local, event_ptr, max(widest * width, 1))
-        edge_of_distinct = np.repeat(edge_ptr[:-1], per_window) + distinct // width
-        return np.bincount(edge_of_distinct, minlength=m).astype(np.float64)
-
-    @staticmethod
-    def _node_features(num_nodes: int, node_kind: np.ndarray, a: np.ndarray, b: np.ndarray, count: np.ndarray,
-                       nbytes: np.ndarray, failures: np.ndarray, ports: np.ndarray) -> np.ndarray:
-        def per_node(weights: np.ndarray | None = None) -> np.ndarray:
-            return (np.bincount(a, weights=weights, minlength=num_nodes)
-                    + np.bincount(b, weights=weights, minlength=num_nodes)).astype(np.float64)
-
-        degree = per_node()
-        events = per_node(count)
-        total_bytes = per_node(nbytes)
-        max_edge_bytes = np.zeros(num_nodes)
-        np.maximum.at(max_edge_bytes, a, nbytes)
-        np.maximum.at(max_edge_bytes, b, nbytes)
-        fails = per_node(failures)
-        rare = (np.bincount(a, weights=(degree[b] == 1).astype(np.float64), minlength=num_nodes)
-                + np.bincount(b, weights=(degree[a] == 1).astype(np.float64), minlength=num_nodes))
-        features = np.column_stack([
-            (node_kind == 0).astype(np.float64), np.log1p(degree), np.log1p(events), np.log1p(total_bytes),
-            np.log1p(max_edge_bytes), np.log1p(per_node(ports)), np.log1p(fails), fails / np.maximum(events, 1),
-            np.log1p(rare),
-        ])
-        return features.astype(np.float32)
+        if widest * len(values) <= DENSE_LIMIT:
+            return kernels.distinct_per_edge(event_edge, codes, max(len(values), 1), edge_window, edge_ptr[:-1], max(widest, 1))
+        pairs = pd.unique(event_edge[codes >= 0] * len(values) + codes[codes >= 0])
+        return np.bincount(pairs // len(values), minlength=m).astype(np.float64)
 
     def _empty(self, grid: WindowGrid, index: int) -> GraphWindow:
         start, end = grid.bounds(index)
@@ -188,6 +162,22 @@ class BipartiteGraphBuilder(GraphBuilder):
             node_value=np.zeros(0, object), x=np.zeros((0, len(NODE_FEATURES)), np.float32),
             feature_names=NODE_FEATURES, edge_index=np.zeros((2, 0), np.int64),
             edge_attr=np.zeros((0, len(EDGE_FEATURES)), np.float32), edge_feature_names=EDGE_FEATURES)
+
+
+def _stack32(columns: list[np.ndarray]) -> np.ndarray:
+    """Columns -> one float32 matrix (filled column by column, without a float64 copy)."""
+    out = np.empty((len(columns[0]), len(columns)), dtype=np.float32)
+    for i, column in enumerate(columns):
+        out[:, i] = column
+    return out
+
+
+def _node_features(node_kind: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """NODE_FEATURES from kernels.node_sums: counts log1p-scaled, the failure ratio as is."""
+    degree, events, total, largest, services, fails, rare = sums
+    return _stack32([(node_kind == 0).astype(np.float64), np.log1p(degree), np.log1p(events), np.log1p(total),
+                     np.log1p(largest), np.log1p(services), np.log1p(fails), fails / np.maximum(events, 1),
+                     np.log1p(rare)])
 
 
 def _nanoseconds(stamps: "pd.Series") -> np.ndarray:
@@ -207,66 +197,23 @@ def _codes(column: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(values, dtype=object)
 
 
-DENSE_LIMIT = 1 << 25  # marker entries (int32: 128 MiB at most); beyond it, hash
+DENSE_LIMIT = 1 << 24  # slot-array entries (int64: 128 MiB at most); beyond it, hash
 
 
 def _group_ids(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Number the distinct values of `keys` (all in [0, size)) in the order they occur.
+    """Number the distinct values of `keys` (all in [0, size)) in order of first occurrence.
 
-    Returns (id of each element, the distinct keys by id). Within the dense limit this needs no
-    hashing or sorting: scatter every position into a marker array indexed by key, gather it
-    back, and the positions that read themselves are one representative per key.
+    Returns (id of each element, the distinct keys by id): one compiled pass over a dense slot
+    array within the dense limit, hashing (pandas) beyond it.
     """
     import pandas as pd
 
-    n = len(keys)
-    if size > DENSE_LIMIT or n >= 2**31:
+    if size > DENSE_LIMIT:
         codes, uniques = pd.factorize(keys)
         return codes.astype(np.int64), uniques.astype(np.int64)
-    positions = np.arange(n, dtype=np.int32)
-    marker = np.empty(size, dtype=np.int32)
-    marker[keys] = positions
-    representative = marker[keys]
-    is_first = representative == positions
-    ids = np.cumsum(is_first, dtype=np.int64) - 1
-    return ids[representative], keys[is_first]
+    from . import kernels
 
-
-def _group_ids_per_segment(keys: np.ndarray, ptr: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`_group_ids` inside each segment keys[ptr[i]:ptr[i+1]], ids numbered on across segments.
-
-    Returns (id of each element, distinct keys by id, number of distinct keys per segment).
-    One small marker array (`size` entries) serves every segment, so memory stays bounded and
-    no fresh pages are touched per window, which is what makes one big marker slow.
-    """
-    import pandas as pd
-
-    ids = np.empty(len(keys), dtype=np.int64)
-    counts = np.zeros(len(ptr) - 1, dtype=np.int64)
-    parts: list[np.ndarray] = []
-    lengths = np.diff(ptr)
-    dense = size <= DENSE_LIMIT
-    marker = np.empty(size if dense else 0, dtype=np.int32)
-    positions = np.arange(int(lengths.max(initial=0)), dtype=np.int32)
-    next_id = 0
-    for segment in np.flatnonzero(lengths):
-        a, b = ptr[segment], ptr[segment + 1]
-        chunk = keys[a:b]
-        if dense:
-            here = positions[: b - a]
-            marker[chunk] = here
-            representative = marker[chunk]
-            is_first = representative == here
-            local = np.cumsum(is_first) - 1
-            ids[a:b] = local[representative] + next_id
-            distinct = chunk[is_first]
-        else:
-            codes, distinct = pd.factorize(chunk)
-            ids[a:b] = codes + next_id
-        parts.append(distinct)
-        counts[segment] = len(distinct)
-        next_id += len(distinct)
-    return ids, (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)), counts
+    return kernels.dense_ids(np.ascontiguousarray(keys, dtype=np.int64), size)
 
 
 def _small_int_codes(column: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
