@@ -13,7 +13,7 @@ from siem_gad.sources.simulate import SimulateSource
 
 from conftest import ROOT, siem_gad
 
-HEAVY = ("torch", "torch_geometric", "sklearn", "hmmlearn", "pandas", "shap")
+HEAVY = ("torch", "torch_geometric", "sklearn", "hmmlearn", "pandas", "shap", "numba")
 
 
 def loaded_modules_after(*args: str) -> set[str]:
