@@ -63,3 +63,13 @@ def test_train_command_records_a_model_version(tmp_path: Path):
     assert "network/iforest: model v1 trained on 2026-01-05T06:00:00Z .. 2026-01-06T00:00:00Z" in out
     status = json.loads(siem_gad("status", "-c", str(config), "--json").stdout)
     assert status[0]["models"][0]["trained_on"] == "2026-01-05T06:00:00Z .. 2026-01-06T00:00:00Z"
+
+
+def test_json_logs_on_request(tmp_path: Path):
+    from conftest import make_config
+
+    config = make_config(tmp_path, sources={"sim": {"type": "simulate", "hours": 4, "hosts": 12}})
+    result = siem_gad("--log-format", "json", "run", "-c", str(config), "--once")
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert records and all({"@timestamp", "log.level", "log.logger", "message"} <= set(r) for r in records)
+    assert any("waiting for training data" in r["message"] for r in records)

@@ -124,3 +124,17 @@ def test_malformed_csv_through_the_whole_job(tmp_path: Path):
     status = siem_gad("status", "-c", str(config)).stdout
     assert "source: quarantined=4" in status
     assert len(list(csv.DictReader((deploy / "state" / "quarantine" / "file.csv").open()))) == 4
+
+
+def test_train_after_the_file_was_consumed(tmp_path: Path):
+    """Retraining a CSV job whose checkpoint reached the end of the file still finds its history."""
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    siem_gad("simulate", "--out", str(deploy / "events.csv"), "--hours", "30", "--hosts", "12")
+    config = make_config(
+        deploy, sources={"file": {"type": "csv", "path": "events.csv"}}, rules={},
+        jobs={"network": {"source": "file", "graph": {"type": "bipartite"},
+                          "detectors": {"iforest": {"type": "iforest", "training": {"windows": 24}}}}})
+    siem_gad("run", "-c", str(config), "--once")
+    out = siem_gad("train", "-c", str(config)).stdout
+    assert "network/iforest: model v2 trained on 2026-01-05T06:00:00Z .. 2026-01-06T06:00:00Z" in out

@@ -176,13 +176,8 @@ def component_params(config: AppConfig, spec: ComponentSpec, cls: type, path: tu
         validated = params_model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_pydantic_problems(config.document, exc, path)) from None
-    values = {}
-    for key in validated.model_fields_set | {k for k in type(validated).model_fields}:
-        value = getattr(validated, key)
-        if isinstance(value, Path):
-            value = config.resolve(value)
-        values[key] = value
-    return values
+    values = {key: getattr(validated, key) for key in type(validated).model_fields}
+    return {key: config.resolve(v) if isinstance(v, Path) else v for key, v in values.items()}
 
 
 def validate_components(config: AppConfig, host: PluginHost) -> list[Problem]:

@@ -151,7 +151,8 @@ class JobRunner:
         checkpoint = self.app.state.checkpoint(self.name)
         cursor = checkpoint.cursor if checkpoint else None
         earliest, horizon = self.source.bounds(cursor)
-        start = self._job_start(earliest)
+        # The job's first window comes from all the data, not just what follows the cursor.
+        start = self._job_start(self.source.bounds(None)[0] if cursor is not None else earliest)
         if checkpoint is None and start is None:
             return _Plan(reason="the source holds no events yet")
         watermark = checkpoint.watermark if checkpoint else start
