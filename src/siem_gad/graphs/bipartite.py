@@ -78,19 +78,24 @@ class BipartiteGraphBuilder(GraphBuilder):
             window, src, dst = window[keep_index], src[keep_index], dst[keep_index]
         n_src, n_dst = max(len(src_values), 1), max(len(dst_values), 1)
 
-        # -- edges: (source, target) pairs numbered once, then one compiled pass over the events
-        #    opens an edge the first time a pair occurs in a window (kernels.py); sums by bincount
+        # -- edges: one compiled pass over the events opens an edge the first time a (source,
+        #    target) pair occurs in a window (kernels.py); the sums are bincounts
         from . import kernels
 
         rows = keep_index if keep_index is not None else slice(None)
-        pair, pair_key = _group_ids(src * n_dst + dst, n_src * n_dst)
-        event_edge, e_window, edge_pair = kernels.edges_by_window(window, pair, max(len(pair_key), 1))
-        m = len(edge_pair)
+        key, key_space = src * n_dst + dst, n_src * n_dst
+        if key_space > DENSE_LIMIT:  # too many entities for dense slots: number the pairs by hashing first
+            key, pair_key = _group_ids(key, key_space)
+            key_space = max(len(pair_key), 1)
+        event_edge, e_window, edge_key = kernels.edges_by_window(window, key, key_space)
+        if key_space != n_src * n_dst:
+            edge_key = pair_key[edge_key]
+        m = len(edge_key)
         count = np.bincount(event_edge, minlength=m).astype(np.float64)
         nbytes = np.bincount(event_edge, weights=self._numbers(events, p.bytes_field, rows, len(window)), minlength=m)
         failures = np.bincount(event_edge, weights=self._failed(events, rows, len(window)), minlength=m)
         edge_ptr = np.concatenate([[0], np.cumsum(np.bincount(e_window, minlength=grid.count))])
-        e_src, e_dst = np.divmod(pair_key[edge_pair], n_dst)
+        e_src, e_dst = np.divmod(edge_key, n_dst)
         ports = self._edge_distinct(events, p.port_field, rows, event_edge, e_window, edge_ptr)
 
         # -- nodes: (window, side, entity), numbered in edge order, so grouped by window
@@ -107,11 +112,12 @@ class BipartiteGraphBuilder(GraphBuilder):
         evidence = Evidence(event_ids, event_edge, m)
         per_window = np.bincount(window, minlength=grid.count)
         node_ptr = np.concatenate([[0], np.cumsum(np.bincount(node_window, minlength=grid.count))])
+        local_edges = np.vstack([e_src_node, e_dst_node]) - node_ptr[e_window]  # node index within the window
         graphs = []
         for i in range(grid.count):
             n0, n1, m0, m1 = node_ptr[i], node_ptr[i + 1], edge_ptr[i], edge_ptr[i + 1]
             start, end = grid.bounds(i)
-            local = np.vstack([e_src_node[m0:m1] - n0, e_dst_node[m0:m1] - n0])
+            local = local_edges[:, m0:m1]
             graphs.append(GraphWindow(
                 index=i, start=start, end=end, node_fields=fields, node_kind=node_kind[n0:n1],
                 node_value=node_value[n0:n1], x=x[n0:n1], feature_names=NODE_FEATURES, edge_index=local,

@@ -36,33 +36,42 @@ def dense_ids(keys, size):
 
 
 @nb.njit(cache=True)
-def edges_by_window(window, pair, n_pairs):
-    """Edges are (window, pair) combinations; `window` must be non-decreasing.
+def edges_by_window(window, key, key_space):
+    """Edges are (window, key) combinations, key = source * n_targets + target in [0, key_space);
+    `window` must be non-decreasing.
 
-    Returns (edge of each event, window of each edge, pair of each edge), edges numbered in
-    order of first occurrence, hence grouped by window. Each pair's last window and edge are
-    packed in one int64 (window << 32 | edge): one small array is touched per event.
+    Returns (edge of each event, window of each edge, key of each edge), edges numbered in order
+    of first occurrence, hence grouped by window. Keys are first numbered densely (an int32
+    slot per key), then each key's last window and edge are packed in one int64
+    (window << 32 | edge), so the pass touches two arrays per event and never resets them.
     """
     n = len(window)
-    mark = np.full(n_pairs, -1, np.int64)
+    slot = np.full(key_space, -1, np.int32)
+    mark = np.full(min(n, key_space), -1, np.int64)
     event_edge = np.empty(n, np.int64)
     edge_window = np.empty(n, np.int64)
-    edge_pair = np.empty(n, np.int64)
+    edge_key = np.empty(n, np.int64)
+    pairs = 0
     m = 0
     for i in range(n):
         w = window[i]
-        p = pair[i]
+        k = key[i]
+        p = slot[k]
+        if p < 0:
+            p = pairs
+            slot[k] = p
+            pairs += 1
         packed = mark[p]
         if packed < 0 or (packed >> 32) != w:
             e = m
             mark[p] = (w << 32) | e
             edge_window[m] = w
-            edge_pair[m] = p
+            edge_key[m] = k
             m += 1
         else:
             e = packed & 0xFFFFFFFF
         event_edge[i] = e
-    return event_edge, edge_window[:m].copy(), edge_pair[:m].copy()
+    return event_edge, edge_window[:m].copy(), edge_key[:m].copy()
 
 
 @nb.njit(cache=True)
