@@ -118,7 +118,12 @@ def test_hooks_run_and_a_raising_plugin_does_not_stop_the_job(tmp_path: Path, ca
     app = App.open(config)
     seen_columns = []
     original = app.job("network").builder.build
-    app.job("network").builder.build = lambda events, grid: (seen_columns.append(set(events.columns)), original(events, grid))[1]
+
+    def build_and_record(events, grid):
+        seen_columns.append(set(events.columns))
+        return original(events, grid)
+
+    app.job("network").builder.build = build_and_record
     with caplog.at_level(logging.ERROR):
         outcome = app.job("network").run_pass()
     app.close()

@@ -140,6 +140,7 @@ class JobRunner:
         self.window = self.config.window
         self.builder: GraphBuilder = app._component("graph_builders", self.config.graph, ("jobs", name, "graph"), name)
         self.models: dict[str, LoadedModel] = {}
+        self._first: datetime | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ planning
@@ -151,8 +152,7 @@ class JobRunner:
         checkpoint = self.app.state.checkpoint(self.name)
         cursor = checkpoint.cursor if checkpoint else None
         earliest, horizon = self.source.bounds(cursor)
-        # The job's first window comes from all the data, not just what follows the cursor.
-        start = self._job_start(self.source.bounds(None)[0] if cursor is not None else earliest)
+        start = self._first_window(cursor, earliest)
         if checkpoint is None and start is None:
             return _Plan(reason="the source holds no events yet")
         watermark = checkpoint.watermark if checkpoint else start
@@ -161,10 +161,20 @@ class JobRunner:
         last_end = align_up(horizon, self.window) if self.source.is_finite() else align_down(horizon, self.window)
         return _Plan(start, watermark, max(last_end, watermark), cursor)
 
-    def _job_start(self, earliest: datetime | None) -> datetime | None:
-        if self.config.start:
-            return align_down(parse_time(self.config.start), self.window)
-        return align_down(earliest, self.window) if earliest else None
+    def _first_window(self, cursor: dict | None, earliest: datetime | None) -> datetime | None:
+        """The job's first window: the config's `start`, else the source's earliest event.
+
+        Worked out once per runner: it does not move, and past a checkpoint the source must be
+        asked about all of its data (`bounds(None)`), not just what follows the cursor.
+        """
+        if self._first is None:
+            if self.config.start:
+                self._first = align_down(parse_time(self.config.start), self.window)
+            else:
+                if cursor is not None:
+                    earliest = self.source.bounds(None)[0]
+                self._first = align_down(earliest, self.window) if earliest else None
+        return self._first
 
     def training_range(self, detector: str, plan: _Plan) -> tuple[datetime, datetime]:
         """The windows a model is fitted on: the `training.windows` windows before the

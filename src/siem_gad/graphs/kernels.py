@@ -115,6 +115,8 @@ def nodes_by_window(edge_window, edge_src, edge_dst, n_src, n_dst):
     code = np.empty(2 * m, np.int64)
     node_window = np.empty(2 * m, np.int64)
     k = 0
+    # The source and target branches below are the same on purpose: a shared inlined helper
+    # returning (node, k) measured 30 ms slower on 1M events (bench/graph_build.py).
     for j in range(m):
         w = edge_window[j]
         s = edge_src[j]
