@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from siem_gad.sources.csv_source import CsvSource
+from siem_gad.state import StateStore
 from siem_gad.sources.timestamps import parse_timestamps
 
 from conftest import make_config, read_alerts, siem_gad
@@ -30,7 +31,7 @@ def rows(hours: int, per_hour: int = 4) -> str:
 def source(path: Path, state: Path, **params) -> CsvSource:
     params = {"field_map": {"src": "source.ip", "dst": "destination.ip", "port": "destination.port", "bytes": "network.bytes",
                             "outcome": "event.outcome"}, "timestamp_field": "time", **params}
-    return CsvSource(path=path, **params).bind("fw", state)
+    return CsvSource(path=path, **params).bind("fw", StateStore(state))
 
 
 def test_malformed_rows_are_counted_and_quarantined_with_line_numbers(tmp_path: Path):

@@ -284,6 +284,157 @@ def simulate(out: Path, hours: int, seed: int, hosts: int, start: str | None, no
     click.echo(f"wrote {total} events ({hours} h from {enterprise.start.isoformat()}) to {out}")
 
 
+@cli.command()
+@click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), required=True, help=CONFIG_HELP)
+@click.pass_context
+def setup(ctx: click.Context, config: Path) -> None:
+    """Create what the sinks and sources need: index templates, ILM policy, alert index.
+
+    Safe to run again: templates are replaced, existing indices get new field mappings.
+
+    \b
+    Example:
+      siem-gad setup -c examples/elastic.yaml
+    """
+    app = _open(ctx, config)
+    try:
+        components = [("sink", name, app.sink) for name in app.config.sinks] + \
+                     [("source", name, app.source) for name in app.config.sources]
+        for kind, name, get in components:
+            try:
+                done = get(name).setup()
+            except Exception as exc:  # noqa: BLE001 - report which component failed, then stop
+                raise click.ClickException(f"{kind} {name}: setup failed: {exc}") from None
+            for line in done:
+                click.echo(f"{kind} {name}: {line}")
+    finally:
+        app.close()
+
+
+@cli.group()
+def deadletter() -> None:
+    """Alerts a sink's server rejected (mapping conflicts ...): list them, replay them."""
+
+
+@deadletter.command("list")
+@click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), required=True, help=CONFIG_HELP)
+@click.option("--sink", help="Only this sink.")
+@click.option("--all", "show_all", is_flag=True, help="Include entries already replayed.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, documents included.")
+@click.pass_context
+def deadletter_list(ctx: click.Context, config: Path, sink: str | None, show_all: bool, as_json: bool) -> None:
+    """Show dead-lettered alerts with the server's error."""
+    app = _open(ctx, config)
+    try:
+        entries = app.state.dead_letters(sink, pending=not show_all)
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps([{**entry.__dict__, "created_at": str(entry.created_at),
+                                "replayed_at": entry.replayed_at and str(entry.replayed_at)} for entry in entries],
+                              indent=2, default=str))
+        return
+    for entry in entries:
+        state = f"replayed {entry.replayed_at:%Y-%m-%d %H:%M}" if entry.replayed_at else "pending"
+        click.echo(f"{entry.id:>5} {entry.sink} {entry.alert_id} {state} tries={entry.attempts} "
+                   f"HTTP {entry.status}: {entry.error}")
+    click.echo(f"{len(entries)} dead-lettered alert(s)")
+
+
+@deadletter.command("replay")
+@click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), required=True, help=CONFIG_HELP)
+@click.option("--sink", help="Only this sink.")
+@click.pass_context
+def deadletter_replay(ctx: click.Context, config: Path, sink: str | None) -> None:
+    """Send the pending dead-lettered alerts to their sink again (after fixing the cause).
+
+    Alerts that are stored now (or were already) leave the queue; the others stay, with the
+    new error. Exit status 1 when some are still rejected.
+    """
+    app = _open(ctx, config)
+    still_rejected = 0
+    try:
+        entries = app.state.dead_letters(sink)
+        for sink_name in sorted({e.sink for e in entries}):
+            if sink_name not in app.config.sinks:
+                click.echo(f"{sink_name}: not in the config any more; entries kept", err=True)
+                continue
+            batch = [e for e in entries if e.sink == sink_name]
+            errors = app.sink(sink_name).replay([e.document for e in batch])
+            app.state.mark_replayed([e.id for e in batch if e.alert_id not in errors])
+            failed = [e for e in batch if e.alert_id in errors]
+            if failed:
+                app.state.add_dead_letters(sink_name, [(e.document, None, errors[e.alert_id]) for e in failed])
+            still_rejected += len(failed)
+            click.echo(f"{sink_name}: {len(batch) - len(failed)} replayed, {len(failed)} still rejected"
+                       + (f" (first: {errors[failed[0].alert_id]})" if failed else ""))
+        if not entries:
+            click.echo("the dead-letter queue is empty")
+    finally:
+        app.close()
+    if still_rejected:
+        sys.exit(1)
+
+
+@cli.group()
+def kibana() -> None:
+    """Kibana saved objects (data view and dashboard) for the alert index."""
+
+
+def _alert_index(app_config, sink: str | None) -> str:
+    specs = {name: spec for name, spec in app_config.sinks.items() if spec.type == "elasticsearch"}
+    if sink:
+        if sink not in specs:
+            raise click.ClickException(f"no elasticsearch sink named {sink!r} (have: {', '.join(specs) or 'none'})")
+        return specs[sink].params.get("index", "siem-gad-alerts")
+    return next(iter(specs.values())).params.get("index", "siem-gad-alerts") if specs else "siem-gad-alerts"
+
+
+@kibana.command("export")
+@click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), help="Take the index from this config.")
+@click.option("--sink", help="The elasticsearch sink whose index the data view shows.")
+def kibana_export(config: Path | None, sink: str | None) -> None:
+    """Print the saved objects as NDJSON (for Stack Management > Saved objects > Import)."""
+    from .elastic.kibana import saved_objects, to_ndjson
+
+    index = "siem-gad-alerts"
+    if config:
+        from .config import load_config
+
+        try:
+            index = _alert_index(load_config(config), sink)
+        except ConfigError as exc:
+            raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    click.echo(to_ndjson(saved_objects(index)), nl=False)
+
+
+@kibana.command("import")
+@click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), required=True, help=CONFIG_HELP)
+def kibana_import(config: Path) -> None:
+    """Post the data view and dashboard to Kibana (the config's `kibana:` section).
+
+    \b
+    Example:
+      KIBANA_API_KEY=... siem-gad kibana import -c examples/elastic.yaml
+    """
+    from .config import load_config
+    from .elastic.kibana import import_saved_objects, saved_objects, to_ndjson
+
+    try:
+        app_config = load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    if app_config.kibana is None:
+        raise click.ClickException(f"{config}: no `kibana:` section (url and credentials) to import into")
+    objects = saved_objects(_alert_index(app_config, app_config.kibana.sink))
+    try:
+        answer = import_saved_objects(app_config.kibana, to_ndjson(objects))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"imported {answer.get('successCount', len(objects))} saved objects into {app_config.kibana.url}; "
+               f"open the dashboard 'siem-gad: graph anomaly alerts'")
+
+
 def main() -> None:
     cli(prog_name="siem-gad")
 

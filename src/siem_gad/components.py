@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from .state import StateStore
 
 
 class Params(BaseModel):
@@ -18,7 +21,8 @@ class Component:
     """Base of sources, graph builders and sinks.
 
     Subclasses declare `Params` (a pydantic model); the host validates the config against it
-    and calls `cls(**params)`, then `bind()` with the config key and the state directory.
+    and calls `cls(**params)`, then `bind()` with the config key and the state store (for a
+    dead-letter queue, or files under `state_dir`).
     """
 
     Params: ClassVar[type[Params]] = Params
@@ -26,12 +30,24 @@ class Component:
     def __init__(self, **params: object) -> None:
         self.params = self.Params.model_validate(params)
         self.name = type(self).__name__
-        self.state_dir: Path | None = None
+        self.state: StateStore | None = None
 
-    def bind(self, name: str, state_dir: Path) -> "Component":
+    def bind(self, name: str, state: "StateStore") -> "Component":
         self.name = name
-        self.state_dir = state_dir
+        self.state = state
         return self
+
+    @property
+    def state_dir(self) -> Path | None:
+        return self.state.dir if self.state is not None else None
+
+    def setup(self) -> list[str]:
+        """Create what the component needs outside siem-gad (index templates, directories).
+
+        Called by `siem-gad setup`; must be safe to run again. Returns one line per thing
+        it created or checked, for the command's output.
+        """
+        return []
 
     def close(self) -> None:
         """Release connections or files; called once when the host shuts down."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from .elastic.kibana import KibanaConfig
 from .timeutil import parse_duration, parse_time
 from .yamlfile import ConfigError, Problem, YamlDocument, load_yaml
 
@@ -83,6 +84,7 @@ class AppConfig(Strict):
     sources: dict[Name, ComponentSpec] = Field(min_length=1)
     sinks: dict[Name, ComponentSpec] = Field(min_length=1)
     jobs: dict[Name, JobConfig] = Field(min_length=1)
+    kibana: KibanaConfig | None = None
 
     # Filled in by load_config, not by the user.
     file: Path = Path("config.yaml")
@@ -157,6 +159,9 @@ def load_config(file: str | Path, environ: dict[str, str] | None = None) -> AppC
             if sink not in config.sinks:
                 problems.append(doc.problem(("jobs", job_name, "sinks", index),
                                             f"no sink named {sink!r} (defined: {', '.join(config.sinks)})"))
+    if config.kibana and config.kibana.sink and config.kibana.sink not in config.sinks:
+        problems.append(doc.problem(("kibana", "sink"), f"no sink named {config.kibana.sink!r} "
+                                                        f"(defined: {', '.join(config.sinks)})"))
     if problems:
         raise ConfigError(problems)
     return config

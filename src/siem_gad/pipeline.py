@@ -67,7 +67,7 @@ class App:
         cls = self.host.component(kind, spec.type)
         instance = cls(**component_params(self.config, spec, cls, path))
         if hasattr(instance, "bind"):
-            instance.bind(name, self.config.state_path)
+            instance.bind(name, self.state)
         return instance
 
     def source(self, name: str) -> "Source":

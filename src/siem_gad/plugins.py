@@ -32,10 +32,12 @@ ENTRY_POINT_GROUP = "siem_gad"
 DEFAULT_PLUGINS = (
     "siem_gad.sources.csv_source",
     "siem_gad.sources.simulate",
+    "siem_gad.sources.elasticsearch",
     "siem_gad.graphs.bipartite",
     "siem_gad.detectors.iforest",
     "siem_gad.detectors.gcn_hmm",
     "siem_gad.sinks.jsonl",
+    "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",
 )
 COMPONENT_HOOKS = {

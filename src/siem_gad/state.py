@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS passes (
 CREATE INDEX IF NOT EXISTS passes_job ON passes (job, id);
 CREATE TABLE IF NOT EXISTS suppression (
     rule_id TEXT NOT NULL, entity_key TEXT NOT NULL, until TEXT NOT NULL, PRIMARY KEY (rule_id, entity_key));
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, sink TEXT NOT NULL, alert_id TEXT NOT NULL, document TEXT NOT NULL,
+    status INTEGER, error TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, replayed_at TEXT, UNIQUE (sink, alert_id));
 CREATE TABLE IF NOT EXISTS detector_streams (
     job TEXT NOT NULL, detector TEXT NOT NULL, model_version INTEGER NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (job, detector));
@@ -46,6 +50,21 @@ class Checkpoint:
     watermark: datetime
     cursor: dict[str, Any] | None
     updated_at: datetime
+
+
+@dataclass
+class DeadLetter:
+    """An alert a sink could not store (rejected by the server), kept until it is replayed."""
+
+    id: int
+    sink: str
+    alert_id: str
+    document: dict[str, Any]
+    status: int | None
+    error: str
+    attempts: int
+    created_at: datetime
+    replayed_at: datetime | None
 
 
 @dataclass
@@ -165,6 +184,38 @@ class StateStore:
         if not rows or rows[0][0] != model_version:
             return None  # a new model starts its stream afresh
         return json.loads(rows[0][1])
+
+    # ------------------------------------------------------------------ dead-letter queue
+    def add_dead_letters(self, sink: str, rejected: list[tuple[dict[str, Any], int | None, str]]) -> None:
+        """Keep rejected alerts (document, HTTP status, error); a repeat of the same alert
+        updates its entry instead of adding another."""
+        now = isoformat(utcnow())
+        with self.transaction() as db:
+            for document, status, error in rejected:
+                db.execute(
+                    "INSERT INTO dead_letters (sink, alert_id, document, status, error, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sink, alert_id) DO UPDATE SET "
+                    "document = excluded.document, status = excluded.status, error = excluded.error, "
+                    "attempts = attempts + 1, updated_at = excluded.updated_at, replayed_at = NULL",
+                    (sink, document["siem_gad"]["alert_id"], json.dumps(document, default=str), status, error, now, now))
+
+    def dead_letters(self, sink: str | None = None, *, pending: bool = True) -> list[DeadLetter]:
+        sql = ("SELECT id, sink, alert_id, document, status, error, attempts, created_at, replayed_at "
+               "FROM dead_letters WHERE 1 = 1")
+        args: tuple = ()
+        if sink:
+            sql += " AND sink = ?"
+            args += (sink,)
+        if pending:
+            sql += " AND replayed_at IS NULL"
+        rows = self._query(sql + " ORDER BY id", args)
+        return [DeadLetter(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], parse_time(r[7]),
+                           r[8] and parse_time(r[8])) for r in rows]
+
+    def mark_replayed(self, ids: list[int]) -> None:
+        now = isoformat(utcnow())
+        with self.transaction() as db:
+            db.executemany("UPDATE dead_letters SET replayed_at = ? WHERE id = ?", [(now, i) for i in ids])
 
     # ------------------------------------------------------------------ models
     def model_path(self, job: str, detector: str, version: int) -> Path:

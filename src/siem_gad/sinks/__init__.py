@@ -1,8 +1,13 @@
 """Alert sinks: where alert documents go.
 
-`write(alerts)` returns once every alert is durably stored (the acknowledgement the checkpoint
-waits for) and raises when it cannot be. Sinks must be idempotent on `siem_gad.alert_id`: a
-pass repeated after a crash hands them the same alerts again.
+`write(alerts)` returns once every alert is stored (the acknowledgement the checkpoint waits
+for) and raises when it cannot be. Sinks must be idempotent on `siem_gad.alert_id`: a pass
+repeated after a crash hands them the same alerts again.
+
+A sink whose server rejects a document for good (a mapping conflict, say) does not block the
+job: it keeps the document in the state store's dead-letter queue (`self.state`) and counts it
+as handled. `replay` writes such documents again once the cause is fixed
+(`siem-gad deadletter replay`).
 """
 
 from __future__ import annotations
@@ -23,3 +28,8 @@ class Sink(Component, ABC):
     @abstractmethod
     def write(self, alerts: list[Alert]) -> int:
         """Store the alerts; return how many were new. Raise if they cannot be stored."""
+
+    def replay(self, alerts: list[Alert]) -> dict[str, str]:
+        """Write dead-lettered alerts again; return {alert_id: error} for those still rejected."""
+        self.write(alerts)
+        return {}

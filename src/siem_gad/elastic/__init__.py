@@ -1,0 +1,1 @@
+"""Elasticsearch and OpenSearch support: the client layer, the alert mappings, Kibana objects."""

@@ -1,0 +1,163 @@
+"""Kibana saved objects for the alert index, and their import through Kibana's API.
+
+`saved_objects(index)` builds a data view over the alert index and a dashboard: alerts over
+time by severity, top entities, score distribution by detector, and a table of alerts with
+message, entity, score and top explanation. They are aggregation-based visualisations and a
+saved search, the formats every Kibana 7.10+/8.x/9.x imports and migrates. `kibana/siem-gad.ndjson`
+in the repository is this output for the default index (for import through the Kibana UI);
+tests check it is current and that every field it uses is mapped with a fitting type.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from ..components import Params
+
+DATA_VIEW_ID = "siem-gad-alerts"
+DASHBOARD_ID = "siem-gad-overview"
+INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
+
+
+def _search_source(query: str = "") -> str:
+    return json.dumps({"query": {"query": query, "language": "kuery"}, "filter": [], "indexRefName": INDEX_REF})
+
+
+def _visualization(vis_id: str, title: str, vis_type: str, params: dict, aggs: list[dict]) -> dict:
+    for number, agg in enumerate(aggs, 1):
+        agg.setdefault("id", str(number))
+        agg.setdefault("enabled", True)
+        agg.setdefault("params", {})
+    vis_state = {"title": title, "type": vis_type, "params": params, "aggs": aggs}
+    return {
+        "id": vis_id, "type": "visualization",
+        "attributes": {"title": title, "description": "", "version": 1, "uiStateJSON": "{}",
+                       "visState": json.dumps(vis_state),
+                       "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source()}},
+        "references": [{"name": INDEX_REF, "type": "index-pattern", "id": DATA_VIEW_ID}],
+    }
+
+
+def _chart_params(kind: str) -> dict:
+    return {"type": kind, "addTooltip": True, "addLegend": True, "legendPosition": "right",
+            "seriesParams": [{"show": True, "type": kind, "mode": "stacked", "data": {"id": "1", "label": "Alerts"},
+                              "valueAxis": "ValueAxis-1"}]}
+
+
+TABLE_COLUMNS = ["message", "siem_gad.entity.value", "siem_gad.score", "siem_gad.detector",
+                 "siem_gad.top_contributor.name", "siem_gad.top_contributor.value"]
+
+
+def saved_objects(index: str = "siem-gad-alerts") -> list[dict[str, Any]]:
+    """The data view, the visualisations, the saved search and the dashboard, in import order."""
+    pattern = index if index.endswith("*") else f"{index}*"
+    data_view = {
+        "id": DATA_VIEW_ID, "type": "index-pattern",
+        "attributes": {"title": pattern, "name": "siem-gad alerts", "timeFieldName": "@timestamp"},
+        "references": [],
+    }
+    over_time = _visualization("siem-gad-alerts-over-time", "siem-gad: alerts over time by severity", "histogram",
+                               _chart_params("histogram"), [
+                                   {"type": "count", "schema": "metric"},
+                                   {"type": "date_histogram", "schema": "segment",
+                                    "params": {"field": "@timestamp", "interval": "auto", "min_doc_count": 1}},
+                                   {"type": "terms", "schema": "group",
+                                    "params": {"field": "siem_gad.severity", "size": 5, "order": "desc", "orderBy": "1"}},
+                               ])
+    top_entities = _visualization("siem-gad-top-entities", "siem-gad: top entities", "table",
+                                  {"perPage": 10, "showTotal": False}, [
+                                      {"type": "count", "schema": "metric"},
+                                      {"type": "max", "schema": "metric", "params": {"field": "siem_gad.score"}},
+                                      {"type": "terms", "schema": "bucket",
+                                       "params": {"field": "siem_gad.entity.value", "size": 20, "order": "desc",
+                                                  "orderBy": "1"}},
+                                      {"type": "terms", "schema": "bucket",
+                                       "params": {"field": "siem_gad.entity.field", "size": 5, "order": "desc",
+                                                  "orderBy": "1"}},
+                                  ])
+    scores = _visualization("siem-gad-score-distribution", "siem-gad: score distribution by detector", "histogram",
+                            _chart_params("histogram"), [
+                                {"type": "count", "schema": "metric"},
+                                {"type": "histogram", "schema": "segment",
+                                 "params": {"field": "siem_gad.score", "interval": "auto", "min_doc_count": False}},
+                                {"type": "terms", "schema": "group",
+                                 "params": {"field": "siem_gad.detector", "size": 10, "order": "desc", "orderBy": "1"}},
+                            ])
+    table = {
+        "id": "siem-gad-alert-table", "type": "search",
+        "attributes": {"title": "siem-gad: alerts", "description": "", "columns": TABLE_COLUMNS,
+                       "sort": [["@timestamp", "desc"]],
+                       "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source("event.kind : \"alert\"")}},
+        "references": [{"name": INDEX_REF, "type": "index-pattern", "id": DATA_VIEW_ID}],
+    }
+    panels = [(over_time, 0, 0, 24, 12), (top_entities, 24, 0, 24, 12), (scores, 0, 12, 24, 12),
+              (table, 24, 12, 24, 12)]
+    dashboard = {
+        "id": DASHBOARD_ID, "type": "dashboard",
+        "attributes": {
+            "title": "siem-gad: graph anomaly alerts", "description": "Alerts written by siem-gad", "version": 1,
+            "timeRestore": False, "optionsJSON": json.dumps({"useMargins": True, "hidePanelTitles": False}),
+            "panelsJSON": json.dumps([
+                {"panelIndex": str(n), "gridData": {"x": x, "y": y, "w": w, "h": h, "i": str(n)}, "version": "7.10.0",
+                 "embeddableConfig": {}, "panelRefName": f"panel_{n}"}
+                for n, (_, x, y, w, h) in enumerate(panels)]),
+            "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "", "language": "kuery"},
+                                                                      "filter": []})},
+        },
+        "references": [{"name": f"panel_{n}", "type": obj["type"], "id": obj["id"]}
+                       for n, (obj, *_rest) in enumerate(panels)],
+    }
+    return [data_view, over_time, top_entities, scores, table, dashboard]
+
+
+def to_ndjson(objects: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(obj, sort_keys=True) + "\n" for obj in objects)
+
+
+class KibanaConfig(Params):
+    """The `kibana:` section of the config: where `siem-gad kibana import` posts the objects."""
+
+    url: str = Field(..., description="Kibana base URL, e.g. https://kibana.example:5601")
+    space: str | None = Field(None, description="Kibana space id (default space when unset)")
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    verify_certs: bool = True
+    sink: str | None = Field(None, description="the elasticsearch sink whose index the data view shows")
+    request_timeout: float = 30.0
+
+
+def import_saved_objects(config: KibanaConfig, ndjson: str) -> dict[str, Any]:
+    """POST the objects to Kibana's saved-objects import API (overwrite); return its answer."""
+    from .client import ConnectionParams  # the same auth header and TLS handling as the cluster
+
+    connection = ConnectionParams(hosts=[config.url], api_key=config.api_key, username=config.username,
+                                  password=config.password, ca_file=config.ca_file, verify_certs=config.verify_certs)
+    base = config.url.rstrip("/") + (f"/s/{config.space}" if config.space else "")
+    url = f"{base}/api/saved_objects/_import?overwrite=true"
+    boundary = f"siem-gad-{uuid.uuid4().hex}"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"siem-gad.ndjson\"\r\n"
+            f"Content-Type: application/ndjson\r\n\r\n{ndjson}\r\n--{boundary}--\r\n").encode()
+    headers = {"kbn-xsrf": "true", "Content-Type": f"multipart/form-data; boundary={boundary}",
+               **connection.auth_header()}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    context: ssl.SSLContext | None = connection.ssl_context() if url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(request, timeout=config.request_timeout, context=context) as response:
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"Kibana answered HTTP {exc.code} to {url}: {exc.read()[:500].decode(errors='replace')}") from None
+    except OSError as exc:
+        raise RuntimeError(f"cannot reach Kibana at {url}: {exc}") from None
+    if not answer.get("success", False):
+        raise RuntimeError(f"Kibana could not import every object: {json.dumps(answer.get('errors', answer))[:1000]}")
+    return answer

@@ -1,0 +1,217 @@
+"""The `elasticsearch` sink: alerts into an Elasticsearch or OpenSearch index, exactly once.
+
+Each alert is sent with the bulk API as `create` under its deterministic id, so a pass that is
+repeated after a crash gets `409 version conflict` for what is already there and writes
+nothing twice. Per item:
+
+- 201 created: new; 409: already stored by an earlier try; both count as delivered;
+- 429 and 5xx: retried (with the whole request's connection errors, 429 and 5xx) with
+  exponential backoff and full jitter, `retry.attempts` times, then the write raises and the
+  job's checkpoint stays where it was;
+- anything else (mapping conflicts, rejected documents): kept in the dead-letter queue with
+  the server's error; `siem-gad deadletter replay` sends them again after the fix.
+
+So `write` returns only when every alert is stored or dead-lettered, as the checkpoint needs.
+The index template (explicit mappings for every alert field, see `elastic.mappings`) is put
+on first use and by `siem-gad setup`; both are safe to repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..components import Params
+from ..elastic.client import RETRYABLE_STATUS, ConnectionParams, ElasticError, SiemClient, connect
+from ..elastic.mappings import alert_mappings
+from ..hookspecs import hookimpl
+from . import Alert, Sink, alert_id_of
+
+log = logging.getLogger(__name__)
+
+
+class LifecycleParams(Params):
+    policy: str = Field("siem-gad-alerts", description="ILM policy name")
+    rollover_max_age: str = "30d"
+    rollover_max_primary_shard_size: str = "50gb"
+    delete_after: str | None = Field("365d", description="delete alerts this long after rollover; null keeps them")
+
+
+class SinkRejected(RuntimeError):
+    """The sink could not store a batch even after retrying; the checkpoint must not move."""
+
+
+class ElasticsearchSink(Sink):
+    class Params(ConnectionParams):
+        index: str = Field("siem-gad-alerts", description="alert index (or data stream) name")
+        template: str = Field("siem-gad-alerts", description="name of the index template")
+        data_stream: bool = Field(False, description="write to a data stream (Elasticsearch; needs op_type create)")
+        dynamic: Literal["strict", "true", "false"] = Field(
+            "strict", description="fields an alert has beyond the mapping: reject (strict), map, or keep unindexed")
+        extra_mappings: dict[str, Any] = Field(default_factory=dict,
+                                               description="mapping properties for fields added by enrich_alert plugins")
+        shards: int = Field(1, ge=1)
+        replicas: int | None = Field(None, ge=0, description="default: the cluster's")
+        bulk_size: int = Field(500, ge=1, le=10_000, description="alerts per bulk request")
+        refresh: bool = Field(False, description="refresh after each batch (tests, demos); costs throughput")
+        ilm: LifecycleParams | None = Field(None, description="Elasticsearch ILM policy (needs data_stream)")
+
+        @model_validator(mode="after")
+        def _ilm_needs_data_stream(self) -> "ElasticsearchSink.Params":
+            if self.ilm is not None and not self.data_stream:
+                raise ValueError("ilm rolls indices over, which needs data_stream: true")
+            return self
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._client: SiemClient | None = None
+        self._ready = False
+
+    @property
+    def client(self) -> SiemClient:
+        if self._client is None:
+            self._client = connect(self.params)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # ------------------------------------------------------------------ setup
+    def template_body(self) -> dict[str, Any]:
+        p = self.params
+        settings: dict[str, Any] = {"number_of_shards": p.shards}
+        if p.replicas is not None:
+            settings["number_of_replicas"] = p.replicas
+        if p.ilm is not None:
+            settings["index.lifecycle.name"] = p.ilm.policy
+        body: dict[str, Any] = {
+            "index_patterns": [f"{p.index}*"] if not p.data_stream else [p.index],
+            "priority": 200,
+            "template": {"settings": settings, "mappings": alert_mappings(p.dynamic, p.extra_mappings)},
+            "_meta": {"managed_by": "siem-gad"},
+        }
+        if p.data_stream:
+            body["data_stream"] = {}
+        return body
+
+    def lifecycle_body(self) -> dict[str, Any]:
+        ilm = self.params.ilm
+        assert ilm is not None
+        phases: dict[str, Any] = {"hot": {"actions": {"rollover": {
+            "max_age": ilm.rollover_max_age, "max_primary_shard_size": ilm.rollover_max_primary_shard_size}}}}
+        if ilm.delete_after:
+            phases["delete"] = {"min_age": ilm.delete_after, "actions": {"delete": {}}}
+        return {"policy": {"phases": phases, "_meta": {"managed_by": "siem-gad"}}}
+
+    def setup(self) -> list[str]:
+        p, done = self.params, []
+        if p.ilm is not None:
+            self.client.put_lifecycle_policy(p.ilm.policy, self.lifecycle_body())
+            done.append(f"ILM policy {p.ilm.policy}")
+        self.client.put_index_template(p.template, self.template_body())
+        done.append(f"index template {p.template} for {p.index}")
+        if not p.data_stream:
+            if self.client.index_exists(p.index):
+                # New fields (extra_mappings) reach an index that already exists; a type change cannot.
+                self.client.put_mapping(p.index, {"properties": self.template_body()["template"]["mappings"]["properties"]})
+                done.append(f"index {p.index} exists; mappings updated")
+            else:
+                self.client.create_index(p.index)
+                done.append(f"index {p.index} created")
+        self._ready = True
+        return done
+
+    # ------------------------------------------------------------------ writing
+    def write(self, alerts: list[Alert]) -> int:
+        new, rejected = self._store(alerts)
+        if rejected:
+            assert self.state is not None, "the sink is bound to a state store by the host"
+            self.state.add_dead_letters(self.name, rejected)
+            log.error("%s: %d alert(s) rejected by %s and kept in the dead-letter queue (first: %s); "
+                      "fix the cause, then `siem-gad deadletter replay`", self.name, len(rejected), self.params.index,
+                      rejected[0][2])
+        return new
+
+    def replay(self, alerts: list[Alert]) -> dict[str, str]:
+        _, rejected = self._store(alerts)
+        return {alert_id_of(doc): error for doc, _, error in rejected}
+
+    def _store(self, alerts: list[Alert]) -> tuple[int, list[tuple[Alert, int, str]]]:
+        if not alerts:
+            return 0, []
+        if not self._ready:
+            self.setup()
+        new, rejected = 0, []
+        size = self.params.bulk_size
+        for begin in range(0, len(alerts), size):
+            chunk_new, chunk_rejected = self._bulk(alerts[begin:begin + size])
+            new += chunk_new
+            rejected += chunk_rejected
+        if self.params.refresh:
+            self.client.refresh(self.params.index)
+        return new, rejected
+
+    def _bulk(self, alerts: list[Alert]) -> tuple[int, list[tuple[Alert, int, str]]]:
+        """One bulk request, retrying what may succeed later; return (new, rejected)."""
+        delays = self.params.retry.delays()
+        pending, new, rejected, attempt = alerts, 0, [], 0
+        while pending:
+            retry_later: list[Alert] = []
+            last_error = ""
+            try:
+                response = self.client.bulk(self._operations(pending))
+            except ElasticError as exc:
+                if not exc.retryable:
+                    raise SinkRejected(f"{self.name}: bulk request refused: {exc}") from None
+                retry_later, last_error = pending, str(exc)
+            else:
+                for alert, item in zip(pending, response["items"]):
+                    result = next(iter(item.values()))
+                    status = int(result.get("status", 500))
+                    if status in (200, 201):
+                        new += 1
+                    elif status == 409:
+                        continue  # stored by an earlier try: exactly once
+                    elif status in RETRYABLE_STATUS:
+                        retry_later.append(alert)
+                        last_error = _reason(result)
+                    else:
+                        rejected.append((alert, status, _reason(result)))
+            pending = retry_later
+            if pending:
+                if attempt >= len(delays):
+                    raise SinkRejected(f"{self.name}: {len(pending)} alert(s) not stored after "
+                                       f"{self.params.retry.attempts} tries: {last_error}")
+                log.warning("%s: %d alert(s) not stored yet (%s); retry %d of %d in %.1fs", self.name, len(pending),
+                            last_error, attempt + 1, len(delays), delays[attempt])
+                time.sleep(delays[attempt])
+                attempt += 1
+        return new, rejected
+
+    def _operations(self, alerts: list[Alert]) -> list[dict]:
+        operations: list[dict] = []
+        for alert in alerts:
+            operations.append({"create": {"_index": self.params.index, "_id": alert_id_of(alert)}})
+            operations.append(alert)
+        return operations
+
+
+def _reason(result: dict) -> str:
+    error = result.get("error")
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            text += f" ({cause['reason']})"
+        return text
+    return str(error or f"HTTP {result.get('status')}")
+
+
+@hookimpl
+def register_sinks(register):
+    register("elasticsearch", ElasticsearchSink)

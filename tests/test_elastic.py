@@ -1,0 +1,328 @@
+"""The elasticsearch source and sink against a real OpenSearch-compatible server process.
+
+The server comes from the `osmem-server` wheel; it holds real IoT-23 Zeek flows (capture
+42-1: 4,426 flows over 8 hours from a Raspberry Pi lab network) indexed as ECS documents.
+Both clients are covered: opensearch-py as is, and the official elasticsearch client through
+`elastic_support.PlainJsonNode` (the test server rejects its compatibility media type).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from opensearchpy import OpenSearch
+from osmem_server import OsmemServer
+
+from conftest import siem_gad
+from elastic_support import FaultProxy, index_documents, iot23_documents
+from siem_gad.elastic.mappings import alert_mappings, field_types
+
+TESTS = Path(__file__).resolve().parent
+ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+EVENTS_INDEX = "logs-iot23"
+ALERTS_INDEX = "siem-gad-alerts"
+END = "2019-01-10T22:00:00Z"  # the capture ends at 21:55
+FLAVORS = {
+    "opensearch": {"flavor": "opensearch"},
+    "elasticsearch": {"flavor": "elasticsearch", "node_class": "elastic_support:PlainJsonNode"},
+}
+
+
+@pytest.fixture(scope="module")
+def base():
+    """A server whose base holds the events; each test works on a copy-on-write clone."""
+    server = OsmemServer.start(japanese=False)
+    index_documents(OpenSearch(hosts=[server.url]), EVENTS_INDEX, iot23_documents())
+    server.freeze()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def clone_url(base):
+    clone = base.clone()
+    yield clone.url
+    clone.close()
+
+
+def es_config(directory: Path, url: str, flavor: str = "opensearch", *, sink_extra: dict | None = None,
+              job_extra: dict | None = None, connection: dict | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    conn = {"hosts": [url], **FLAVORS[flavor], **(connection or {})}
+    config = {
+        "state_dir": "state",
+        "sources": {"siem": {"type": "elasticsearch", "index": "logs-*", "end": END, "query_delay": "1m",
+                             "page_size": 500, **conn}},
+        "sinks": {"siem": {"type": "elasticsearch", "index": ALERTS_INDEX, "refresh": True, **conn, **(sink_extra or {})}},
+        "jobs": {"flows": {
+            "source": "siem", "window": "15m", "batch_windows": 4, "schedule": "1s",
+            "graph": {"type": "bipartite", "source_field": "source.ip", "target_field": "destination.ip"},
+            "detectors": {"iforest": {"type": "iforest", "n_estimators": 50, "training": {"windows": 12}}},
+            "sinks": ["siem"], **(job_extra or {}),
+        }},
+    }
+    (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (directory / "rules").mkdir(exist_ok=True)
+    (directory / "rules" / "flow-outlier.yml").write_text(yaml.safe_dump({
+        "name": "Flow endpoint unlike its history", "job": "flows", "detector": "iforest", "severity": "high",
+        "condition": {"top_k": 2}, "threat": {"techniques": ["T1071"], "tactics": ["TA0011"]}}))
+    return directory / "config.yaml"
+
+
+def leaf_fields(doc: dict, prefix: str = "") -> set[str]:
+    """Dotted names of every leaf of a document; arrays of objects map like objects."""
+    names = set()
+    for key, value in doc.items():
+        name = prefix + key
+        items = value if isinstance(value, list) else [value]
+        if items and all(isinstance(v, dict) for v in items):
+            for item in items:
+                names |= leaf_fields(item, name + ".")
+        else:
+            names.add(name)
+    return names
+
+
+def alert_docs(url: str) -> list[dict]:
+    client = OpenSearch(hosts=[url])
+    if not client.indices.exists(index=ALERTS_INDEX):
+        return []
+    client.indices.refresh(index=ALERTS_INDEX)
+    hits = client.search(index=ALERTS_INDEX, body={"size": 10_000, "query": {"match_all": {}}})["hits"]["hits"]
+    return [{"_id": h["_id"], **h["_source"]} for h in hits]
+
+
+@pytest.mark.parametrize("flavor", sorted(FLAVORS))
+def test_run_reads_events_and_writes_mapped_ecs_alerts_once(tmp_path: Path, clone_url: str, flavor: str):
+    config = es_config(tmp_path, clone_url, flavor)
+    setup = siem_gad("setup", "-c", str(config), env=ENV)
+    assert f"index template siem-gad-alerts for {ALERTS_INDEX}" in setup.stdout
+    siem_gad("setup", "-c", str(config), env=ENV)  # safe to repeat
+    siem_gad("run", "-c", str(config), "--once", env=ENV)
+
+    alerts = alert_docs(clone_url)
+    assert alerts, "the run wrote no alerts"
+    assert all(a["_id"] == a["siem_gad"]["alert_id"] == a["event"]["id"] for a in alerts)
+    events = OpenSearch(hosts=[clone_url])
+    for alert in alerts:
+        assert alert["event"]["kind"] == "alert" and alert["rule"]["name"] == "Flow endpoint unlike its history"
+        assert alert["siem_gad"]["explanation"] and alert["siem_gad"]["summary"]
+        assert alert["threat"]["technique"]["id"] == ["T1071"]
+        entity = alert["siem_gad"]["entity"]
+        assert alert[entity["field"].split(".")[0]]["ip"] == entity["value"]  # ECS entity field set
+        evidence = alert["siem_gad"]["evidence"]["event_ids"]
+        found = events.search(index=EVENTS_INDEX, body={"query": {"terms": {"event.id": evidence}}, "size": 0,
+                                                        "track_total_hits": True})
+        assert found["hits"]["total"]["value"] == len(evidence), "evidence ids point back at indexed events"
+
+    mapping = events.indices.get_mapping(index=ALERTS_INDEX)[ALERTS_INDEX]["mappings"]
+    assert mapping["dynamic"] == "strict"
+    actual = field_types(mapping)
+    for name in {k for a in alerts for k in leaf_fields({k: v for k, v in a.items() if k != "_id"})}:
+        if name.startswith("siem_gad.details."):
+            continue  # kept in _source, not indexed (enabled: false)
+        assert name in actual, f"alert field {name} has no mapping"
+    assert actual["source.ip"] == "ip" and actual["siem_gad.score"] == "double" and actual["@timestamp"] == "date"
+
+    # A repeated pass writes nothing: first with the checkpoint (nothing due), then with the
+    # checkpoint lost (every batch is sent again and answered 409 per alert).
+    siem_gad("run", "-c", str(config), "--once", env=ENV)
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
+        db.execute("DELETE FROM checkpoints")
+    repeat = siem_gad("run", "-c", str(config), "--once", env=ENV)
+    assert "(0 new" in repeat.stderr and f"({len(alerts)} new" not in repeat.stderr
+    again = alert_docs(clone_url)
+    assert sorted(a["_id"] for a in again) == sorted(a["_id"] for a in alerts)
+
+
+def test_rejected_alerts_go_to_the_dead_letter_queue_and_replay_after_the_fix(tmp_path: Path, clone_url: str):
+    # A local plugin adds a field the strict alert mapping does not know to some alerts.
+    plugins = tmp_path / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "ticketing.py").write_text(
+        "from siem_gad import hookimpl\n\n"
+        "@hookimpl\n"
+        "def enrich_alert(alert, job):\n"
+        "    if int(alert['siem_gad']['alert_id'][0], 16) < 8:\n"
+        "        alert['siem_gad']['ticket'] = 'SOC-' + alert['siem_gad']['alert_id'][:6]\n")
+    config = es_config(tmp_path, clone_url)
+    siem_gad("run", "-c", str(config), "--once", env=ENV)
+
+    written = alert_docs(clone_url)
+    listing = siem_gad("deadletter", "list", "-c", str(config), "--json", env=ENV)
+    dead = json.loads(listing.stdout)
+    assert dead and written, "some alerts are rejected, the others written"
+    assert all(d["status"] == 400 and "strict_dynamic_mapping_exception" in d["error"] for d in dead)
+    assert all("ticket" in d["document"]["siem_gad"] for d in dead)
+    assert not any("ticket" in a["siem_gad"] for a in written)
+    status = json.loads(siem_gad("status", "-c", str(config), "--json", env=ENV).stdout)[0]
+    assert status["checkpoint"] == END, "dead-lettered alerts count as handled: the job went on"
+
+    # Replay before the fix: still rejected, kept, exit status 1.
+    failed = siem_gad("deadletter", "replay", "-c", str(config), env=ENV, check=False)
+    assert failed.returncode == 1 and f"0 replayed, {len(dead)} still rejected" in failed.stdout
+
+    # The fix: map the plugin's field, apply it to the existing index, replay.
+    data = yaml.safe_load(config.read_text())
+    data["sinks"]["siem"]["extra_mappings"] = {"siem_gad": {"properties": {"ticket": {"type": "keyword"}}}}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert "mappings updated" in siem_gad("setup", "-c", str(config), env=ENV).stdout
+    replay = siem_gad("deadletter", "replay", "-c", str(config), env=ENV)
+    assert f"{len(dead)} replayed, 0 still rejected" in replay.stdout
+    assert json.loads(siem_gad("deadletter", "list", "-c", str(config), "--json", env=ENV).stdout) == []
+    final = alert_docs(clone_url)
+    assert len(final) == len(written) + len(dead)
+    assert {d["alert_id"] for d in dead} <= {a["_id"] for a in final}
+
+
+def _sink(url: str, state_dir: Path, **params):
+    from siem_gad.sinks.elasticsearch import ElasticsearchSink
+    from siem_gad.state import StateStore
+
+    params = {"hosts": [url], "flavor": "opensearch", "refresh": True,
+              "retry": {"attempts": 4, "initial": 0.01, "maximum": 0.05}, **params}
+    return ElasticsearchSink(**params).bind("siem", StateStore(state_dir))
+
+
+def _alerts(count: int) -> list[dict]:
+    from datetime import datetime, timedelta, timezone
+
+    from siem_gad.alerts import build_alert
+    from siem_gad.detectors import Explanation
+    from siem_gad.rules import Rule
+
+    rule = Rule(id="r1", name="test rule", job="flows", detector="iforest")
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    return [build_alert(rule=rule, job="flows", detector="iforest", detector_type="iforest", model_version=1,
+                        score=0.5 + i / 100, threshold=0.5, window_start=start + timedelta(hours=i),
+                        window_end=start + timedelta(hours=i + 1),
+                        explanation=Explanation(entity={"source.ip": f"10.0.0.{i}"}, summary="events=3",
+                                                contributors=[{"name": "events", "value": 3, "weight": 1.0}],
+                                                evidence=["e1"], evidence_count=1),
+                        level="node") for i in range(count)]
+
+
+def test_429_and_5xx_are_retried_with_backoff(tmp_path: Path, clone_url: str):
+    bulk_faults = iter([429, 429, 503])
+    proxy = FaultProxy(clone_url, lambda method, path: next(bulk_faults, None) if "_bulk" in path else None)
+    try:
+        sink = _sink(proxy.url, tmp_path)
+        assert sink.write(_alerts(5)) == 5
+        assert proxy.faults_sent == 3
+        assert len(alert_docs(clone_url)) == 5
+        assert sink.state.dead_letters() == []
+    finally:
+        proxy.close()
+
+
+def test_a_sink_that_stays_overloaded_raises_and_keeps_nothing(tmp_path: Path, clone_url: str):
+    from siem_gad.sinks.elasticsearch import SinkRejected
+
+    proxy = FaultProxy(clone_url, lambda method, path: 429 if "_bulk" in path else None)
+    try:
+        sink = _sink(proxy.url, tmp_path)
+        with pytest.raises(SinkRejected, match="not stored after 4 tries"):
+            sink.write(_alerts(3))
+        assert proxy.faults_sent == 4
+        assert sink.state.dead_letters() == [], "overload is not a rejection: the pass is repeated instead"
+    finally:
+        proxy.close()
+
+
+def test_source_pages_by_search_after_and_retries_search_errors(tmp_path: Path, clone_url: str):
+    from siem_gad.sources.elasticsearch import ElasticsearchSource
+    from siem_gad.state import StateStore
+    from siem_gad.timeutil import parse_time
+
+    faults = iter([503, 429])
+    proxy = FaultProxy(clone_url, lambda method, path: next(faults, None) if "_search" in path else None)
+    try:
+        source = ElasticsearchSource(hosts=[proxy.url], flavor="opensearch", index="logs-*", page_size=100,
+                                     retry={"attempts": 3, "initial": 0.01}).bind("siem", StateStore(tmp_path))
+        first, horizon = source.bounds(None)
+        assert first.isoformat().startswith("2019-01-10T13:34:42")
+        a = source.read(parse_time("2019-01-10T13:00:00Z"), parse_time("2019-01-10T16:00:00Z"), None)
+        b = source.read(parse_time("2019-01-10T16:00:00Z"), parse_time(END), a.cursor)
+    finally:
+        proxy.close()
+    assert proxy.faults_sent == 2
+    documents = iot23_documents()
+    assert len(a.events) + len(b.events) == len(documents), "every event read once across the boundary"
+    assert set(a.events["event.id"]).isdisjoint(b.events["event.id"])
+    assert a.stats["pages"] == len(a.events) // 100 + 1
+    assert a.cursor["until"] == "2019-01-10T16:00:00Z" and len(a.cursor["sort"]) == 2
+    assert str(a.events["source.ip"].dtype) == "category" and a.events["@timestamp"].is_monotonic_increasing
+
+
+def _checkpoint(state: Path) -> tuple[str | None, int]:
+    """(the job's watermark, how many passes failed so far)."""
+    try:
+        with sqlite3.connect(state / "state.sqlite") as db:
+            row = db.execute("SELECT watermark FROM checkpoints").fetchone()
+            errors = db.execute("SELECT COUNT(*) FROM passes WHERE status = 'error'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return None, 0
+    return (row[0] if row else None), errors
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_server_stopped_mid_run_then_started_again_loses_no_alert(tmp_path: Path, clone_url: str):
+    # Reference: the same job on an undisturbed copy of the data.
+    reference = es_config(tmp_path / "reference", clone_url)
+    siem_gad("run", "-c", str(reference), "--once", env=ENV)
+    expected = {a["_id"] for a in alert_docs(clone_url)}
+    assert expected
+
+    server = OsmemServer.start(japanese=False)
+    stopped = []
+
+    def stop_after_first_bulk(method: str, path: str, status: int) -> None:
+        # The first batch's alerts are written; the server stops before the job can
+        # refresh and commit its checkpoint: that batch must be repeated without duplicates.
+        if "_bulk" in path and not stopped:
+            stopped.append(True)
+            os.kill(server.pid, signal.SIGSTOP)
+
+    proxy = FaultProxy(server.url, after=stop_after_first_bulk)
+    state = tmp_path / "live" / "state"
+    try:
+        index_documents(OpenSearch(hosts=[server.url]), EVENTS_INDEX, iot23_documents())
+        config = es_config(tmp_path / "live", proxy.url, connection={
+            "request_timeout": 1, "retry": {"attempts": 2, "initial": 0.1, "maximum": 0.2}})
+        with (tmp_path / "live.log").open("w") as log:
+            run = subprocess.Popen([sys.executable, "-m", "siem_gad", "run", "-c", str(config)], stdout=log,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **ENV})
+            try:
+                _wait(lambda: _checkpoint(state)[1] >= 2, 240, "passes failing while the server is stopped")
+                stalled = _checkpoint(state)[0]
+                os.kill(server.pid, signal.SIGCONT)
+                _wait(lambda: _checkpoint(state)[0] == END, 120, "the job to catch up")
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+                run.send_signal(signal.SIGTERM)
+                run.wait(60)
+        output = (tmp_path / "live.log").read_text()
+        assert stopped and stalled != END, "the outage happened before the job was done"
+        assert run.returncode == 0, output[-3000:]
+        assert "pass failed" in output
+        assert {a["_id"] for a in alert_docs(server.url)} == expected
+    finally:
+        proxy.close()
+        server.close()
