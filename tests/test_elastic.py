@@ -205,7 +205,7 @@ def _alerts(count: int) -> list[dict]:
     return [build_alert(rule=rule, job="flows", detector="iforest", detector_type="iforest", model_version=1,
                         score=0.5 + i / 100, threshold=0.5, window_start=start + timedelta(hours=i),
                         window_end=start + timedelta(hours=i + 1),
-                        explanation=Explanation(entity={"source.ip": f"10.0.0.{i}"}, summary="events=3",
+                        explanation=Explanation(entity={"source.ip": f"10.0.{i // 250}.{i % 250}"}, summary="events=3",
                                                 contributors=[{"name": "events", "value": 3, "weight": 1.0}],
                                                 evidence=["e1"], evidence_count=1),
                         level="node") for i in range(count)]

@@ -78,7 +78,7 @@ class _FakeKibana(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append((self.path, dict(self.headers), body))
+        type(self).requests.append((self.path, self.headers, body))
         objects = [line for line in body.split(b"\r\n\r\n", 1)[1].splitlines() if line.startswith(b"{")]
         payload = json.dumps({"success": True, "successCount": len(objects)}).encode()
         self.send_response(200)
