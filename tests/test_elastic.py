@@ -166,6 +166,8 @@ def test_rejected_alerts_go_to_the_dead_letter_queue_and_replay_after_the_fix(tm
     assert not any("ticket" in a["siem_gad"] for a in written)
     status = json.loads(siem_gad("status", "-c", str(config), "--json", env=ENV).stdout)[0]
     assert status["checkpoint"] == END, "dead-lettered alerts count as handled: the job went on"
+    assert status["dead_letters"] == len(dead)
+    assert "DEAD-LETTERED" in siem_gad("status", "-c", str(config), env=ENV).stdout
 
     # Replay before the fix: still rejected, kept, exit status 1.
     failed = siem_gad("deadletter", "replay", "-c", str(config), env=ENV, check=False)

@@ -213,6 +213,8 @@ def status(ctx: click.Context, config: Path, as_json: bool) -> None:
             click.echo("  source: " + " ".join(f"{k}={v}" for k, v in job["source_counters"].items()))
         if job["waiting"]:
             click.echo(f"  WAITING: {job['waiting']}")
+        if job["dead_letters"]:
+            click.echo(f"  DEAD-LETTERED: {job['dead_letters']} alert(s) rejected by a sink; see `siem-gad deadletter list`")
         for model in job["models"]:
             version = f"v{model['version']}" if model["version"] else "-"
             trained = f", trained on {model['trained_on']}" if model["trained_on"] else ""

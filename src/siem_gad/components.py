@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from .plugins import PluginHost
     from .state import StateStore
 
 
@@ -31,10 +32,12 @@ class Component:
         self.params = self.Params.model_validate(params)
         self.name = type(self).__name__
         self.state: StateStore | None = None
+        self.host: PluginHost | None = None
 
-    def bind(self, name: str, state: "StateStore") -> "Component":
+    def bind(self, name: str, state: "StateStore", host: "PluginHost | None" = None) -> "Component":
         self.name = name
         self.state = state
+        self.host = host
         return self
 
     @property
@@ -48,6 +51,9 @@ class Component:
         it created or checked, for the command's output.
         """
         return []
+
+    def start(self) -> None:
+        """Start background work (listeners) before the first pass; `close()` stops it."""
 
     def close(self) -> None:
         """Release connections or files; called once when the host shuts down."""

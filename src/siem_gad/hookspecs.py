@@ -51,6 +51,16 @@ def register_sinks(register):
 
 
 @hookspec
+def register_log_parsers(register):
+    """Register syslog message parsers (for the `syslog` source).
+
+    Call `register(name, cls)`; `cls` subclasses `siem_gad.syslog.parsers.LogParser`: its
+    `programs` names the programs it reads (empty: any) and `parse(record)` returns ECS fields
+    or None. Parsers for a record's program are tried before the generic ones.
+    """
+
+
+@hookspec
 def enrich_events(events, job):
     """Add or fix columns of a window batch of events before the graph is built.
 

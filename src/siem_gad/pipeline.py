@@ -67,7 +67,7 @@ class App:
         cls = self.host.component(kind, spec.type)
         instance = cls(**component_params(self.config, spec, cls, path))
         if hasattr(instance, "bind"):
-            instance.bind(name, self.state)
+            instance.bind(name, self.state, self.host)
         return instance
 
     def source(self, name: str) -> "Source":
@@ -392,6 +392,7 @@ class JobRunner:
             "checkpoint": isoformat(checkpoint.watermark) if checkpoint else None,
             "lag_seconds": (utcnow() - checkpoint.watermark).total_seconds() if checkpoint else None,
             "source_counters": self.source.counters(),
+            "dead_letters": sum(1 for d in state.dead_letters() if d.document.get("siem_gad", {}).get("job") == self.name),
             "models": models,
             "waiting": waiting,
             "passes": [{"started": isoformat(p.started_at), "window_start": p.window_start and isoformat(p.window_start),

@@ -33,6 +33,8 @@ DEFAULT_PLUGINS = (
     "siem_gad.sources.csv_source",
     "siem_gad.sources.simulate",
     "siem_gad.sources.elasticsearch",
+    "siem_gad.sources.syslog",
+    "siem_gad.syslog.parsers",
     "siem_gad.graphs.bipartite",
     "siem_gad.detectors.iforest",
     "siem_gad.detectors.gcn_hmm",
@@ -45,6 +47,7 @@ COMPONENT_HOOKS = {
     "graph_builders": "register_graph_builders",
     "detectors": "register_detectors",
     "sinks": "register_sinks",
+    "log_parsers": "register_log_parsers",
 }
 HOOK_NAMES = frozenset(
     name for name, value in vars(hookspecs).items() if inspect.isfunction(value) and hasattr(value, "siem_gad_spec")

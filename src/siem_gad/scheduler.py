@@ -29,8 +29,16 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+def start_sources(app: App, jobs: Iterable[str]) -> None:
+    """Start the sources' background work (syslog listeners) before any pass."""
+    for name in sorted({app.config.jobs[j].source for j in jobs}):
+        app.source(name).start()
+
+
 def run_once(app: App, jobs: Iterable[str], stop: threading.Event, progress: bool = False) -> list[PassOutcome]:
     """Process everything that is due for each job, then return."""
+    jobs = list(jobs)
+    start_sources(app, jobs)
     outcomes = []
     for name in jobs:
         if stop.is_set():
@@ -49,6 +57,8 @@ def run_forever(app: App, jobs: Iterable[str], stop: threading.Event) -> None:
 
     from .timeutil import utcnow
 
+    jobs = list(jobs)
+    start_sources(app, jobs)
     scheduler = BackgroundScheduler(timezone="UTC")
     for name in jobs:
         job = app.job(name)

@@ -60,7 +60,6 @@ class ElasticsearchSource(Source):
         super().__init__(**params)
         self._client: SiemClient | None = None
         self._pit_supported: bool | None = {"always": True, "never": False}.get(self.params.pit)
-        self._counters = {"read": 0, "pages": 0}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -73,9 +72,6 @@ class ElasticsearchSource(Source):
         if self._client is not None:
             self._client.close()
             self._client = None
-
-    def counters(self) -> dict[str, int]:
-        return dict(self._counters)
 
     def _end(self) -> datetime | None:
         return parse_time(self.params.end) if self.params.end else None
@@ -119,8 +115,6 @@ class ElasticsearchSource(Source):
             for hit in hits:
                 columns.add(hit, self.params.field_map)
             last_sort = hits[-1]["sort"]
-        self._counters["read"] += columns.rows
-        self._counters["pages"] += pages
         events = columns.frame(self.params.time_field)
         events = finalize_events(events, self.name) if len(events) else empty_events()
         return ReadResult(events, {"sort": last_sort, "until": isoformat(end)}, {"read": len(events), "pages": pages})

@@ -1,0 +1,357 @@
+"""Where syslog lines come from: UDP and TCP listeners and file tails, all feeding the spool.
+
+Each input runs in its own thread and never lets one bad client or line take it down:
+
+- UDP: one datagram is one message. Oversize datagrams are counted and dropped; the kernel's
+  own drops (socket buffer overflow) are read from `SO_RXQ_OVFL` and counted.
+- TCP: newline framing and RFC 6587 octet counting (`LEN SP MSG`), detected per frame; optional
+  TLS; a cap on connections and on message size; lines are spooled (committed) before more is
+  read from the socket, so when the spool is full the kernel's receive window closes and the
+  sender slows down (back-pressure) instead of anything being dropped.
+- Files: globs, polled; rename rotation (the old file is read to its end first) and
+  copytruncate (the file shrank) are followed; offsets are stored with the lines.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+from datetime import tzinfo
+from typing import Callable
+
+from .headers import HeaderError, parse_line
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+
+
+def header_time(line: bytes, received: float, zone: tzinfo, reference: float | None = None) -> tuple[float, bool]:
+    """(event time, header parsed) for spooling; the receive time when the header is unusable."""
+    from datetime import datetime, timezone
+
+    try:
+        text = line.decode("utf-8", errors="replace")
+        ref = datetime.fromtimestamp(reference if reference is not None else received, tz=timezone.utc)
+        return parse_line(text, ref, zone).timestamp.timestamp(), True
+    except (HeaderError, ValueError, OverflowError):
+        return received, False
+
+
+class Input(threading.Thread):
+    """Base of the input threads: a stop event and failure isolation."""
+
+    def __init__(self, name: str, spool: Spool, zone: tzinfo, stop: threading.Event):
+        super().__init__(name=name, daemon=True)
+        self.spool, self.zone, self.stop_event = spool, zone, stop
+        self.ready = threading.Event()
+
+    def spool_lines(self, lines: list[bytes], origin: str, file_offset=None, reference: float | None = None) -> None:
+        received = time.time()
+        rows = []
+        for line in lines:
+            t, ok = header_time(line, received, self.zone, reference)
+            rows.append((t, received, origin, line, ok))
+        self.spool.count("received", len(rows))  # stored in the same transaction as the lines
+        self.spool.append(rows, file_offset)
+
+
+class UdpInput(Input):
+    def __init__(self, host: str, port: int, max_message_bytes: int, **kw):
+        super().__init__(f"syslog-udp-{port}", **kw)
+        self.max_message_bytes = max_message_bytes
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+            self.kernel_drops = True
+        except OSError:
+            self.kernel_drops = False
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self._dropped_seen = 0
+
+    def run(self) -> None:
+        self.ready.set()
+        size = self.max_message_bytes + 1
+        ancillary = socket.CMSG_SPACE(4)
+        while not self.stop_event.is_set():
+            batch: list[bytes] = []
+            deadline = time.monotonic() + 0.05
+            try:
+                while len(batch) < 2000 and time.monotonic() < deadline:
+                    data, anc, _flags, _peer = self.sock.recvmsg(size, ancillary)
+                    self._note_kernel_drops(anc)
+                    if len(data) > self.max_message_bytes:
+                        self.spool.count("oversize")
+                        continue
+                    if self.spool.full():
+                        self.spool.count("dropped_spool_full")
+                        continue
+                    batch.extend(line for line in data.rstrip(b"\r\n\x00").split(b"\n") if line) or \
+                        self.spool.count("empty")
+                    self.sock.settimeout(0.001)
+            except (TimeoutError, BlockingIOError):
+                pass
+            except OSError as exc:
+                if self.stop_event.is_set():
+                    break
+                log.warning("%s: %s", self.name, exc)
+            finally:
+                self.sock.settimeout(0.2)
+            if batch:
+                self.spool_lines(batch, f"udp:{self.port}")
+        self.sock.close()
+
+    def _note_kernel_drops(self, ancillary) -> None:
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(data) >= 4:
+                total = struct.unpack("I", data[:4])[0]  # cumulative drops for this socket
+                if total > self._dropped_seen:
+                    self.spool.count("dropped_kernel", total - self._dropped_seen)
+                    self._dropped_seen = total
+
+
+class TcpInput(Input):
+    def __init__(self, host: str, port: int, max_message_bytes: int, max_connections: int,
+                 tls: ssl.SSLContext | None = None, idle_timeout: float = 300.0, **kw):
+        super().__init__(f"syslog-tcp-{port}", **kw)
+        self.max_message_bytes, self.max_connections = max_message_bytes, max_connections
+        self.tls, self.idle_timeout = tls, idle_timeout
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(128)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        self.ready.set()
+        while not self.stop_event.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError as exc:
+                if not self.stop_event.is_set():
+                    log.warning("%s: accept failed: %s", self.name, exc)
+                continue
+            with self._lock:
+                if len(self._connections) >= self.max_connections:
+                    self.spool.count("rejected_connections")
+                    conn.close()
+                    continue
+                self._connections.add(conn)
+            threading.Thread(target=self._serve, args=(conn, peer), name=f"{self.name}-{peer[1]}", daemon=True).start()
+        self.sock.close()
+
+    def _serve(self, conn: socket.socket, peer) -> None:
+        origin = f"tcp:{peer[0]}"
+        try:
+            if self.tls is not None:
+                conn.settimeout(10)
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            conn.settimeout(0.5)
+            framer = Framer(self.max_message_bytes, self.spool.count)
+            idle_since = time.monotonic()
+            while not self.stop_event.is_set():
+                self.spool.wait_for_room(self.stop_event)  # back-pressure: stop reading while full
+                try:
+                    data = conn.recv(65536)
+                except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+                    if time.monotonic() - idle_since > self.idle_timeout:
+                        break
+                    continue
+                if not data:
+                    break
+                idle_since = time.monotonic()
+                lines = framer.feed(data)
+                if lines:
+                    self.spool_lines(lines, origin)
+            framer.close()
+        except (OSError, ssl.SSLError) as exc:
+            self.spool.count("connection_errors")
+            log.debug("%s: %s: %s", self.name, peer, exc)
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+class Framer:
+    """Splits a TCP byte stream into messages: octet counting when a frame starts with a digit
+    (RFC 6587), else newline-terminated lines. Oversize and truncated frames are counted."""
+
+    def __init__(self, max_bytes: int, count: Callable[[str, int], None]):
+        self.max_bytes, self.count = max_bytes, count
+        self.buffer = b""
+        self.skipping = False  # inside an oversize newline-framed line
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buffer += data
+        out: list[bytes] = []
+        while self.buffer:
+            if self.skipping:
+                cut = self.buffer.find(b"\n")
+                if cut < 0:
+                    self.buffer = b""
+                    break
+                self.buffer, self.skipping = self.buffer[cut + 1:], False
+                continue
+            if self.buffer[:1].isdigit():
+                space = self.buffer.find(b" ", 0, 12)
+                if space > 0 and self.buffer[:space].isdigit():
+                    length = int(self.buffer[:space])
+                    if length > self.max_bytes:
+                        self.count("oversize", 1)
+                        self.buffer = self.buffer[space + 1:]
+                        self.skipping = True  # resynchronise at the next newline
+                        continue
+                    if len(self.buffer) < space + 1 + length:
+                        break  # wait for the rest of the frame
+                    out.append(self.buffer[space + 1: space + 1 + length].rstrip(b"\r\n"))
+                    self.buffer = self.buffer[space + 1 + length:].lstrip(b"\n")
+                    continue
+            cut = self.buffer.find(b"\n")
+            if cut < 0:
+                if len(self.buffer) > self.max_bytes:
+                    self.count("oversize", 1)
+                    self.buffer, self.skipping = b"", True
+                break
+            line = self.buffer[:cut].rstrip(b"\r")
+            self.buffer = self.buffer[cut + 1:]
+            if len(line) > self.max_bytes:
+                self.count("oversize", 1)
+            elif line:
+                out.append(line)
+        return [line for line in out if line]
+
+    def close(self) -> None:
+        if self.buffer.strip():
+            self.count("truncated", 1)  # the peer went away mid-frame
+        self.buffer = b""
+
+
+class FileInput(Input):
+    """Tails files matching globs; follows rename and copytruncate rotation."""
+
+    def __init__(self, patterns: list[str], start_at: str, follow: bool, poll_interval: float,
+                 max_message_bytes: int, reference: Callable[[str], float] | None = None, **kw):
+        super().__init__("syslog-files", **kw)
+        self.patterns, self.start_at, self.follow = patterns, start_at, follow
+        self.poll_interval, self.max_message_bytes = poll_interval, max_message_bytes
+        self.offsets = {path: list(v) for path, v in self.spool.file_offsets().items()}  # path -> [dev, ino, offset]
+        self.handles: dict[str, tuple] = {}  # path -> (open file, dev, ino): a renamed file stays readable
+        self.heads: dict[str, bytes] = {}  # path -> the file's first bytes, to notice copytruncate
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        self.ready.set()
+        while not self.stop_event.is_set():
+            progressed = False
+            for path in sorted({p for pattern in self.patterns for p in glob.glob(pattern)}):
+                try:
+                    progressed |= self._read(path)
+                except OSError as exc:
+                    log.warning("%s: %s", path, exc)
+            if not self.follow and not progressed:
+                self.close_files()
+                self.finished.set()
+                return
+            if not progressed:
+                self.stop_event.wait(self.poll_interval)
+        self.close_files()
+
+    def _read(self, path: str) -> bool:
+        stat = os.stat(path)
+        progressed = False
+        current = self.handles.get(path)
+        if current is not None and (current[1], current[2]) != (stat.st_dev, stat.st_ino):
+            # Rotated by rename: finish the old file (still open) before the new one.
+            progressed |= self._drain(path, current)
+            current[0].close()
+            del self.handles[path]
+            self.heads.pop(path, None)
+            current = None
+            self.offsets[path] = [stat.st_dev, stat.st_ino, 0]
+            log.info("%s: rotated; reading the new file from the start", path)
+        if current is None:
+            known = self.offsets.get(path)
+            if known is None:
+                offset = stat.st_size if self.start_at == "end" else 0
+            elif (known[0], known[1]) != (stat.st_dev, stat.st_ino):
+                offset = 0  # replaced while we were not running
+            else:
+                offset = known[2]
+            current = self.handles[path] = (open(path, "rb"), stat.st_dev, stat.st_ino)
+            self.offsets[path] = [stat.st_dev, stat.st_ino, offset]
+        if self._truncated(path, current[0]):
+            log.info("%s: truncated (copytruncate); reading it from the start", path)
+            self.offsets[path][2] = 0
+        return self._drain(path, current) or progressed
+
+    def _truncated(self, path: str, handle) -> bool:
+        """The file shrank below our offset, or its first bytes changed (truncated and refilled
+        past the old offset between two polls)."""
+        offset = self.offsets[path][2]
+        if os.fstat(handle.fileno()).st_size < offset:
+            return True
+        head = self.heads.get(path)
+        if offset == 0 or not head:
+            return False
+        return os.pread(handle.fileno(), len(head), 0) != head
+
+    def _drain(self, path: str, current: tuple) -> bool:
+        """Spool the complete lines after the stored offset of the open file."""
+        handle, dev, ino = current
+        offset = self.offsets[path][2]
+        if path not in self.heads or offset == 0:
+            self.heads[path] = os.pread(handle.fileno(), 64, 0)
+        reference = os.fstat(handle.fileno()).st_mtime
+        read_any = False
+        while not self.stop_event.is_set():
+            self.spool.wait_for_room(self.stop_event)
+            handle.seek(offset)
+            block = handle.read(1 << 20)
+            cut = block.rfind(b"\n")
+            consumed = cut + 1
+            if cut < 0 and block and not self.follow and len(block) < (1 << 20):
+                # The last line of a file read once may lack its newline.
+                block, cut, consumed = block + b"\n", len(block), len(block)
+            if cut < 0:
+                if len(block) >= (1 << 20):  # one enormous line: skip it
+                    self.spool.count("oversize")
+                    offset += len(block)
+                    continue
+                break  # nothing, or a partial last line: wait for the rest
+            lines, oversize = [], 0
+            for line in block[:cut].split(b"\n"):
+                line = line.rstrip(b"\r")
+                if len(line) > self.max_message_bytes:
+                    oversize += 1
+                elif line:
+                    lines.append(line)
+            if oversize:
+                self.spool.count("oversize", oversize)
+            offset += consumed
+            self.spool_lines(lines, f"file:{path}", (path, dev, ino, offset), reference)
+            read_any = True
+        self.offsets[path] = [dev, ino, offset]
+        return read_any
+
+    def close_files(self) -> None:
+        for handle, _dev, _ino in self.handles.values():
+            handle.close()
+        self.handles.clear()
