@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,16 @@ def siem_gad(*args: str, cwd: Path | None = None, env: dict | None = None, check
     if check and result.returncode != 0:
         raise AssertionError(f"siem-gad {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def wait_for(condition, what: str, timeout: float = 30, interval: float = 0.1) -> None:
+    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read_alerts(path: Path) -> list[dict]:

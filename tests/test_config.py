@@ -12,7 +12,7 @@ from siem_gad.plugins import load_host
 from siem_gad.rules import load_rules
 from siem_gad.yamlfile import ConfigError
 
-from conftest import make_config
+from conftest import ROOT, make_config, siem_gad
 
 
 def problems_of(func, *args, **kwargs) -> str:
@@ -100,3 +100,9 @@ def test_check_command_exits_non_zero_with_the_problems(tmp_path: Path):
     result = siem_gad("check", "-c", str(path), check=False)
     assert result.returncode == 1
     assert "jobs.network.window" in result.stderr and "got 'soon'" in result.stderr
+
+
+@pytest.mark.parametrize("example", ["config.example.yaml", "examples/elastic.yaml", "examples/syslog.yaml"])
+def test_shipped_example_configs_are_valid(example: str):
+    result = siem_gad("check", "-c", str(ROOT / example), env={"ES_API_KEY": "not-a-real-key"})
+    assert "OK" in result.stdout

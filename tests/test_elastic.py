@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,9 @@ import yaml
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
-from conftest import siem_gad
+from conftest import siem_gad, wait_for
 from elastic_support import FaultProxy, index_documents, iot23_documents
-from siem_gad.elastic.mappings import alert_mappings, field_types
+from siem_gad.elastic.mappings import field_types
 
 TESTS = Path(__file__).resolve().parent
 ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -276,15 +275,6 @@ def _checkpoint(state: Path) -> tuple[str | None, int]:
     return (row[0] if row else None), errors
 
 
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_server_stopped_mid_run_then_started_again_loses_no_alert(tmp_path: Path, clone_url: str):
     # Reference: the same job on an undisturbed copy of the data.
     reference = es_config(tmp_path / "reference", clone_url)
@@ -312,10 +302,10 @@ def test_server_stopped_mid_run_then_started_again_loses_no_alert(tmp_path: Path
             run = subprocess.Popen([sys.executable, "-m", "siem_gad", "run", "-c", str(config)], stdout=log,
                                    stderr=subprocess.STDOUT, env={**os.environ, **ENV})
             try:
-                _wait(lambda: _checkpoint(state)[1] >= 2, 240, "passes failing while the server is stopped")
+                wait_for(lambda: _checkpoint(state)[1] >= 2, "passes failing while the server is stopped", 240)
                 stalled = _checkpoint(state)[0]
                 os.kill(server.pid, signal.SIGCONT)
-                _wait(lambda: _checkpoint(state)[0] == END, 120, "the job to catch up")
+                wait_for(lambda: _checkpoint(state)[0] == END, "the job to catch up", 120)
             finally:
                 os.kill(server.pid, signal.SIGCONT)
                 run.send_signal(signal.SIGTERM)

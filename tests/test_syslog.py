@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from conftest import SHARED_DATA, read_alerts, siem_gad
+from conftest import SHARED_DATA, read_alerts, siem_gad, wait_for
 from siem_gad.sources.syslog import SyslogSource
 from siem_gad.state import StateStore
 from siem_gad.syslog.headers import HeaderError, parse_line
@@ -79,6 +80,15 @@ def source(tmp_path: Path, **params) -> SyslogSource:
     return SyslogSource(**params).bind("syslog", StateStore(tmp_path / "state"))
 
 
+def read_files_once(src: SyslogSource):
+    """Start a `follow: false` source (reads its files), read every event; return (events, counters)."""
+    src.start()
+    try:
+        return read_all(src), src.counters()
+    finally:
+        src.close()
+
+
 def read_all(src: SyslogSource, live: bool = False):
     """Every event in the spool; `live`: including those newer than the source's horizon."""
     from datetime import timedelta
@@ -98,13 +108,7 @@ def actions(events, action: str, outcome: str | None = None, method: str | None 
 
 
 def test_real_auth_logs_through_file_tailing_match_direct_counts(tmp_path: Path):
-    src = source(tmp_path, files=[str(OPENSSH), str(EC2), str(LINUX)], follow=False)
-    src.start()
-    try:
-        events = read_all(src)
-        counters = src.counters()
-    finally:
-        src.close()
+    events, counters = read_files_once(source(tmp_path, files=[str(OPENSSH), str(EC2), str(LINUX)], follow=False))
     lines = sum(len(p.read_bytes().splitlines()) for p in (OPENSSH, EC2, LINUX))
     assert len(events) == lines == counters["received"]
     assert counters.get("quarantined", 0) == 0
@@ -137,12 +141,7 @@ def test_firewall_and_account_parsers(tmp_path: Path):
         "Nov 23 06:00:05 gw CRON[11]: (root) CMD (run-parts /etc/cron.hourly)\n"
         "Nov 23 06:00:06 gw su[12]: FAILED su for root by mallory\n"
         "Nov 23 06:00:07 gw systemd-logind[13]: New session 42 of user mallory.\n")
-    src = source(tmp_path, files=[str(log)], follow=False)
-    src.start()
-    try:
-        events = read_all(src).set_index("event.action")
-    finally:
-        src.close()
+    events = read_files_once(source(tmp_path, files=[str(log)], follow=False))[0].set_index("event.action")
     block = events.loc["firewall_block"]
     assert (block["source.ip"], block["destination.ip"], block["destination.port"], block["network.transport"],
             block["event.outcome"]) == ("203.0.113.9", "10.0.0.5", 22, "tcp", "failure")
@@ -161,27 +160,18 @@ def test_file_rotation_by_rename_and_copytruncate(tmp_path: Path):
     src = source(tmp_path, files=[str(tmp_path / "*.log")], poll_interval="1s")
     src.start()
     try:
-        _wait(lambda: src.counters().get("received", 0) == 3, "first lines")
+        wait_for(lambda: src.counters().get("received", 0) == 3, "first lines")
         with log.open("a") as handle:  # written just before rotation: must not be lost
             handle.write(line.format(3, 3))
         log.rename(tmp_path / "auth.log.1")
         log.write_text(line.format(4, 4))
-        _wait(lambda: src.counters().get("received", 0) == 5, "rename rotation")
+        wait_for(lambda: src.counters().get("received", 0) == 5, "rename rotation")
         with log.open("r+") as handle:  # copytruncate
             handle.truncate(0)
         log.write_text(line.format(5, 5) + line.format(6, 6))
-        _wait(lambda: src.counters().get("received", 0) == 7, "copytruncate")
+        wait_for(lambda: src.counters().get("received", 0) == 7, "copytruncate")
     finally:
         src.close()
-
-
-def _wait(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------------------------------------------------------------------------- listeners
@@ -209,7 +199,7 @@ def test_logger_messages_over_udp_and_tcp_arrive_parsed_in_order(tmp_path: Path)
             logger(port, transport, message, fmt, *extra)
             sent.append(message)
             time.sleep(0.002)
-        _wait(lambda: src.counters().get("received", 0) == len(sent), "every message")
+        wait_for(lambda: src.counters().get("received", 0) == len(sent), "every message")
         events = read_all(src, live=True)
     finally:
         src.close()
@@ -253,8 +243,8 @@ def test_garbage_is_counted_and_quarantined_and_the_listener_stays_up(tmp_path: 
             socket.create_connection(("127.0.0.1", ports["tcp"])).close()
         _send_tcp(ports["tcp"], good + b"\n")
         _send_udp(ports["udp"], good)
-        _wait(lambda: src.counters().get("received", 0) >= 5, "the good lines after the garbage")
-        _wait(lambda: src.counters().get("truncated", 0) == 1, "the truncated frame to be counted")
+        wait_for(lambda: src.counters().get("received", 0) >= 5, "the good lines after the garbage")
+        wait_for(lambda: src.counters().get("truncated", 0) == 1, "the truncated frame to be counted")
         events = read_all(src, live=True)
         counters = src.counters()
     finally:
@@ -275,13 +265,13 @@ def test_late_lines_are_quarantined_and_processed_lines_released(tmp_path: Path)
     src = source(tmp_path, files=[str(log)], retain="1s")
     src.start()
     try:
-        _wait(lambda: src.counters().get("received", 0) == 1, "the first line")
+        wait_for(lambda: src.counters().get("received", 0) == 1, "the first line")
         first, _ = src.bounds(None)
         window = first.replace(minute=0, second=0)
         one = src.read(window, window + timedelta(hours=1), None)
         with log.open("a") as handle:  # a line for the window just processed
             handle.write("Nov 23 06:10:00 h sshd[1]: Connection closed by 10.0.0.2 port 1\n")
-        _wait(lambda: src.counters().get("received", 0) == 2, "the late line")
+        wait_for(lambda: src.counters().get("received", 0) == 2, "the late line")
         two = src.read(window + timedelta(hours=1), window + timedelta(hours=2), one.cursor)
         assert len(one.events) == 1 and len(two.events) == 0 and two.stats["quarantined"] == 1
         assert len(src.spool) == 1, "the line of the committed first read is released (retain: 1s), the late one not yet"
@@ -350,14 +340,14 @@ def test_siem_gad_run_receives_logger_messages(tmp_path: Path):
                            env={**os.environ, "SIEM_GAD_EVENT_DUMP": str(dump)}, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
-        _wait(lambda: _port_open(tcp), "the listeners", 60)
+        wait_for(lambda: _port_open(tcp), "the listeners", 60)
         sent = []
         for i in range(12):
             message = f"Failed password for user{i % 3} from 10.2.0.{i} port {5000 + i} ssh2"
             logger(udp if i % 2 else tcp, "-d" if i % 2 else "-T", message, "--rfc5424" if i % 3 else "--rfc3164")
             sent.append(message)
             time.sleep(0.3)
-        _wait(lambda: set(sent) <= set(dumped(dump).values()), "every message processed", 60)
+        wait_for(lambda: set(sent) <= set(dumped(dump).values()), "every message processed", 60)
     finally:
         run.send_signal(signal.SIGTERM)
         output = run.communicate(timeout=60)[0]
@@ -405,7 +395,7 @@ def test_kill_while_lines_arrive_over_tcp_then_restart_processes_each_line_once(
     def start():
         proc = subprocess.Popen([sys.executable, "-m", "siem_gad", "run", "-c", str(config)], cwd=tmp_path, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: _port_open(tcp), "the TCP listener", 60)
+        wait_for(lambda: _port_open(tcp), "the TCP listener", 60)
         return proc
 
     def send(first: int, count: int) -> int:
@@ -424,8 +414,6 @@ def test_kill_while_lines_arrive_over_tcp_then_restart_processes_each_line_once(
         return number
 
     run = start()
-    import threading
-
     killer = threading.Timer(3.0, lambda: run.send_signal(signal.SIGKILL))
     killer.start()
     sent_before_kill = send(0, 5000)
@@ -433,9 +421,9 @@ def test_kill_while_lines_arrive_over_tcp_then_restart_processes_each_line_once(
     run = start()
     sent_total = send(sent_before_kill, 200)
     try:
-        _wait(lambda: len(dumped(dump)) >= _received(config) and _received(config) > 0, "the backlog", 60)
+        wait_for(lambda: len(dumped(dump)) >= _received(config) and _received(config) > 0, "the backlog", 60)
         time.sleep(4)  # two more windows: everything received is processed
-        _wait(lambda: len(dumped(dump)) == _received(config), "all received lines processed", 60)
+        wait_for(lambda: len(dumped(dump)) == _received(config), "all received lines processed", 60)
     finally:
         run.send_signal(signal.SIGTERM)
         run.wait(60)
@@ -456,3 +444,39 @@ def _received(config: Path) -> int:
     if status.returncode:
         return 0
     return json.loads(status.stdout)[0]["source_counters"].get("received", 0)
+
+
+def test_a_parser_plugin_reads_a_device_format(tmp_path: Path):
+    """A local plugin's `register_log_parsers` parser runs before the generic parsers."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "openvpn.py").write_text(
+        "import re\n"
+        "from siem_gad import hookimpl\n"
+        "from siem_gad.syslog.parsers import LogParser\n\n"
+        "class VpnParser(LogParser):\n"
+        "    programs = ('openvpn',)\n"
+        "    LOGIN = re.compile(r'^(?P<ip>[\\d.]+):\\d+ \\[(?P<user>[^\\]]+)\\] Peer Connection Initiated')\n\n"
+        "    def parse(self, record):\n"
+        "        match = self.LOGIN.match(record.message)\n"
+        "        if match:\n"
+        "            return {'event.category': 'authentication', 'event.action': 'vpn_login',\n"
+        "                    'event.outcome': 'success', 'source.ip': match['ip'], 'user.name': match['user']}\n\n"
+        "@hookimpl\n"
+        "def register_log_parsers(register):\n"
+        "    register('openvpn', VpnParser)\n")
+    log = tmp_path / "vpn.log"
+    log.write_text("Nov 23 06:00:00 gw openvpn[7]: 198.51.100.4:1194 [alice] Peer Connection Initiated with x\n"
+                   "Nov 23 06:00:01 gw openvpn[7]: something else\n")
+    from siem_gad.plugins import load_host
+
+    host = load_host(plugins)
+    assert "openvpn" in host.components("log_parsers") and "sshd" in host.components("log_parsers")
+    events, counters = read_files_once(
+        SyslogSource(files=[str(log)], follow=False).bind("vpn", StateStore(tmp_path / "state"), host))
+    login = events.iloc[0]
+    assert (login["event.action"], login["user.name"], login["source.ip"]) == ("vpn_login", "alice", "198.51.100.4")
+    assert counters["parsed"] == 1 and counters["unparsed"] == 1
+    listing = siem_gad("--plugins-dir", str(plugins), "plugins", "--json")
+    described = {p["name"]: p for p in json.loads(listing.stdout)}
+    assert any("openvpn" in p["components"].get("log_parsers", []) for p in described.values())

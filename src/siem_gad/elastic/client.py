@@ -327,6 +327,24 @@ def load_object(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+class UsesCluster:
+    """Mixin for components with `ConnectionParams`: a client made on first use, closed by close()."""
+
+    params: ConnectionParams
+    _client: SiemClient | None = None
+
+    @property
+    def client(self) -> SiemClient:
+        if self._client is None:
+            self._client = connect(self.params)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 def connect(params: ConnectionParams) -> SiemClient:
     flavor = params.flavor
     if flavor == "auto":

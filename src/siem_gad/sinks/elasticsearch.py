@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..components import Params
-from ..elastic.client import RETRYABLE_STATUS, ConnectionParams, ElasticError, SiemClient, connect
+from ..elastic.client import RETRYABLE_STATUS, ConnectionParams, ElasticError, UsesCluster
 from ..elastic.mappings import alert_mappings
 from ..hookspecs import hookimpl
 from . import Alert, Sink, alert_id_of
@@ -44,7 +44,7 @@ class SinkRejected(RuntimeError):
     """The sink could not store a batch even after retrying; the checkpoint must not move."""
 
 
-class ElasticsearchSink(Sink):
+class ElasticsearchSink(UsesCluster, Sink):
     class Params(ConnectionParams):
         index: str = Field("siem-gad-alerts", description="alert index (or data stream) name")
         template: str = Field("siem-gad-alerts", description="name of the index template")
@@ -67,19 +67,7 @@ class ElasticsearchSink(Sink):
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
-        self._client: SiemClient | None = None
         self._ready = False
-
-    @property
-    def client(self) -> SiemClient:
-        if self._client is None:
-            self._client = connect(self.params)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     # ------------------------------------------------------------------ setup
     def template_body(self) -> dict[str, Any]:

@@ -22,18 +22,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..components import Params
-from ..elastic.client import ConnectionParams, ElasticError, SiemClient, connect
+from ..config import Duration
+from ..elastic.client import ConnectionParams, ElasticError, UsesCluster
 from ..events import TIMESTAMP, empty_events, finalize_events
 from ..hookspecs import hookimpl
-from ..config import Duration
 from ..timeutil import isoformat, parse_time, utcnow
 from . import Cursor, ReadResult, Source
 
 log = logging.getLogger(__name__)
 
 
-class ElasticsearchSource(Source):
+class ElasticsearchSource(UsesCluster, Source):
     """Events from an index pattern or data stream, through a PIT and search_after."""
 
     class Params(ConnectionParams):
@@ -58,21 +57,9 @@ class ElasticsearchSource(Source):
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
-        self._client: SiemClient | None = None
         self._pit_supported: bool | None = {"always": True, "never": False}.get(self.params.pit)
 
     # ------------------------------------------------------------------ plumbing
-    @property
-    def client(self) -> SiemClient:
-        if self._client is None:
-            self._client = connect(self.params)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
     def _end(self) -> datetime | None:
         return parse_time(self.params.end) if self.params.end else None
 

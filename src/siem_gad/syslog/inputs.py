@@ -132,6 +132,7 @@ class TcpInput(Input):
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self._connections: set[socket.socket] = set()
+        self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -151,8 +152,16 @@ class TcpInput(Input):
                     conn.close()
                     continue
                 self._connections.add(conn)
-            threading.Thread(target=self._serve, args=(conn, peer), name=f"{self.name}-{peer[1]}", daemon=True).start()
+            worker = threading.Thread(target=self._serve, args=(conn, peer), name=f"{self.name}-{peer[1]}", daemon=True)
+            self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+            worker.start()
         self.sock.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the acceptor and for every connection to drain (after `stop`)."""
+        super().join(timeout)
+        for worker in list(self._workers):
+            worker.join(timeout)
 
     def _serve(self, conn: socket.socket, peer) -> None:
         origin = f"tcp:{peer[0]}"
@@ -163,12 +172,20 @@ class TcpInput(Input):
             conn.settimeout(0.5)
             framer = Framer(self.max_message_bytes, self.spool.count)
             idle_since = time.monotonic()
-            while not self.stop_event.is_set():
-                self.spool.wait_for_room(self.stop_event)  # back-pressure: stop reading while full
+            drain_until = None
+            while True:
+                if self.stop_event.is_set() and drain_until is None:
+                    # Shutting down: take in what the peer already sent (at most 2 s), then close.
+                    drain_until = time.monotonic() + 2.0
+                    conn.settimeout(0.1)
+                if drain_until is not None and time.monotonic() > drain_until:
+                    break
+                if drain_until is None:
+                    self.spool.wait_for_room(self.stop_event)  # back-pressure: stop reading while full
                 try:
                     data = conn.recv(65536)
                 except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-                    if time.monotonic() - idle_since > self.idle_timeout:
+                    if drain_until is not None or time.monotonic() - idle_since > self.idle_timeout:
                         break
                     continue
                 if not data:
