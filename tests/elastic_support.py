@@ -93,6 +93,7 @@ class FaultProxy:
         self.fault = fault
         self.after = after
         self.faults_sent = 0
+        self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers with lower-case names)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -104,6 +105,7 @@ class FaultProxy:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                proxy.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
                 status = proxy.fault(self.command, self.path)
                 if status is not None:
                     proxy.faults_sent += 1

@@ -264,6 +264,29 @@ def test_source_pages_by_search_after_and_retries_search_errors(tmp_path: Path, 
     assert str(a.events["source.ip"].dtype) == "category" and a.events["@timestamp"].is_monotonic_increasing
 
 
+@pytest.mark.parametrize("flavor", sorted(FLAVORS))
+@pytest.mark.parametrize("auth, header", [
+    ({"api_key": "aWQ6a2V5"}, "ApiKey aWQ6a2V5"),
+    ({"username": "elastic", "password": "s3cret"}, "Basic ZWxhc3RpYzpzM2NyZXQ="),
+    ({"bearer_token": "tok"}, "Bearer tok"),
+])
+def test_every_request_carries_the_configured_credentials(tmp_path: Path, clone_url: str, flavor: str, auth: dict,
+                                                          header: str):
+    from siem_gad.sources.elasticsearch import ElasticsearchSource
+    from siem_gad.state import StateStore
+
+    proxy = FaultProxy(clone_url)
+    try:
+        source = ElasticsearchSource(hosts=[proxy.url], index="logs-*", **FLAVORS[flavor], **auth)
+        source.bind("siem", StateStore(tmp_path))
+        assert source.bounds(None)[0] is not None
+        source.close()
+    finally:
+        proxy.close()
+    assert proxy.requests and all(h.get("authorization") == header for _, _, h in proxy.requests)
+    assert "s3cret" not in repr(source.params) and "aWQ6a2V5" not in repr(source.params)
+
+
 def _checkpoint(state: Path) -> tuple[str | None, int]:
     """(the job's watermark, how many passes failed so far)."""
     try:
@@ -318,3 +341,13 @@ def test_server_stopped_mid_run_then_started_again_loses_no_alert(tmp_path: Path
     finally:
         proxy.close()
         server.close()
+
+
+def test_flavor_auto_asks_the_root_endpoint(clone_url: str):
+    from siem_gad.elastic.client import ConnectionParams, ElasticError, connect
+
+    client = connect(ConnectionParams(hosts=[clone_url]))
+    assert client.flavor == "opensearch"
+    client.close()
+    with pytest.raises(ElasticError, match="GET http://127.0.0.1:9/"):
+        connect(ConnectionParams(hosts=["http://127.0.0.1:9"], retry={"attempts": 1}))

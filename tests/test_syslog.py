@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -480,3 +480,83 @@ def test_a_parser_plugin_reads_a_device_format(tmp_path: Path):
     listing = siem_gad("--plugins-dir", str(plugins), "plugins", "--json")
     described = {p["name"]: p for p in json.loads(listing.stdout)}
     assert any("openvpn" in p["components"].get("log_parsers", []) for p in described.values())
+
+
+def test_real_logs_replayed_through_the_listeners_match_direct_counts(tmp_path: Path):
+    """OpenSSH_2k over TCP with octet counting, the EC2 auth.log over UDP, as a relay forwards them."""
+    src = listening_source(tmp_path)
+    ports = src.ports()
+    ssh_lines = [b"<38>" + line for line in OPENSSH.read_bytes().splitlines()]
+    ec2_lines = [b"<38>" + line for line in EC2.read_bytes().splitlines()]
+    try:
+        _send_tcp(ports["tcp"], b"".join(b"%d %s" % (len(line), line) for line in ssh_lines))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for number, line in enumerate(ec2_lines):
+                sock.sendto(line, ("127.0.0.1", ports["udp"]))
+                if number % 50 == 49:
+                    time.sleep(0.002)  # a relay's pace; loss at full speed is measured in bench/
+        wait_for(lambda: src.counters().get("received", 0) == len(ssh_lines) + len(ec2_lines), "every line")
+        events = read_all(src, live=True)
+        counters = src.counters()
+    finally:
+        src.close()
+    assert counters.get("dropped_kernel", 0) == 0 and counters.get("quarantined", 0) == 0
+    ssh = events[events["log.source"].str.startswith("tcp:")]
+    ec2 = events[events["log.source"].str.startswith("udp:")]
+    assert actions(ssh, "ssh_login", "failure", "password") == 520
+    assert actions(ec2, "ssh_login", "failure", "password") == count_lines(EC2, "Failed password")
+    assert actions(ec2, "sudo") == count_lines(EC2, "COMMAND=")
+    assert set(ec2.loc[ec2["event.action"] == "ssh_login", "source.ip"]) >= {"24.151.103.17"}
+
+
+def test_tcp_back_pressure_pauses_the_sender_instead_of_dropping(tmp_path: Path):
+    src = source(tmp_path, tcp={"port": 0}, max_spool_lines=10_000, retain="1s")
+    src.start()
+    total = 100_000  # ~9 MB: more than the kernel buffers on both ends
+    line = b"<38>Nov 23 06:00:00 h sshd[1]: Connection closed by 10.0.0.1 port 22 [preauth] %06d\n"
+    sender = threading.Thread(target=_send_tcp, args=(src.ports()["tcp"], b"".join(line % i for i in range(total))))
+    try:
+        sender.start()
+        wait_for(lambda: src.counters().get("received", 0) >= 10_000, "the spool to fill")
+        time.sleep(1.0)
+        held = src.counters()["received"]
+        assert held < total and sender.is_alive(), "the sender waits while the spool is full"
+        cursor, read = None, 0
+        while read < total:  # passes consume the spool; the checkpointed lines are released
+            first, _ = src.bounds(None)
+            result = src.read(first.replace(second=0) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1), cursor)
+            read += len(result.events)
+            cursor = {**result.cursor, "until": result.cursor["until"] + 10 ** 9}  # as if later windows passed
+        sender.join(30)
+        counters = src.counters()
+    finally:
+        src.close()
+    assert read == total == counters["received"] and "dropped_spool_full" not in counters
+
+
+def test_tls_listener_and_connection_limit(tmp_path: Path):
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    src = source(tmp_path, tcp={"port": 0, "tls": {"cert_file": str(cert), "key_file": str(key)}, "max_connections": 2},
+                 query_delay="1s")
+    src.start()
+    port = src.ports()["tcp"]
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"<38>Nov 23 06:00:00 h sshd[1]: Accepted publickey for alice from 10.0.0.8 port 22 ssh2\n")
+            wait_for(lambda: src.counters().get("received", 0) == 1, "the line over TLS")
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", port))
+        wait_for(lambda: src.counters().get("rejected_connections", 0) == 1, "the third connection to be refused")
+        for conn in [*held, extra]:
+            conn.close()
+        events = read_all(src, live=True)
+    finally:
+        src.close()
+    assert events.iloc[0]["user.name"] == "alice" and events.iloc[0]["event.outcome"] == "success"

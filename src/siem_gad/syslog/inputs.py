@@ -127,6 +127,9 @@ class TcpInput(Input):
         self.tls, self.idle_timeout = tls, idle_timeout
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # A modest receive buffer (inherited by connections) bounds what the kernel holds for
+        # a peer beyond what is spooled: back-pressure starts sooner, and less is in flight.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
         self.sock.bind((host, port))
         self.sock.listen(128)
         self.sock.settimeout(0.2)
