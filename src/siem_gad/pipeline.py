@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import AppConfig, component_params, load_config, validate_components
 from .plugins import PluginHost, load_host
-from .rules import RuleSet, load_rules
+from .rules import RuleSet, Suppressor, load_rules
 from .state import ModelRecord, PassRecord, StateStore
 from .timeutil import align_down, align_up, isoformat, parse_time, utcnow
 from .yamlfile import ConfigError
@@ -54,8 +54,11 @@ class App:
         self._jobs: dict[str, JobRunner] = {}
 
     @classmethod
-    def open(cls, config_path: str | Path, *, plugins_dir: Path | None = None) -> "App":
+    def open(cls, config_path: str | Path, *, plugins_dir: Path | None = None, state_dir: Path | None = None) -> "App":
+        """Load everything; `state_dir` replaces the config's (evaluate keeps production state apart)."""
         config = load_config(config_path)
+        if state_dir is not None:
+            config.state_dir = Path(state_dir).resolve()
         host = load_host(plugins_dir or config.plugins_path, config.plugins)
         problems = validate_components(config, host)
         if problems:
@@ -336,23 +339,16 @@ class JobRunner:
             for rule in self.app.rules.for_job(self.name):
                 if rule.detector != name:
                     continue
-                suppressed_until = state.suppressed_until(rule.id)
-                for position, item, score in rule.select(windows, scores, detector.threshold_):
+                suppressor = Suppressor(rule, state.suppressed_until(rule.id))
+                for position, item, score, explanation in suppressor.alerts(windows, scores, detector):
                     window = windows[position]
-                    explanation = detector.explain(window, item)
-                    if rule.suppress:
-                        fields = rule.suppress.key or sorted(explanation.entity)
-                        key = "|".join(f"{f}={explanation.entity.get(f, '')}" for f in fields)
-                        until = result.suppressions.get((rule.id, key)) or suppressed_until.get(key)
-                        if until is not None and window.start < until:
-                            result.suppressed += 1
-                            continue
-                        result.suppressions[(rule.id, key)] = window.start + rule.suppress.period
                     result.alerts.append(build_alert(
                         rule=rule, job=self.name, detector=name, detector_type=self.config.detectors[name].type,
                         model_version=record.version, score=score, threshold=float(detector.threshold_),
                         window_start=window.start, window_end=window.end, explanation=explanation,
                         level=detector.level))
+                result.suppressed += suppressor.suppressed
+                result.suppressions.update({(rule.id, key): until for key, until in suppressor.decided.items()})
         return result
 
     def _deliver(self, alerts: list[dict[str, Any]]) -> int:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -97,6 +97,37 @@ class Rule(Strict):
                 hits = hits[: self.condition.top_k]
             picked.extend((position, int(i), float(values[i])) for i in hits)
         return picked
+
+
+class Suppressor:
+    """A rule's condition and suppression over a batch of windows: which items become alerts.
+
+    `until` holds the suppression state from earlier passes (key -> time before which the key
+    is suppressed); `decided` collects the new state to commit with the checkpoint.
+    """
+
+    def __init__(self, rule: Rule, until: dict[str, datetime] | None = None):
+        self.rule = rule
+        self.until = dict(until or {})
+        self.decided: dict[str, datetime] = {}
+        self.suppressed = 0
+
+    def alerts(self, windows: list["GraphWindow"], scores: list["np.ndarray"], detector: Any) -> list[tuple]:
+        """(window position, item, score, explanation) of the alerts, in window order."""
+        rule, out = self.rule, []
+        for position, item, score in rule.select(windows, scores, detector.threshold_):
+            window = windows[position]
+            explanation = detector.explain(window, item)
+            if rule.suppress:
+                fields = rule.suppress.key or sorted(explanation.entity)
+                key = "|".join(f"{f}={explanation.entity.get(f, '')}" for f in fields)
+                until = self.decided.get(key) or self.until.get(key)
+                if until is not None and window.start < until:
+                    self.suppressed += 1
+                    continue
+                self.decided[key] = window.start + rule.suppress.period
+            out.append((position, item, score, explanation))
+        return out
 
 
 @dataclass

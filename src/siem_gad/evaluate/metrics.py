@@ -1,0 +1,58 @@
+"""Detection metrics on scored items with binary labels.
+
+Items are whatever a detector scores (windows, entity-windows, edges); `labels` says which
+are positive. Threshold-free: ROC-AUC and average precision (scikit-learn's definitions).
+At a threshold: precision, recall and F1 of `score >= threshold`, at the detector's own
+threshold and at the threshold with the best F1. Precision@k: the share of positives among the
+k highest scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def threshold_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    predicted = scores >= threshold
+    tp = int(np.sum(predicted & labels))
+    fp = int(np.sum(predicted & ~labels))
+    fn = int(np.sum(~predicted & labels))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"threshold": float(threshold), "precision": precision, "recall": recall, "f1": f1,
+            "true_positives": tp, "false_positives": fp, "false_negatives": fn}
+
+
+def best_f1(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The threshold among the scores that gives the highest F1 (ties: the higher threshold)."""
+    best = threshold_metrics(labels, scores, float("inf"))
+    for candidate in np.unique(scores)[::-1]:
+        current = threshold_metrics(labels, scores, float(candidate))
+        if current["f1"] > best["f1"]:
+            best = current
+    return best
+
+
+def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    order = np.argsort(-scores, kind="stable")[:k]
+    return float(labels[order].mean()) if len(order) else 0.0
+
+
+def score_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, k: int = 20) -> dict[str, Any]:
+    """Every metric for one detector; AUC and AP are None when only one class is present."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf, neginf=-1e300, posinf=1e300)
+    both = 0 < labels.sum() < len(labels)
+    return {
+        "items": int(len(labels)), "positives": int(labels.sum()),
+        "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
+        "average_precision": float(average_precision_score(labels, scores)) if both else None,
+        f"precision_at_{k}": precision_at_k(labels, scores, k),
+        "at_threshold": threshold_metrics(labels, scores, threshold),
+        "at_best_f1": best_f1(labels, scores),
+    }
