@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import SHARED_DATA, make_config, siem_gad
 from siem_gad.evaluate.labels import LabelIndex, positive_mask

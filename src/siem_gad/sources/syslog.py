@@ -123,8 +123,10 @@ class SyslogSource(Source):
         for item in self.inputs:
             if isinstance(item, FileInput) and not p.follow:
                 item.join()
-        ports = [f"{type(i).__name__[:3].lower()}:{i.port}" for i in self.inputs if hasattr(i, "port")]
-        log.info("%s: receiving on %s", self.name, ", ".join(ports + [f"files {p.files}"] * bool(p.files)))
+        where = [f"{kind} {p.udp.host if kind == 'udp' else p.tcp.host}:{port}" for kind, port in self.ports().items()]
+        if p.files:
+            where.append(f"files {', '.join(p.files)}")
+        log.info("%s: receiving on %s", self.name, "; ".join(where))
 
     def close(self) -> None:
         self._stop.set()
@@ -136,7 +138,9 @@ class SyslogSource(Source):
             self._spool = None
 
     def ports(self) -> dict[str, int]:
-        return {type(i).__name__[:3].lower(): i.port for i in self.inputs if hasattr(i, "port")}
+        """{'udp': port, 'tcp': port} of the running listeners (port 0 in the config picks one)."""
+        return {kind: i.port for i in self.inputs for kind, cls in (("udp", UdpInput), ("tcp", TcpInput))
+                if isinstance(i, cls)}
 
     def counters(self) -> dict[str, int]:
         return self.spool.counters()

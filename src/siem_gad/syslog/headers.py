@@ -40,6 +40,29 @@ class HeaderError(ValueError):
     """The line has no syslog header that can be parsed."""
 
 
+_TIME_TOKEN = re.compile(r"(?:<(\d{1,3})>)?(?:1 (\S+) |([A-Z][a-z]{2}  ?\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?) |"
+                         r"(\d{4}-\d\d-\d\dT\S+) )")
+_time_cache: dict[tuple, float] = {}
+
+
+def event_time(line: str, reference: datetime, zone: tzinfo) -> float:
+    """Just the event time of a line (epoch seconds), for the spool: the same rules as
+    `parse_line`, without the rest of the header, and cached per timestamp text and day, since
+    a busy sender repeats the same second many times. Raises HeaderError."""
+    match = _TIME_TOKEN.match(line)
+    if not match:
+        raise HeaderError("no RFC 5424 or RFC 3164 timestamp")
+    token = match.group(2) or match.group(3) or match.group(4)
+    key = (token, reference.date(), zone)
+    cached = _time_cache.get(key)
+    if cached is None:
+        if len(_time_cache) > 50_000:
+            _time_cache.clear()
+        cached = parse_line(line, reference, zone).timestamp.timestamp()
+        _time_cache[key] = cached
+    return cached
+
+
 def parse_line(line: str, reference: datetime, zone: tzinfo) -> SyslogRecord:
     """Parse one syslog line; raise HeaderError when it has no recognisable header."""
     facility = severity = None

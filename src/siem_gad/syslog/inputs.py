@@ -25,7 +25,7 @@ import time
 from datetime import tzinfo
 from typing import Callable
 
-from .headers import HeaderError, parse_line
+from .headers import HeaderError, event_time
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ def header_time(line: bytes, received: float, zone: tzinfo, reference: float | N
     from datetime import datetime, timezone
 
     try:
-        text = line.decode("utf-8", errors="replace")
+        text = line[:512].decode("utf-8", errors="replace")
         ref = datetime.fromtimestamp(reference if reference is not None else received, tz=timezone.utc)
-        return parse_line(text, ref, zone).timestamp.timestamp(), True
+        return event_time(text, ref, zone), True
     except (HeaderError, ValueError, OverflowError):
         return received, False
 
@@ -80,24 +80,14 @@ class UdpInput(Input):
 
     def run(self) -> None:
         self.ready.set()
-        size = self.max_message_bytes + 1
-        ancillary = socket.CMSG_SPACE(4)
         while not self.stop_event.is_set():
             batch: list[bytes] = []
-            deadline = time.monotonic() + 0.05
             try:
+                self._receive(batch)  # waits up to 0.2 s for the first datagram
+                self.sock.setblocking(False)  # then takes what is queued, up to 50 ms or 2000
+                deadline = time.monotonic() + 0.05
                 while len(batch) < 2000 and time.monotonic() < deadline:
-                    data, anc, _flags, _peer = self.sock.recvmsg(size, ancillary)
-                    self._note_kernel_drops(anc)
-                    if len(data) > self.max_message_bytes:
-                        self.spool.count("oversize")
-                        continue
-                    if self.spool.full():
-                        self.spool.count("dropped_spool_full")
-                        continue
-                    batch.extend(line for line in data.rstrip(b"\r\n\x00").split(b"\n") if line) or \
-                        self.spool.count("empty")
-                    self.sock.settimeout(0.001)
+                    self._receive(batch)
             except (TimeoutError, BlockingIOError):
                 pass
             except OSError as exc:
@@ -109,6 +99,16 @@ class UdpInput(Input):
             if batch:
                 self.spool_lines(batch, f"udp:{self.port}")
         self.sock.close()
+
+    def _receive(self, batch: list[bytes]) -> None:
+        data, ancillary, _flags, _peer = self.sock.recvmsg(self.max_message_bytes + 1, socket.CMSG_SPACE(4))
+        self._note_kernel_drops(ancillary)
+        if len(data) > self.max_message_bytes:
+            self.spool.count("oversize")
+        elif self.spool.full():
+            self.spool.count("dropped_spool_full")
+        else:
+            batch.extend(line for line in data.rstrip(b"\r\n\x00").split(b"\n") if line)
 
     def _note_kernel_drops(self, ancillary) -> None:
         for level, kind, data in ancillary:
