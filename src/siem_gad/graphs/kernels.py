@@ -41,30 +41,24 @@ def edges_by_window(window, key, key_space):
     `window` must be non-decreasing.
 
     Returns (edge of each event, window of each edge, key of each edge), edges numbered in order
-    of first occurrence, hence grouped by window. Keys are first numbered densely (an int32
-    slot per key), then each key's last window and edge are packed in one int64
-    (window << 32 | edge), so the pass touches two arrays per event and never resets them.
+    of first occurrence, hence grouped by window. One int64 slot per key packs the key's last
+    window and edge (window << 32 | edge): one random access per event, and no resets between
+    windows. (Numbering the keys first into an int32 array and packing per pair took two
+    random accesses per event: 11.7 ms against 6.9 ms on 1M events.)
     """
     n = len(window)
-    slot = np.full(key_space, -1, np.int32)
-    mark = np.full(min(n, key_space), -1, np.int64)
+    slot = np.full(key_space, -1, np.int64)
     event_edge = np.empty(n, np.int64)
     edge_window = np.empty(n, np.int64)
     edge_key = np.empty(n, np.int64)
-    pairs = 0
     m = 0
     for i in range(n):
         w = window[i]
         k = key[i]
-        p = slot[k]
-        if p < 0:
-            p = pairs
-            slot[k] = p
-            pairs += 1
-        packed = mark[p]
+        packed = slot[k]
         if packed < 0 or (packed >> 32) != w:
             e = m
-            mark[p] = (w << 32) | e
+            slot[k] = (w << 32) | e
             edge_window[m] = w
             edge_key[m] = k
             m += 1
