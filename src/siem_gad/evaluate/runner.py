@@ -93,7 +93,13 @@ def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_fie
     if data["positive_events"] == 0:
         raise EvaluationError(f"job {runner.name}: no positive labels in {label_field!r} between {isoformat(begin)} "
                               f"and {isoformat(finish)} (positive values: {positives or 'anything but benign/normal/-/0'})")
-    for name, spec in runner.config.detectors.items():
+    names = list(runner.config.detectors)
+    if progress and len(names) > 1:
+        from tqdm.auto import tqdm
+
+        names = tqdm(names, desc=f"{runner.name}: detectors", unit="detector", leave=False)
+    for name in names:
+        spec = runner.config.detectors[name]
         detector, train, scored = _detector(app, runner, name, windows, use_models, progress)
         scored_from = scored[0].start
         labels = LabelIndex.build(events[events["@timestamp"] >= scored_from], label_field, positives, begin,

@@ -185,8 +185,9 @@ class SyslogSource(Source):
         counts["late"] = sum(1 for _, reason in fresh_bad if reason.startswith("late"))
         spool.mark_counted(first_reads + [line.id for line, reason in fresh_bad if reason.startswith("late")], counts)
         if rows or bad:
-            log.info("%s: %d events (%d parsed, %d unparsed), %d quarantined", self.name, len(rows), counts["parsed"],
-                     counts["unparsed"], len(bad))
+            totals = " ".join(f"{k}={v}" for k, v in spool.counters().items())
+            log.info("%s: %d events (%d parsed, %d unparsed), %d quarantined; since the start: %s", self.name,
+                     len(rows), counts["parsed"], counts["unparsed"], len(bad), totals)
         events = _frame(rows)
         events = finalize_events(events, self.name) if len(events) else empty_events()
         return ReadResult(events, {"until": end.timestamp(), "max_id": max_id},
