@@ -373,6 +373,49 @@ def evaluate(ctx: click.Context, config: Path, label_field: str, positives: tupl
     click.echo(f"report: {files['report']}")
 
 
+@cli.command()
+@click.argument("alert_id")
+@click.option("-c", "--config", type=click.Path(path_type=Path, dir_okay=False), required=True, help=CONFIG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole alert document.")
+@click.pass_context
+def explain(ctx: click.Context, alert_id: str, config: Path, as_json: bool) -> None:
+    """Show why a stored alert fired: score, entity, top features and evidence.
+
+    Looks the alert up in the config's sinks (a JSON Lines file, the SIEM's alert index).
+
+    \b
+    Example:
+      siem-gad explain 3f9c0d5e... -c config.example.yaml
+    """
+    app = _open(ctx, config)
+    try:
+        alert = next((found for name in app.config.sinks if (found := app.sink(name).find(alert_id))), None)
+    finally:
+        app.close()
+    if alert is None:
+        raise click.ClickException(f"no alert {alert_id} in the sinks of {config} ({', '.join(app.config.sinks)})")
+    if as_json:
+        click.echo(json.dumps(alert, indent=2, sort_keys=True))
+        return
+    from .alerts import get_dotted
+
+    g = lambda key, default="": get_dotted(alert, key, default)  # noqa: E731
+    click.echo(f"alert {alert_id}: {g('rule.name')} ({g('siem_gad.severity')}, risk {g('event.risk_score')})")
+    click.echo(g("message"))
+    click.echo(f"window   {g('siem_gad.window.start')} .. {g('siem_gad.window.end')}")
+    click.echo(f"detector {g('siem_gad.job')}/{g('siem_gad.detector')} ({g('siem_gad.detector_type')}, model "
+               f"v{g('siem_gad.model_version')}): score {g('siem_gad.score')} >= threshold {g('siem_gad.threshold')}")
+    click.echo(f"entity   {g('siem_gad.entity.field')} = {g('siem_gad.entity.value')}")
+    click.echo(f"why      {g('siem_gad.summary')}")
+    method = g("siem_gad.details.explained_by") or "contribution"
+    click.echo(f"top features ({method}):")
+    for item in g("siem_gad.explanation", []):
+        click.echo(f"  {item['name']:<24} value {item['value']:<14} weight {item['weight']:+.4f}")
+    ids = g("siem_gad.evidence.event_ids", [])
+    click.echo(f"evidence {g('siem_gad.evidence.count', 0)} event(s): {', '.join(ids[:10])}"
+               + (" ..." if len(ids) > 10 else ""))
+
+
 @cli.group()
 def deadletter() -> None:
     """Alerts a sink's server rejected (mapping conflicts ...): list them, replay them."""

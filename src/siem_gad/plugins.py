@@ -38,6 +38,7 @@ DEFAULT_PLUGINS = (
     "siem_gad.graphs.bipartite",
     "siem_gad.detectors.iforest",
     "siem_gad.detectors.gcn_hmm",
+    "siem_gad.detectors.vae",
     "siem_gad.sinks.jsonl",
     "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",

@@ -162,6 +162,10 @@ class SiemClient(ABC):
     def bulk(self, operations: list[dict]) -> dict: ...
 
     @abstractmethod
+    def get_document(self, index: str, doc_id: str) -> dict | None:
+        """The `_source` of a document, or None when there is none with that id."""
+
+    @abstractmethod
     def put_index_template(self, name: str, body: dict) -> None: ...
 
     @abstractmethod
@@ -234,6 +238,14 @@ class _ElasticsearchClient(SiemClient):
     def bulk(self, operations: list[dict]) -> dict:
         return self._translate("bulk", lambda: self.es.bulk(operations=operations).body)
 
+    def get_document(self, index: str, doc_id: str) -> dict | None:
+        try:
+            return self.call("get", lambda: self.es.get(index=index, id=doc_id).body["_source"])
+        except ElasticError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def put_index_template(self, name: str, body: dict) -> None:
         self.call("put index template", lambda: self.es.indices.put_index_template(name=name, **body))
 
@@ -295,6 +307,14 @@ class _OpenSearchClient(SiemClient):
 
     def bulk(self, operations: list[dict]) -> dict:
         return self._translate("bulk", lambda: self.os.bulk(body=operations))
+
+    def get_document(self, index: str, doc_id: str) -> dict | None:
+        try:
+            return self.call("get", lambda: self.os.get(index=index, id=doc_id)["_source"])
+        except ElasticError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def put_index_template(self, name: str, body: dict) -> None:
         self.call("put index template", lambda: self.os.indices.put_index_template(name=name, body=body))

@@ -29,6 +29,11 @@ class Sink(Component, ABC):
     def write(self, alerts: list[Alert]) -> int:
         """Store the alerts; return how many were new. Raise if they cannot be stored."""
 
+    def find(self, alert_id: str) -> Alert | None:
+        """The stored alert with this id, or None (`siem-gad explain`); sinks that cannot read
+        back what they wrote keep the default."""
+        return None
+
     def replay(self, alerts: list[Alert]) -> dict[str, str]:
         """Write dead-lettered alerts again; return {alert_id: error} for those still rejected."""
         self.write(alerts)

@@ -125,6 +125,9 @@ class ElasticsearchSink(UsesCluster, Sink):
                       rejected[0][2])
         return new
 
+    def find(self, alert_id: str) -> Alert | None:
+        return self.client.get_document(self.params.index, alert_id)
+
     def replay(self, alerts: list[Alert]) -> dict[str, str]:
         _, rejected = self._store(alerts)
         return {alert_id_of(doc): error for doc, _, error in rejected}

@@ -61,6 +61,20 @@ class JsonlSink(Sink):
             handle.truncate(keep)
             log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", self.path, size - keep)
 
+    def find(self, alert_id: str) -> Alert | None:
+        if not self.path.exists():
+            return None
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if alert_id in line:
+                    try:
+                        alert = json.loads(line)
+                    except ValueError:
+                        continue
+                    if alert_id_of(alert) == alert_id:
+                        return alert
+        return None
+
     def write(self, alerts: list[Alert]) -> int:
         known = self._known_ids()
         new = [a for a in alerts if alert_id_of(a) not in known]

@@ -1,0 +1,237 @@
+"""Shared base of the tabular neural detectors: one row per entity and window (node features).
+
+`fit_matrix(X, y=None)` / `score_matrix(X)` work on plain matrices (the benchmarks use them on
+KDD Cup 99); `fit(windows)` / `score(windows)` stack the windows' node-feature tables. What the
+base does for every subclass:
+
+- feature scaling (mean and standard deviation of the training rows);
+- mini-batch training with Adam, a validation split and early stopping on its loss;
+- the threshold: the `threshold_percentile` of the training scores, or mean + k sigma
+  (`threshold: sigma`), the usual rule for reconstruction errors;
+- explanations: SHAP values of the score for the row (expected gradients against a background
+  sample of training rows), falling back to the per-feature scores (reconstruction error per
+  feature) when SHAP is not installed;
+- save/load as plain tensors (`torch.load(weights_only=True)`).
+
+A subclass builds the network (`build_model`), defines the training loss (`loss`) and the
+anomaly score per row and per feature (`score_rows`, `feature_scores`). Activations must be
+`nn.Module`s (`nn.ReLU`), not functional calls, so that SHAP's explainers can follow them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..graphs import GraphWindow
+from . import Detector, DetectorParams, Explanation, readable
+
+if TYPE_CHECKING:
+    import torch
+
+
+class TabularParams(DetectorParams):
+    hidden: list[int] = Field(default_factory=lambda: [32, 16], description="sizes of the hidden layers")
+    latent: int = Field(4, ge=1, description="size of the code")
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(128, ge=8)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    validation: float = Field(0.1, ge=0, lt=0.5, description="share of training rows held out for early stopping")
+    patience: int = Field(5, ge=1, description="epochs without a better validation loss before stopping")
+    threshold: Literal["percentile", "sigma"] = Field("percentile", description="how the alert threshold is set")
+    sigma: float = Field(3.0, gt=0, description="k in mean + k sigma when threshold: sigma")
+    max_training_rows: int = Field(200_000, ge=100)
+    shap_background: int = Field(100, ge=10, description="training rows SHAP compares against")
+
+
+class TabularDetector(Detector):
+    level = "node"
+    Params = TabularParams
+
+    # ------------------------------------------------------------------ subclass hooks
+    def build_model(self, n_features: int) -> "torch.nn.Module":
+        raise NotImplementedError
+
+    def loss(self, model: "torch.nn.Module", batch: "torch.Tensor") -> "torch.Tensor":
+        raise NotImplementedError
+
+    def score_rows(self, model: "torch.nn.Module", rows: "torch.Tensor") -> "torch.Tensor":
+        """Anomaly score per (scaled) row, differentiable (SHAP explains it)."""
+        raise NotImplementedError
+
+    def feature_scores(self, model: "torch.nn.Module", rows: "torch.Tensor") -> "torch.Tensor":
+        """Per-feature part of the score, the fallback explanation."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ matrices
+    def fit_matrix(self, X: np.ndarray, y: np.ndarray | None = None, feature_names: list[str] | None = None,
+                   progress: bool = False) -> "TabularDetector":
+        import torch
+
+        p = self.params
+        X = np.asarray(X, dtype=np.float32)
+        if len(X) < 10:
+            raise ValueError(f"{type(self).__name__} needs at least 10 training rows, got {len(X)}")
+        rng = np.random.default_rng(p.seed)
+        if len(X) > p.max_training_rows:
+            X = X[np.sort(rng.choice(len(X), p.max_training_rows, replace=False))]
+        self.feature_names_ = list(feature_names or [f"f{i}" for i in range(X.shape[1])])
+        self.mean_ = X.mean(axis=0)
+        self.std_ = X.std(axis=0) + 1e-6
+        scaled = torch.from_numpy((X - self.mean_) / self.std_)
+        torch.manual_seed(p.seed)
+        self.model_ = self.build_model(X.shape[1])
+        order = rng.permutation(len(scaled))
+        n_val = int(len(scaled) * p.validation) if len(scaled) >= 50 else 0
+        val, train = scaled[order[:n_val]], scaled[order[n_val:]]
+        epochs, best = self._train(train, val, rng, progress)
+        self.model_.eval()
+        with torch.no_grad():
+            scores = self.score_rows(self.model_, scaled).numpy().astype(np.float64)
+        self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
+                           else self.threshold_from(scores))
+        self.background_ = scaled[rng.choice(len(scaled), min(p.shap_background, len(scaled)), replace=False)]
+        self.metrics_ = {"training_rows": int(len(X)), "epochs": epochs, "validation_loss": best,
+                         "score_mean": float(scores.mean()), "score_std": float(scores.std())}
+        return self
+
+    def _train(self, train: "torch.Tensor", val: "torch.Tensor", rng: np.random.Generator,
+               progress: bool) -> tuple[int, float | None]:
+        import torch
+
+        p = self.params
+        optimizer = torch.optim.Adam(self.model_.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
+        best, best_state, waited, epoch = float("inf"), None, 0, 0
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=p.epochs, desc=f"{type(self).__name__}: epochs", leave=False)
+        for epoch in range(1, p.epochs + 1):
+            self.model_.train()
+            order = torch.from_numpy(rng.permutation(len(train)))
+            for start in range(0, len(train), p.batch_size):
+                batch = train[order[start:start + p.batch_size]]
+                optimizer.zero_grad()
+                self.loss(self.model_, batch).backward()
+                optimizer.step()
+            if bar is not None:
+                bar.update(1)
+            if not len(val):
+                continue
+            self.model_.eval()
+            with torch.no_grad():
+                current = float(self.loss(self.model_, val))
+            if current < best - 1e-6:
+                best, waited = current, 0
+                best_state = {k: v.clone() for k, v in self.model_.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= p.patience:
+                    break
+        if bar is not None:
+            bar.close()
+        if best_state is not None:
+            self.model_.load_state_dict(best_state)
+        return epoch, (best if best_state is not None else None)
+
+    def score_matrix(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.check_fitted()
+        rows = torch.from_numpy(((np.asarray(X, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32))
+        self.model_.eval()
+        with torch.no_grad():
+            return self.score_rows(self.model_, rows).numpy().astype(np.float64)
+
+    def attributions(self, row: np.ndarray) -> tuple[np.ndarray, str]:
+        """(contribution of each feature to the row's score, method): SHAP expected gradients,
+        or the per-feature scores when SHAP is not available."""
+        import torch
+
+        scaled = torch.from_numpy(((np.asarray(row, dtype=np.float32) - self.mean_) / self.std_)[None, :].astype(np.float32))
+        try:
+            import shap
+        except ImportError:
+            with torch.no_grad():
+                return self.feature_scores(self.model_, scaled).numpy()[0], "per-feature score"
+        explainer = shap.GradientExplainer(_score_module(self), self.background_)
+        values = explainer.shap_values(scaled, nsamples=200, rseed=self.params.seed)
+        return np.asarray(values).reshape(-1)[: scaled.shape[1]], "SHAP"
+
+    # ------------------------------------------------------------------ windows
+    @staticmethod
+    def _stack(windows: list[GraphWindow]) -> np.ndarray:
+        rows = [w.x for w in windows if w.num_nodes]
+        return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+
+    def fit(self, windows: list[GraphWindow], progress: bool = False) -> "TabularDetector":
+        names = next((list(w.feature_names) for w in windows if w.num_nodes), None)
+        return self.fit_matrix(self._stack(windows), feature_names=names, progress=progress)
+
+    def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        self.check_fitted()
+        rows = self._stack(windows)
+        if not len(rows):
+            return [np.zeros(0) for _ in windows]
+        return np.split(self.score_matrix(rows), np.cumsum([w.num_nodes for w in windows])[:-1])
+
+    def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
+        values, method = self.attributions(window.x[item])
+        order = np.argsort(-np.abs(values))[:top_k]
+        contributors = [{"name": window.feature_names[i], "value": readable(window, i, window.x[item, i]),
+                         "typical": readable(window, i, self.mean_[i]), "weight": round(float(values[i]), 4)}
+                        for i in order]
+        evidence, count = window.node_evidence(item)
+        entity = window.entity(item)
+        field, value = next(iter(entity.items()))
+        summary = ", ".join(f"{c['name']}={c['value']} (typical {c['typical']}, {c['weight']:+.3f})" for c in contributors[:3])
+        return Explanation(entity, contributors, evidence, count, summary=f"{field} {value}: {summary}",
+                           extra={"explained_by": method})
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> dict[str, Any]:
+        import torch
+
+        return {"model": dict(self.model_.state_dict()), "mean": torch.from_numpy(self.mean_),
+                "std": torch.from_numpy(self.std_), "background": self.background_,
+                "feature_names": self.feature_names_}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.mean_ = state["mean"].numpy()
+        self.std_ = state["std"].numpy()
+        self.feature_names_ = list(state["feature_names"])
+        self.background_ = state["background"]
+        self.model_ = self.build_model(len(self.mean_))
+        self.model_.load_state_dict(state["model"])
+        self.model_.eval()
+
+
+def _score_module(detector: TabularDetector) -> "torch.nn.Module":
+    """The detector's score as a module with one output column, for SHAP."""
+    import torch
+
+    class Score(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = detector.model_
+
+        def forward(self, rows: torch.Tensor) -> torch.Tensor:
+            return detector.score_rows(self.model, rows)[:, None]
+
+    return Score().eval()
+
+
+def mlp(sizes: list[int], last_activation: bool = False) -> "torch.nn.Sequential":
+    """Linear layers with nn.ReLU modules between them."""
+    import torch
+
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2 or last_activation:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)

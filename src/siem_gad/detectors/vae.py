@@ -1,0 +1,95 @@
+"""The `vae` detector: a variational autoencoder over node features (one row per entity and window).
+
+Trained on rows assumed mostly normal, it reconstructs normal behaviour well and unusual rows
+badly. The score of a row is its mean squared reconstruction error averaged over `samples`
+draws of the code (`score: mse`, the outlier-detection setting of the VAE/AEGMM/VAEGMM
+literature), or the negative log reconstruction probability under the decoder's Gaussian
+(`score: probability`, An & Cho 2015). Explanations: SHAP values of the score per feature.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from ..hookspecs import hookimpl
+from .tabular import TabularDetector, TabularParams, mlp
+
+if TYPE_CHECKING:
+    import torch
+
+
+class VaeDetector(TabularDetector):
+    class Params(TabularParams):
+        samples: int = Field(10, ge=1, description="code draws averaged per score")
+        beta: float = Field(1.0, ge=0, description="weight of the KL term")
+        score: Literal["mse", "probability"] = "mse"
+
+    def build_model(self, n_features: int) -> "torch.nn.Module":
+        return _Vae(n_features, self.params.hidden, self.params.latent)
+
+    def loss(self, model: "_Vae", batch: "torch.Tensor") -> "torch.Tensor":
+        mean, log_var = model.encode(batch)
+        code = mean + (0.5 * log_var).exp() * _noise(mean)
+        recon_mean, recon_log_var = model.decode(code)
+        nll = 0.5 * (recon_log_var + (batch - recon_mean) ** 2 / recon_log_var.exp()).sum(dim=1)
+        kl = -0.5 * (1 + log_var - mean ** 2 - log_var.exp()).sum(dim=1)
+        return (nll + self.params.beta * kl).mean()
+
+    def _reconstructions(self, model: "_Vae", rows: "torch.Tensor"):
+        import torch
+
+        generator = torch.Generator().manual_seed(self.params.seed)
+        mean, log_var = model.encode(rows)
+        std = (0.5 * log_var).exp()
+        for _ in range(self.params.samples):
+            noise = torch.randn(mean.shape, generator=generator)
+            yield model.decode(mean + std * noise)
+
+    def feature_scores(self, model: "_Vae", rows: "torch.Tensor") -> "torch.Tensor":
+        total = 0
+        for recon_mean, recon_log_var in self._reconstructions(model, rows):
+            if self.params.score == "mse":
+                total = total + (rows - recon_mean) ** 2
+            else:
+                total = total + 0.5 * (recon_log_var + (rows - recon_mean) ** 2 / recon_log_var.exp())
+        return total / self.params.samples
+
+    def score_rows(self, model: "_Vae", rows: "torch.Tensor") -> "torch.Tensor":
+        return self.feature_scores(model, rows).mean(dim=1)
+
+
+def _noise(like: "torch.Tensor") -> "torch.Tensor":
+    import torch
+
+    return torch.randn_like(like)
+
+
+def _Vae(n_features: int, hidden: list[int], latent: int) -> "torch.nn.Module":
+    import torch
+
+    class Vae(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = mlp([n_features, *hidden], last_activation=True)
+            self.code_mean = torch.nn.Linear(hidden[-1], latent)
+            self.code_log_var = torch.nn.Linear(hidden[-1], latent)
+            self.decoder = mlp([latent, *reversed(hidden)], last_activation=True)
+            self.out_mean = torch.nn.Linear(hidden[0], n_features)
+            self.out_log_var = torch.nn.Linear(hidden[0], n_features)
+
+        def encode(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            h = self.encoder(rows)
+            return self.code_mean(h), self.code_log_var(h).clamp(-8, 8)
+
+        def decode(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            h = self.decoder(code)
+            return self.out_mean(h), self.out_log_var(h).clamp(-8, 8)
+
+    return Vae()
+
+
+@hookimpl
+def register_detectors(register):
+    register("vae", VaeDetector)
