@@ -131,6 +131,8 @@ def test_run_reads_events_and_writes_mapped_ecs_alerts_once(tmp_path: Path, clon
             continue  # kept in _source, not indexed (enabled: false)
         assert name in actual, f"alert field {name} has no mapping"
     assert actual["source.ip"] == "ip" and actual["siem_gad.score"] == "double" and actual["@timestamp"] == "date"
+    shown = siem_gad("explain", alerts[0]["_id"], "-c", str(config), env=ENV).stdout  # read back from the index
+    assert f"entity   {alerts[0]['siem_gad']['entity']['field']} = {alerts[0]['siem_gad']['entity']['value']}" in shown
 
     # A repeated pass writes nothing: first with the checkpoint (nothing due), then with the
     # checkpoint lost (every batch is sent again and answered 409 per alert).

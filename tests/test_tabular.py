@@ -89,3 +89,23 @@ def test_alerts_carry_shap_features_and_siem_gad_explain_shows_them(tmp_path: Pa
     assert as_json == top
     missing = siem_gad("explain", "0" * 32, "-c", str(config), check=False)
     assert missing.returncode == 1 and "no alert 000" in missing.stderr
+
+
+def test_reduced_kdd_cup_99_outlier_protocol():
+    """The benchmark's protocol (bench/kdd_outliers.py) on the first 100,000 rows, 3 epochs."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from kdd_outliers import batch, f1, load
+
+    X, y = load(100_000)
+    normal = X[~y]
+    scaled = (X - normal.mean(axis=0)) / (normal.std(axis=0) + 1e-6)
+    detector = VaeDetector(hidden=[20, 15, 7], latent=2, epochs=3, batch_size=100, validation=0.0, patience=3)
+    detector.fit_matrix(scaled[~y][:30_000])
+    rng = np.random.default_rng(0)
+    threshold = np.percentile(detector.score_matrix(batch(scaled, y, 1000, 0.05, rng)[0]), 95)
+    scores = [f1(by, detector.score_matrix(bx) > threshold) for bx, by in (batch(scaled, y, 1000, 0.10, rng)
+                                                                            for _ in range(5))]
+    metrics = score_metrics(y, detector.score_matrix(scaled), threshold)
+    assert metrics["roc_auc"] > 0.95 and np.median(scores) > 0.5, (metrics["roc_auc"], scores)
