@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .elastic.kibana import KibanaConfig
 from .timeutil import parse_duration, parse_time
@@ -25,6 +25,16 @@ if TYPE_CHECKING:
     from .plugins import PluginHost
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _valid_time(value: str) -> str:
+    parse_time(value)
+    return value
+
+
+# A time as written in the config (ISO 8601, 'now', '-7d'), checked, kept as text: relative
+# times are resolved when used.
+TimeText = Annotated[str, AfterValidator(_valid_time)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
@@ -61,19 +71,11 @@ class JobConfig(Strict):
     source: Name
     window: Duration = timedelta(hours=1)
     schedule: Duration = timedelta(minutes=5)
-    start: str | None = None
+    start: TimeText | None = None
     batch_windows: int = Field(24, ge=1)
     graph: ComponentSpec
     detectors: dict[Name, DetectorSpec] = Field(min_length=1)
     sinks: list[Name] = Field(default_factory=list)
-
-    @field_validator("start")
-    @classmethod
-    def _check_start(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_time(value)
-        return value
-
 
 class AppConfig(Strict):
     state_dir: Path = Path("state")

@@ -20,9 +20,9 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from ..config import Duration
+from ..config import Duration, TimeText
 from ..elastic.client import ConnectionParams, ElasticError, UsesCluster
 from ..events import TIMESTAMP, empty_events, finalize_events
 from ..hookspecs import hookimpl
@@ -42,18 +42,11 @@ class ElasticsearchSource(UsesCluster, Source):
         field_map: dict[str, str] = Field(default_factory=dict, description="source field -> ECS field name")
         fields: list[str] | None = Field(None, description="_source fields to fetch (default: all)")
         query_delay: Duration = Field(timedelta(minutes=2), description="how far behind now to read (ingest lag)")
-        end: str | None = Field(None, description="stop at this time (backfills of historic data)")
+        end: TimeText | None = Field(None, description="stop at this time (backfills of historic data)")
         page_size: int = Field(5000, ge=10, le=10_000)
         keep_alive: str = Field("2m", description="how long the PIT stays open between two pages")
         pit: Literal["auto", "always", "never"] = Field("auto", description="use a point in time")
         tiebreaker: str = Field("_id", description="second sort field when no PIT is used")
-
-        @field_validator("end")
-        @classmethod
-        def _check_end(cls, value: str | None) -> str | None:
-            if value is not None:
-                parse_time(value)
-            return value
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
