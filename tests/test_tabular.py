@@ -109,3 +109,23 @@ def test_reduced_kdd_cup_99_outlier_protocol():
                                                                             for _ in range(5))]
     metrics = score_metrics(y, detector.score_matrix(scaled), threshold)
     assert metrics["roc_auc"] > 0.95 and np.median(scores) > 0.5, (metrics["roc_auc"], scores)
+
+
+@pytest.mark.parametrize("kind", ["aegmm", "vaegmm"])
+def test_mixture_detectors_score_energy_and_round_trip(sim_windows, tmp_path: Path, kind: str):
+    from siem_gad.detectors.gmm import AeGmmDetector, VaeGmmDetector
+
+    cls = {"aegmm": AeGmmDetector, "vaegmm": VaeGmmDetector}[kind]
+    windows, labels = sim_windows
+    train, test = windows[:24], windows[24:]
+    detector = cls(epochs=10, hidden=[16, 8], latent=2, components=3).fit(train)
+    weights = detector.model_.weights
+    assert weights.sum().item() == pytest.approx(1.0, abs=1e-5) and (weights > 0).all(), "mixture fitted after training"
+    scores = detector.score(test)
+    truth = np.concatenate([[bool(x) for x in labels.item_labels(w, "node")] for w in test])
+    assert score_metrics(truth, np.concatenate(scores), detector.threshold_)["roc_auc"] > 0.6
+    detector.save(tmp_path / "m.pt")
+    loaded = cls.load(tmp_path / "m.pt")
+    assert all(np.allclose(a, b, rtol=1e-5) for a, b in zip(scores, loaded.score(test)))
+    explanation = loaded.explain(test[-1], 0)
+    assert explanation.extra["explained_by"] == "SHAP" and len(explanation.contributors) == 5

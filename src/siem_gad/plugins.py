@@ -39,6 +39,7 @@ DEFAULT_PLUGINS = (
     "siem_gad.detectors.iforest",
     "siem_gad.detectors.gcn_hmm",
     "siem_gad.detectors.vae",
+    "siem_gad.detectors.gmm",
     "siem_gad.sinks.jsonl",
     "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",

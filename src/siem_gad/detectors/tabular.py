@@ -66,6 +66,10 @@ class TabularDetector(Detector):
         """Per-feature part of the score, the fallback explanation."""
         raise NotImplementedError
 
+    def after_training(self, model: "torch.nn.Module", rows: "torch.Tensor") -> None:
+        """Called once with all (scaled) training rows before they are scored: fit what the
+        score needs beyond the network (the mixture of aegmm/vaegmm)."""
+
     # ------------------------------------------------------------------ matrices
     def fit_matrix(self, X: np.ndarray, y: np.ndarray | None = None, feature_names: list[str] | None = None,
                    progress: bool = False) -> "TabularDetector":
@@ -90,6 +94,7 @@ class TabularDetector(Detector):
         epochs, best = self._train(train, val, rng, progress)
         self.model_.eval()
         with torch.no_grad():
+            self.after_training(self.model_, scaled)
             scores = self.score_rows(self.model_, scaled).numpy().astype(np.float64)
         self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
                            else self.threshold_from(scores))
