@@ -20,6 +20,7 @@ anomaly score per row and per feature (`score_rows`, `feature_scores`). Activati
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -52,19 +53,21 @@ class TabularDetector(Detector):
     Params = TabularParams
 
     # ------------------------------------------------------------------ subclass hooks
+    @abstractmethod
     def build_model(self, n_features: int) -> "torch.nn.Module":
-        raise NotImplementedError
+        """A fresh network for rows of `n_features` (activations as nn.Modules)."""
 
+    @abstractmethod
     def loss(self, model: "torch.nn.Module", batch: "torch.Tensor") -> "torch.Tensor":
-        raise NotImplementedError
+        """The training loss of a mini-batch of scaled rows."""
 
+    @abstractmethod
     def score_rows(self, model: "torch.nn.Module", rows: "torch.Tensor") -> "torch.Tensor":
         """Anomaly score per (scaled) row, differentiable (SHAP explains it)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def feature_scores(self, model: "torch.nn.Module", rows: "torch.Tensor") -> "torch.Tensor":
         """Per-feature part of the score, the fallback explanation."""
-        raise NotImplementedError
 
     def after_training(self, model: "torch.nn.Module", rows: "torch.Tensor") -> None:
         """Called once with all (scaled) training rows before they are scored: fit what the

@@ -12,6 +12,7 @@ and kernel firewall lines (iptables/ufw `SRC= DST= PROTO= SPT= DPT=`).
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from ..hookspecs import hookimpl
@@ -22,13 +23,14 @@ IP = r"(?P<ip>[0-9a-fA-F:.]+)"
 PORT = r"(?: port (?P<port>\d+))?"
 
 
-class LogParser:
+class LogParser(ABC):
     """Base class: set `programs`, implement `parse`."""
 
     programs: ClassVar[tuple[str, ...]] = ()
 
+    @abstractmethod
     def parse(self, record: SyslogRecord) -> Fields | None:
-        raise NotImplementedError
+        """ECS fields of the record's message, or None when it is not one this parser knows."""
 
 
 def _auth(action: str, outcome: str, **fields: Any) -> Fields:
