@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "siem_gad.detectors.gcn_hmm",
     "siem_gad.detectors.vae",
     "siem_gad.detectors.gmm",
+    "siem_gad.detectors.deep_sad",
     "siem_gad.sinks.jsonl",
     "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",

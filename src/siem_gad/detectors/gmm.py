@@ -40,7 +40,7 @@ class AeGmmDetector(TabularDetector):
         p = self.params
         return _Dagmm(n_features, p.hidden, p.latent, p.components, p.estimation_hidden, p.dropout, self.variational)
 
-    def loss(self, model: "_Dagmm", batch: "torch.Tensor") -> "torch.Tensor":
+    def loss(self, model: "_Dagmm", batch: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
         p = self.params
         code, recon, features, kl = model.compress(batch, sample=self.variational)
         gamma = model.estimate(features)

@@ -58,8 +58,9 @@ class TabularDetector(Detector):
         """A fresh network for rows of `n_features` (activations as nn.Modules)."""
 
     @abstractmethod
-    def loss(self, model: "torch.nn.Module", batch: "torch.Tensor") -> "torch.Tensor":
-        """The training loss of a mini-batch of scaled rows."""
+    def loss(self, model: "torch.nn.Module", batch: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
+        """The training loss of a mini-batch of scaled rows; `labels` are +1 known normal,
+        -1 known anomalous, 0 unlabeled (unsupervised detectors ignore them)."""
 
     @abstractmethod
     def score_rows(self, model: "torch.nn.Module", rows: "torch.Tensor") -> "torch.Tensor":
@@ -68,6 +69,9 @@ class TabularDetector(Detector):
     @abstractmethod
     def feature_scores(self, model: "torch.nn.Module", rows: "torch.Tensor") -> "torch.Tensor":
         """Per-feature part of the score, the fallback explanation."""
+
+    def before_training(self, model: "torch.nn.Module", rows: "torch.Tensor", rng: np.random.Generator) -> None:
+        """Called once with all (scaled) training rows before training (Deep SAD's pretraining)."""
 
     def after_training(self, model: "torch.nn.Module", rows: "torch.Tensor") -> None:
         """Called once with all (scaled) training rows before they are scored: fit what the
@@ -80,20 +84,24 @@ class TabularDetector(Detector):
 
         p = self.params
         X = np.asarray(X, dtype=np.float32)
+        y = np.zeros(len(X), np.float32) if y is None else np.asarray(y, dtype=np.float32)
         if len(X) < 10:
             raise ValueError(f"{type(self).__name__} needs at least 10 training rows, got {len(X)}")
         rng = np.random.default_rng(p.seed)
         if len(X) > p.max_training_rows:
-            X = X[np.sort(rng.choice(len(X), p.max_training_rows, replace=False))]
+            keep = np.sort(rng.choice(len(X), p.max_training_rows, replace=False))
+            X, y = X[keep], y[keep]
         self.feature_names_ = list(feature_names or [f"f{i}" for i in range(X.shape[1])])
         self.mean_ = X.mean(axis=0)
         self.std_ = X.std(axis=0) + 1e-6
-        scaled = torch.from_numpy((X - self.mean_) / self.std_)
+        scaled, labels = torch.from_numpy((X - self.mean_) / self.std_), torch.from_numpy(y)
         torch.manual_seed(p.seed)
         self.model_ = self.build_model(X.shape[1])
-        order = rng.permutation(len(scaled))
+        self.before_training(self.model_, scaled, rng)
+        order = torch.from_numpy(rng.permutation(len(scaled)))
         n_val = int(len(scaled) * p.validation) if len(scaled) >= 50 else 0
-        val, train = scaled[order[:n_val]], scaled[order[n_val:]]
+        val = (scaled[order[:n_val]], labels[order[:n_val]])
+        train = (scaled[order[n_val:]], labels[order[n_val:]])
         epochs, best = self._train(train, val, rng, progress)
         self.model_.eval()
         with torch.no_grad():
@@ -106,8 +114,8 @@ class TabularDetector(Detector):
                          "score_mean": float(scores.mean()), "score_std": float(scores.std())}
         return self
 
-    def _train(self, train: "torch.Tensor", val: "torch.Tensor", rng: np.random.Generator,
-               progress: bool) -> tuple[int, float | None]:
+    def _train(self, train: tuple["torch.Tensor", "torch.Tensor"], val: tuple["torch.Tensor", "torch.Tensor"],
+               rng: np.random.Generator, progress: bool) -> tuple[int, float | None]:
         import torch
 
         p = self.params
@@ -120,19 +128,20 @@ class TabularDetector(Detector):
             bar = tqdm(total=p.epochs, desc=f"{type(self).__name__}: epochs", leave=False)
         for epoch in range(1, p.epochs + 1):
             self.model_.train()
-            order = torch.from_numpy(rng.permutation(len(train)))
-            for start in range(0, len(train), p.batch_size):
-                batch = train[order[start:start + p.batch_size]]
+            rows, labels = train
+            order = torch.from_numpy(rng.permutation(len(rows)))
+            for start in range(0, len(rows), p.batch_size):
+                pick = order[start:start + p.batch_size]
                 optimizer.zero_grad()
-                self.loss(self.model_, batch).backward()
+                self.loss(self.model_, rows[pick], labels[pick]).backward()
                 optimizer.step()
             if bar is not None:
                 bar.update(1)
-            if not len(val):
+            if not len(val[0]):
                 continue
             self.model_.eval()
             with torch.no_grad():
-                current = float(self.loss(self.model_, val))
+                current = float(self.loss(self.model_, *val))
             if current < best - 1e-6:
                 best, waited = current, 0
                 best_state = {k: v.clone() for k, v in self.model_.state_dict().items()}

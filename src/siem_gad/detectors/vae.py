@@ -29,7 +29,7 @@ class VaeDetector(TabularDetector):
     def build_model(self, n_features: int) -> "torch.nn.Module":
         return _Vae(n_features, self.params.hidden, self.params.latent)
 
-    def loss(self, model: "_Vae", batch: "torch.Tensor") -> "torch.Tensor":
+    def loss(self, model: "_Vae", batch: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
         mean, log_var = model.encode(batch)
         code = mean + (0.5 * log_var).exp() * _noise(mean)
         recon_mean, recon_log_var = model.decode(code)
