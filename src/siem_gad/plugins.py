@@ -41,6 +41,7 @@ DEFAULT_PLUGINS = (
     "siem_gad.detectors.vae",
     "siem_gad.detectors.gmm",
     "siem_gad.detectors.deep_sad",
+    "siem_gad.detectors.lstm_ae",
     "siem_gad.sinks.jsonl",
     "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",
