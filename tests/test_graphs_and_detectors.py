@@ -156,3 +156,38 @@ def test_unsorted_events_give_the_same_graphs(sim_windows):
         edges_a = set(zip(a.node_value[a.edge_index[0]], a.node_value[a.edge_index[1]], a.edge_attr[:, 0]))
         edges_b = set(zip(b.node_value[b.edge_index[0]], b.node_value[b.edge_index[1]], b.edge_attr[:, 0]))
         assert edges_a == edges_b
+
+
+def test_profile_builder_rows_per_source_with_idf_weighted_port_buckets():
+    from datetime import datetime, timedelta, timezone
+
+    import pandas as pd
+
+    from siem_gad.events import finalize_events
+    from siem_gad.graphs import WindowGrid
+    from siem_gad.graphs.profile import ProfileGraphBuilder
+
+    t0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    rows = []
+    for host in range(4):  # every host talks to 10.9.0.1:443; host 0 also probes 22 on many targets
+        rows += [(t0 + timedelta(minutes=host), f"10.0.0.{host}", "10.9.0.1", 443, "success", 100)] * 3
+    rows += [(t0 + timedelta(minutes=10 + i), "10.0.0.0", f"10.9.1.{i}", 22, "failure", 10) for i in range(6)]
+    rows += [(t0 + timedelta(minutes=20), "10.0.0.1", "10.9.0.1", 51234, "success", 5),
+             (t0 + timedelta(minutes=21), "10.0.0.1", "10.9.0.1", 60001, "success", 5)]
+    events = finalize_events(pd.DataFrame(rows, columns=["@timestamp", "source.ip", "destination.ip",
+                                                         "destination.port", "event.outcome", "network.bytes"]), "t")
+    builder = ProfileGraphBuilder(ports=[22, 443])
+    (window,) = builder.build(events, WindowGrid(t0, timedelta(hours=1), 1))
+    table = window.node_table().set_index("entity.value")
+    assert list(table.index) == ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    scanner, other = table.loc["10.0.0.0"], table.loc["10.0.0.2"]
+    assert np.expm1(scanner["events"]) == pytest.approx(9) and np.expm1(scanner["destinations"]) == pytest.approx(7)
+    assert scanner["failure_ratio"] == pytest.approx(6 / 9) and other["failure_ratio"] == 0
+    # Port 443 is used by all four sources: idf = log(5/5) + 1 = 1; port 22 by one: log(5/2) + 1.
+    assert scanner["port 443"] == pytest.approx(np.log1p(3)) and other["port 443"] == pytest.approx(np.log1p(3))
+    assert scanner["port 22"] == pytest.approx(np.log1p(6) * (np.log(5 / 2) + 1))
+    # The two high client ports fold into one bucket.
+    assert table.loc["10.0.0.1", "port ephemeral"] == pytest.approx(np.log1p(2) * (np.log(5 / 2) + 1))
+    assert table["port other"].sum() == 0
+    evidence, count = window.node_evidence(0)
+    assert count == 9 and len(evidence) == 9

@@ -195,3 +195,22 @@ def test_lstm_ae_scores_windows_and_carries_its_history_across_passes(sim_window
     assert explanation.contributors[0]["weight"] >= explanation.contributors[-1]["weight"] and explanation.entity
     with pytest.raises(ValueError, match="more training windows than its sequence"):
         LstmAeDetector(sequence=12).fit(train[:10])
+
+
+def test_deep_sad_on_source_profiles_end_to_end(tmp_path: Path):
+    """The per-(window, source) profile builder feeding deep_sad in a real run, SHAP in the alerts."""
+    config = make_config(tmp_path, jobs={"profiles": {
+        "source": "sim", "window": "1h", "batch_windows": 12,
+        "graph": {"type": "profile", "ports": [22, 53, 80, 443, 445, 3389]},
+        "detectors": {"deep_sad": {"type": "deep_sad", "epochs": 10, "pretrain_epochs": 5,
+                                   "labeled_normal": ["10.0.0.53"], "training": {"windows": 24}}},
+        "sinks": ["alerts"]}},
+        rules={"profile-outlier": {"name": "Source profile outlier", "job": "profiles", "detector": "deep_sad",
+                                   "condition": {"top_k": 1}}})
+    siem_gad("run", "-c", str(config), "--once")
+    alerts = read_alerts(tmp_path / "state" / "alerts.jsonl")
+    assert alerts and all(a["siem_gad"]["entity"]["field"] == "source.ip" for a in alerts)
+    top = max(alerts, key=lambda a: a["siem_gad"]["score"])
+    assert top["siem_gad"]["details"]["explained_by"] == "SHAP" and top["siem_gad"]["evidence"]["count"] > 0
+    assert any(item["name"].startswith("port ") or item["name"] in ("events", "destinations", "ports")
+               for item in top["siem_gad"]["explanation"])

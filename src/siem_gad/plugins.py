@@ -36,6 +36,7 @@ DEFAULT_PLUGINS = (
     "siem_gad.sources.syslog",
     "siem_gad.syslog.parsers",
     "siem_gad.graphs.bipartite",
+    "siem_gad.graphs.profile",
     "siem_gad.detectors.iforest",
     "siem_gad.detectors.gcn_hmm",
     "siem_gad.detectors.vae",
