@@ -92,8 +92,9 @@ class BipartiteGraphBuilder(GraphBuilder):
             edge_key = pair_key[edge_key]
         m = len(edge_key)
         count = np.bincount(event_edge, minlength=m).astype(np.float64)
-        nbytes = np.bincount(event_edge, weights=self._numbers(events, p.bytes_field, rows, len(window)), minlength=m)
-        failures = np.bincount(event_edge, weights=self._failed(events, rows, len(window)), minlength=m)
+        nbytes = np.bincount(event_edge, weights=event_numbers(events, p.bytes_field, rows, len(window)), minlength=m)
+        failures = np.bincount(event_edge, weights=event_failures(events, p.outcome_field, rows, len(window)),
+                               minlength=m)
         edge_ptr = np.concatenate([[0], np.cumsum(np.bincount(e_window, minlength=grid.count))])
         e_src, e_dst = np.divmod(edge_key, n_dst)
         ports = self._edge_distinct(events, p.port_field, rows, event_edge, e_window, edge_ptr)
@@ -127,27 +128,9 @@ class BipartiteGraphBuilder(GraphBuilder):
 
     # ------------------------------------------------------------------ aggregates
     @staticmethod
-    def _numbers(events: "pd.DataFrame", column: str | None, rows, n: int) -> np.ndarray:
-        """A numeric column per (kept) event, missing values as 0."""
-        if not column or column not in events.columns:
-            return np.zeros(n)
-        return np.nan_to_num(events[column].to_numpy(dtype=np.float64, na_value=0.0)[rows])
-
-    def _failed(self, events: "pd.DataFrame", rows, n: int) -> np.ndarray:
-        """1.0 for each (kept) event whose outcome reads as a failure, else 0.0."""
-        column = self.params.outcome_field
-        if not column or column not in events.columns:
-            return np.zeros(n)
-        codes, values = _codes(events[column])
-        failed_code = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False], dtype=np.float64)
-        return failed_code[codes[rows]]
-
-    @staticmethod
     def _edge_distinct(events: "pd.DataFrame", column: str | None, rows, event_edge: np.ndarray,
                        edge_window: np.ndarray, edge_ptr: np.ndarray) -> np.ndarray:
         """Distinct values of `column` (ports) per edge."""
-        import pandas as pd
-
         from . import kernels
 
         m = len(edge_window)
@@ -158,8 +141,7 @@ class BipartiteGraphBuilder(GraphBuilder):
         widest = int(np.diff(edge_ptr).max()) if m else 0
         if widest * len(values) <= DENSE_LIMIT:
             return kernels.distinct_per_edge(event_edge, codes, max(len(values), 1), edge_window, edge_ptr[:-1], max(widest, 1))
-        pairs = pd.unique(event_edge[codes >= 0] * len(values) + codes[codes >= 0])
-        return np.bincount(pairs // len(values), minlength=m).astype(np.float64)
+        return distinct_per_group(event_edge, codes, len(values), m)
 
     def _empty(self, grid: WindowGrid, index: int) -> GraphWindow:
         start, end = grid.bounds(index)
@@ -168,6 +150,32 @@ class BipartiteGraphBuilder(GraphBuilder):
             node_value=np.zeros(0, object), x=np.zeros((0, len(NODE_FEATURES)), np.float32),
             feature_names=NODE_FEATURES, edge_index=np.zeros((2, 0), np.int64),
             edge_attr=np.zeros((0, len(EDGE_FEATURES)), np.float32), edge_feature_names=EDGE_FEATURES)
+
+
+def event_numbers(events: "pd.DataFrame", column: str | None, rows, n: int) -> np.ndarray:
+    """A numeric column for the kept events (`rows`), missing values as 0; zeros without the column."""
+    if not column or column not in events.columns:
+        return np.zeros(n)
+    return np.nan_to_num(events[column].to_numpy(dtype=np.float64, na_value=0.0)[rows])
+
+
+def event_failures(events: "pd.DataFrame", column: str | None, rows, n: int) -> np.ndarray:
+    """1.0 for each kept event whose outcome reads as a failure (failure, denied ...), else 0.0."""
+    if not column or column not in events.columns:
+        return np.zeros(n)
+    codes, values = _codes(events[column])
+    failed_code = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False], dtype=np.float64)
+    return failed_code[codes[rows]]
+
+
+def distinct_per_group(group: np.ndarray, codes: np.ndarray, n_codes: int, groups: int) -> np.ndarray:
+    """How many distinct codes (-1 = missing) each group's events have, by hashing (group, code) pairs."""
+    import pandas as pd
+
+    present = codes >= 0
+    width = max(n_codes, 1)
+    pairs = pd.unique(group[present] * width + codes[present])
+    return np.bincount(pairs // width, minlength=groups).astype(np.float64)
 
 
 def _stack32(columns: list[np.ndarray]) -> np.ndarray:

@@ -27,7 +27,7 @@ from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..hookspecs import hookimpl
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
-from .bipartite import FAILURE_VALUES, _codes, _group_ids, _nanoseconds
+from .bipartite import _codes, _group_ids, _nanoseconds, distinct_per_group, event_failures, event_numbers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,8 +78,10 @@ class ProfileGraphBuilder(GraphBuilder):
         cap = lambda values: np.log1p(np.minimum(values, p.cap))  # noqa: E731
         columns = [cap(count), cap(self._distinct(events, p.target_field, keep, group, groups)),
                    cap(self._distinct(events, p.port_field, keep, group, groups)),
-                   np.bincount(group, weights=self._failed(events, keep), minlength=groups) / np.maximum(count, 1),
-                   np.log1p(np.bincount(group, weights=self._numbers(events, p.bytes_field, keep), minlength=groups)),
+                   np.bincount(group, weights=event_failures(events, p.outcome_field, keep, len(keep)),
+                               minlength=groups) / np.maximum(count, 1),
+                   np.log1p(np.bincount(group, weights=event_numbers(events, p.bytes_field, keep, len(keep)),
+                                        minlength=groups)),
                    cap(self._distinct(events, p.rule_field, keep, group, groups))]
         buckets = self._port_buckets(events, keep)
         width = len(p.ports) + 2
@@ -104,29 +106,10 @@ class ProfileGraphBuilder(GraphBuilder):
     @staticmethod
     def _distinct(events: "pd.DataFrame", column: str | None, keep: np.ndarray, group: np.ndarray,
                   groups: int) -> np.ndarray:
-        import pandas as pd
-
         if not column or column not in events.columns:
             return np.zeros(groups)
         codes, values = _codes(events[column])
-        codes = codes[keep]
-        present = codes >= 0
-        pairs = pd.unique(group[present] * max(len(values), 1) + codes[present])
-        return np.bincount(pairs // max(len(values), 1), minlength=groups).astype(np.float64)
-
-    def _failed(self, events: "pd.DataFrame", keep: np.ndarray) -> np.ndarray:
-        column = self.params.outcome_field
-        if not column or column not in events.columns:
-            return np.zeros(len(keep))
-        codes, values = _codes(events[column])
-        failed = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False], dtype=np.float64)
-        return failed[codes[keep]]
-
-    @staticmethod
-    def _numbers(events: "pd.DataFrame", column: str | None, keep: np.ndarray) -> np.ndarray:
-        if not column or column not in events.columns:
-            return np.zeros(len(keep))
-        return np.nan_to_num(events[column].to_numpy(dtype=np.float64, na_value=0.0)[keep])
+        return distinct_per_group(group, codes[keep], len(values), groups)
 
     def _port_buckets(self, events: "pd.DataFrame", keep: np.ndarray) -> np.ndarray:
         """Bucket of each event's port: index in `ports`, then ephemeral, then other (also missing)."""
