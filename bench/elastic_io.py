@@ -110,9 +110,9 @@ def read(url: str, count: int, batch_hours: int, page_size: int, mode: str) -> d
 
 def alert_documents(count: int) -> list[dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_elastic import _alerts  # the same alert documents the sink tests write
+    from elastic_support import sample_alerts  # the same alert documents the sink tests write
 
-    return _alerts(count)
+    return sample_alerts(count)
 
 
 def write(url: str, alerts: list[dict], bulk_size: int, state_dir: Path) -> dict:

@@ -5,7 +5,8 @@
   server answers with 406; this node rewrites the two headers to plain JSON. Test-only.
 - `FaultProxy`: an HTTP proxy in front of the real server that answers chosen requests with an
   error status (429 ...) before passing the rest through, to test retries.
-- `index_iot23`: real IoT-23 Zeek flows indexed as ECS documents.
+- `iot23_documents` / `index_documents`: real IoT-23 Zeek flows indexed as ECS documents.
+- `sample_alerts`: alert documents for sink tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -78,6 +79,25 @@ def index_documents(client, index: str, docs: list[dict], mapping: dict = EVENTS
         response = client.bulk(body=body)
         assert not response["errors"], response["items"][:3]
     client.indices.refresh(index=index)
+
+
+def sample_alerts(count: int) -> list[dict]:
+    """`count` real alert documents (build_alert) with distinct ids and valid ECS fields."""
+    from datetime import datetime, timedelta, timezone
+
+    from siem_gad.alerts import build_alert
+    from siem_gad.detectors import Explanation
+    from siem_gad.rules import Rule
+
+    rule = Rule(id="r1", name="test rule", job="flows", detector="iforest")
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    return [build_alert(rule=rule, job="flows", detector="iforest", detector_type="iforest", model_version=1,
+                        score=0.5 + i / 100, threshold=0.5, window_start=start + timedelta(hours=i),
+                        window_end=start + timedelta(hours=i + 1),
+                        explanation=Explanation(entity={"source.ip": f"10.0.{i // 250}.{i % 250}"}, summary="events=3",
+                                                contributors=[{"name": "events", "value": 3, "weight": 1.0}],
+                                                evidence=["e1"], evidence_count=1),
+                        level="node") for i in range(count)]
 
 
 class FaultProxy:

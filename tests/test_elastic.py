@@ -22,7 +22,7 @@ from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
 from conftest import siem_gad, wait_for
-from elastic_support import FaultProxy, index_documents, iot23_documents
+from elastic_support import FaultProxy, index_documents, iot23_documents, sample_alerts
 from siem_gad.elastic.mappings import field_types
 
 TESTS = Path(__file__).resolve().parent
@@ -196,30 +196,12 @@ def _sink(url: str, state_dir: Path, **params):
     return ElasticsearchSink(**params).bind("siem", StateStore(state_dir))
 
 
-def _alerts(count: int) -> list[dict]:
-    from datetime import datetime, timedelta, timezone
-
-    from siem_gad.alerts import build_alert
-    from siem_gad.detectors import Explanation
-    from siem_gad.rules import Rule
-
-    rule = Rule(id="r1", name="test rule", job="flows", detector="iforest")
-    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
-    return [build_alert(rule=rule, job="flows", detector="iforest", detector_type="iforest", model_version=1,
-                        score=0.5 + i / 100, threshold=0.5, window_start=start + timedelta(hours=i),
-                        window_end=start + timedelta(hours=i + 1),
-                        explanation=Explanation(entity={"source.ip": f"10.0.{i // 250}.{i % 250}"}, summary="events=3",
-                                                contributors=[{"name": "events", "value": 3, "weight": 1.0}],
-                                                evidence=["e1"], evidence_count=1),
-                        level="node") for i in range(count)]
-
-
 def test_429_and_5xx_are_retried_with_backoff(tmp_path: Path, clone_url: str):
     bulk_faults = iter([429, 429, 503])
     proxy = FaultProxy(clone_url, lambda method, path: next(bulk_faults, None) if "_bulk" in path else None)
     try:
         sink = _sink(proxy.url, tmp_path)
-        assert sink.write(_alerts(5)) == 5
+        assert sink.write(sample_alerts(5)) == 5
         assert proxy.faults_sent == 3
         assert len(alert_docs(clone_url)) == 5
         assert sink.state.dead_letters() == []
@@ -234,7 +216,7 @@ def test_a_sink_that_stays_overloaded_raises_and_keeps_nothing(tmp_path: Path, c
     try:
         sink = _sink(proxy.url, tmp_path)
         with pytest.raises(SinkRejected, match="not stored after 4 tries"):
-            sink.write(_alerts(3))
+            sink.write(sample_alerts(3))
         assert proxy.faults_sent == 4
         assert sink.state.dead_letters() == [], "overload is not a rejection: the pass is repeated instead"
     finally:

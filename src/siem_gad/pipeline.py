@@ -198,7 +198,7 @@ class JobRunner:
                 continue
             record = self.app.state.latest_model(self.name, name)
             if record and record.config_hash == wanted and record.path.exists():
-                self.models[name] = LoadedModel(self._detector_class(name).load(record.path), record)
+                self.models[name] = LoadedModel(self.detector_class(name).load(record.path), record)
                 continue
             if record:
                 log.info("%s/%s: model v%d was trained with another configuration; retraining", self.name, name, record.version)
@@ -211,12 +211,14 @@ class JobRunner:
             self.train(name, start, end, progress=progress)
         return "; ".join(waiting)
 
-    def _detector_class(self, name: str) -> type["Detector"]:
+    def detector_class(self, name: str) -> type["Detector"]:
+        """The plugin class of the job's detector `name`."""
         return self.app.host.component("detectors", self.config.detectors[name].type)
 
-    def _new_detector(self, name: str) -> "Detector":
+    def new_detector(self, name: str) -> "Detector":
+        """An unfitted detector `name` with its validated parameters."""
         spec = self.config.detectors[name]
-        cls = self._detector_class(name)
+        cls = self.detector_class(name)
         return cls(**component_params(self.app.config, spec, cls, ("jobs", self.name, "detectors", name)))
 
     def train(self, name: str, start: datetime, end: datetime, progress: bool = False) -> ModelRecord:
@@ -226,7 +228,7 @@ class JobRunner:
         if not any(w.num_nodes for w in windows):
             raise ValueError(f"{self.name}/{name}: no events in the training range {isoformat(start)} .. {isoformat(end)}")
         log.info("%s/%s: training on %d windows (%s .. %s)", self.name, name, len(windows), isoformat(start), isoformat(end))
-        detector = self._new_detector(name).fit(windows, progress=progress)
+        detector = self.new_detector(name).fit(windows, progress=progress)
         state = self.app.state
         version = state.next_model_version(self.name, name)
         path = state.model_path(self.name, name, version)
@@ -246,11 +248,12 @@ class JobRunner:
         from .graphs import WindowGrid
 
         result = self.source.read(start, end, cursor)
-        events = self._enrich(result.events)
+        events = self.enrich(result.events)
         grid = WindowGrid(start, self.window, int((end - start) / self.window))
         return self.builder.build(events, grid), result.cursor, {**result.stats, "events": len(events)}
 
-    def _enrich(self, events: "pd.DataFrame") -> "pd.DataFrame":
+    def enrich(self, events: "pd.DataFrame") -> "pd.DataFrame":
+        """Run the `enrich_events` hooks over a batch of events."""
         for plugin, result in self.app.host.call_each("enrich_events", events=events, job=self.name):
             if result is not None:
                 events = result

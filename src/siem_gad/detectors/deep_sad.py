@@ -63,7 +63,7 @@ class DeepSadDetector(TabularDetector):
         """Pretrain the network as an autoencoder's encoder; the mean code is the centre."""
         import torch
 
-        self._pretrain(rows, rng)
+        self._pretrain(model, rows, rng)
         model.eval()
         with torch.no_grad():
             center = model(rows).mean(dim=0)
@@ -71,20 +71,20 @@ class DeepSadDetector(TabularDetector):
         center[(center.abs() < 0.1) & (center >= 0)] = 0.1
         model.center.copy_(center)
 
-    def _pretrain(self, rows: "torch.Tensor", rng: np.random.Generator) -> None:
+    def _pretrain(self, model: "_Network", rows: "torch.Tensor", rng: np.random.Generator) -> None:
         import torch
 
         p = self.params
         decoder = _decoder(p.latent, p.hidden, rows.shape[1])
-        optimizer = torch.optim.Adam([*self.model_.parameters(), *decoder.parameters()], lr=p.learning_rate,
+        optimizer = torch.optim.Adam([*model.parameters(), *decoder.parameters()], lr=p.learning_rate,
                                      weight_decay=p.weight_decay)
-        self.model_.train()
+        model.train()
         for _ in range(p.pretrain_epochs):
             order = torch.from_numpy(rng.permutation(len(rows)))
             for start in range(0, len(rows), p.batch_size):
                 batch = rows[order[start:start + p.batch_size]]
                 optimizer.zero_grad()
-                ((decoder(self.model_(batch)) - batch) ** 2).sum(dim=1).mean().backward()
+                ((decoder(model(batch)) - batch) ** 2).sum(dim=1).mean().backward()
                 optimizer.step()
 
     def fit(self, windows: list[GraphWindow], progress: bool = False) -> "DeepSadDetector":

@@ -161,9 +161,17 @@ class SiemClient(ABC):
     @abstractmethod
     def bulk(self, operations: list[dict]) -> dict: ...
 
-    @abstractmethod
     def get_document(self, index: str, doc_id: str) -> dict | None:
         """The `_source` of a document, or None when there is none with that id."""
+        try:
+            return self.call("get", lambda: self._get_source(index, doc_id))
+        except ElasticError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    @abstractmethod
+    def _get_source(self, index: str, doc_id: str) -> dict: ...
 
     @abstractmethod
     def put_index_template(self, name: str, body: dict) -> None: ...
@@ -238,13 +246,8 @@ class _ElasticsearchClient(SiemClient):
     def bulk(self, operations: list[dict]) -> dict:
         return self._translate("bulk", lambda: self.es.bulk(operations=operations).body)
 
-    def get_document(self, index: str, doc_id: str) -> dict | None:
-        try:
-            return self.call("get", lambda: self.es.get(index=index, id=doc_id).body["_source"])
-        except ElasticError as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def _get_source(self, index: str, doc_id: str) -> dict:
+        return self.es.get(index=index, id=doc_id).body["_source"]
 
     def put_index_template(self, name: str, body: dict) -> None:
         self.call("put index template", lambda: self.es.indices.put_index_template(name=name, **body))
@@ -308,13 +311,8 @@ class _OpenSearchClient(SiemClient):
     def bulk(self, operations: list[dict]) -> dict:
         return self._translate("bulk", lambda: self.os.bulk(body=operations))
 
-    def get_document(self, index: str, doc_id: str) -> dict | None:
-        try:
-            return self.call("get", lambda: self.os.get(index=index, id=doc_id)["_source"])
-        except ElasticError as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def _get_source(self, index: str, doc_id: str) -> dict:
+        return self.os.get(index=index, id=doc_id)["_source"]
 
     def put_index_template(self, name: str, body: dict) -> None:
         self.call("put index template", lambda: self.os.indices.put_index_template(name=name, body=body))

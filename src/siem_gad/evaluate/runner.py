@@ -79,7 +79,7 @@ def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_fie
     if begin is None or finish is None or finish <= begin:
         raise EvaluationError(f"job {runner.name}: the source holds no events in the range to evaluate")
     read = source.read(begin, finish, None)
-    events = runner._enrich(read.events)
+    events = runner.enrich(read.events)
     if events.empty:
         raise EvaluationError(f"job {runner.name}: no events between {isoformat(begin)} and {isoformat(finish)}")
     if label_field not in events.columns:
@@ -117,7 +117,7 @@ def _detector(app: "App", runner: "JobRunner", name: str, windows: list, use_mod
             state = "trained with another configuration" if record else "not trained"
             raise EvaluationError(f"detector {runner.name}/{name} is {state}: run `siem-gad train -c FILE "
                                   f"--job {runner.name} --detector {name}`, or evaluate without --use-models")
-        return runner._detector_class(name).load(record.path), None, windows
+        return runner.detector_class(name).load(record.path), None, windows
     needed = spec.training.windows
     if len(windows) <= needed:
         raise EvaluationError(f"detector {runner.name}/{name} trains on {needed} windows, but the range has only "
@@ -127,7 +127,7 @@ def _detector(app: "App", runner: "JobRunner", name: str, windows: list, use_mod
         raise EvaluationError(f"detector {runner.name}/{name} cannot be trained: no events in its training windows "
                               f"{isoformat(training[0].start)} .. {isoformat(training[-1].end)}")
     log.info("%s/%s: training on %d windows, scoring %d", runner.name, name, len(training), len(scored))
-    detector = runner._new_detector(name).fit(training, progress=progress)
+    detector = runner.new_detector(name).fit(training, progress=progress)
     return detector, (training[0].start, training[-1].end), scored
 
 
