@@ -11,10 +11,6 @@ tests check it is current and that every field it uses is mapped with a fitting 
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +134,10 @@ class KibanaConfig(Params):
 
 def import_saved_objects(config: KibanaConfig, ndjson: str) -> dict[str, Any]:
     """POST the objects to Kibana's saved-objects import API (overwrite); return its answer."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
     from .client import ConnectionParams  # the same auth header and TLS handling as the cluster
 
     connection = ConnectionParams(hosts=[config.url], api_key=config.api_key, username=config.username,
@@ -150,7 +150,7 @@ def import_saved_objects(config: KibanaConfig, ndjson: str) -> dict[str, Any]:
     headers = {"kbn-xsrf": "true", "Content-Type": f"multipart/form-data; boundary={boundary}",
                **connection.auth_header()}
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-    context: ssl.SSLContext | None = connection.ssl_context() if url.startswith("https") else None
+    context = connection.ssl_context() if url.startswith("https") else None
     try:
         with urllib.request.urlopen(request, timeout=config.request_timeout, context=context) as response:
             answer = json.loads(response.read() or b"{}")
