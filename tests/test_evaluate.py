@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from conftest import SHARED_DATA, make_config, siem_gad
-from siem_gad.evaluate.labels import LabelIndex, positive_mask
+from siem_gad.evaluate.labels import LabelIndex
+from siem_gad.labeling import positive_mask
 from siem_gad.evaluate.metrics import score_metrics
 from siem_gad.events import finalize_events
 from siem_gad.graphs import WindowGrid

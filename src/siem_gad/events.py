@@ -24,6 +24,7 @@ ECS_FIELDS = (
 
 
 NUMERIC_FIELDS = ("source.port", "destination.port", "network.bytes", "network.packets", "source.bytes",
+                  "source.packets", "destination.packets",
                   "destination.bytes", "event.duration", "process.pid")
 
 

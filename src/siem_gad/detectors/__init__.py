@@ -153,7 +153,7 @@ def feature_contributors(window: GraphWindow, node: int, mean: np.ndarray, std: 
 def readable(window: GraphWindow, feature: int, value: float) -> float:
     """Undo the log1p scaling of count-like features for display."""
     name = window.feature_names[feature]
-    if name in ("is_source", "failure_ratio") or name.endswith("_ratio"):
+    if name in ("is_source", "failure_ratio", "private") or name.endswith(("_ratio", "_share")):
         return round(float(value), 3)
     return round(float(np.expm1(value)), 1)
 

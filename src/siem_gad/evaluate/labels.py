@@ -13,24 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable
 
-import numpy as np
+
+from ..labeling import positive_mask
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..graphs import GraphWindow
-
-NEGATIVE_VALUES = frozenset({"benign", "normal", "-", "", "0", "false", "none", "nan", "background"})
-
-
-def positive_mask(values: "pd.Series", positives: Iterable[str] | None) -> np.ndarray:
-    """Which events are positive: their label is one of `positives`, or, without that list,
-    anything but a negative value (benign, normal, -, 0, false, empty), compared case-insensitively."""
-    text = values.astype("string").fillna("").str.strip().str.lower()
-    wanted = [str(p).strip().lower() for p in positives or ()]
-    if wanted:
-        return text.isin(wanted).to_numpy()
-    return (~text.isin(NEGATIVE_VALUES)).to_numpy()
 
 
 @dataclass

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..rules import Suppressor
 from ..timeutil import align_down, align_up, isoformat
-from .labels import LabelIndex, positive_mask
+from ..labeling import positive_mask
+from .labels import LabelIndex
 from .metrics import score_metrics
 
 if TYPE_CHECKING:

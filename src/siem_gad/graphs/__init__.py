@@ -85,6 +85,12 @@ class GraphWindow:
     num_events: int = 0
     evidence: Evidence | None = field(default=None, repr=False)
     edge_offset: int = 0  # batch-global id of this window's first edge
+    # Supervised training: per node 'benign', an attack class, or None (unlabeled); see labeling.py
+    node_label: np.ndarray | None = field(default=None, repr=False)
+    # Heterogeneous graphs: the columns of `x` that belong to each node kind (others are 0)
+    kind_features: tuple[tuple[int, ...], ...] | None = None
+    # Temporal graphs: seconds from the window's start to each edge's event
+    edge_time: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def num_nodes(self) -> int:
@@ -117,6 +123,21 @@ class GraphWindow:
         table.insert(1, "entity.value", self.node_value)
         table.insert(0, "window.start", self.start)
         return table
+
+    def kind_x(self, kind: int) -> np.ndarray:
+        """Features of the nodes of one kind, restricted to that kind's columns."""
+        rows = self.node_kind == kind
+        if self.kind_features is None:
+            return self.x[rows]
+        return self.x[np.ix_(rows, np.asarray(self.kind_features[kind], dtype=np.int64))]
+
+    def kind_local(self) -> np.ndarray:
+        """Each node's index among the nodes of its own kind (heterogeneous message passing)."""
+        local = np.empty(self.num_nodes, dtype=np.int64)
+        for kind in range(len(self.node_fields)):
+            rows = self.node_kind == kind
+            local[rows] = np.arange(int(rows.sum()))
+        return local
 
     def to_pyg(self) -> Any:
         """The window as a torch_geometric `Data` (imports torch on first use)."""

@@ -168,6 +168,33 @@ def event_failures(events: "pd.DataFrame", column: str | None, rows, n: int) -> 
     return failed_code[codes[rows]]
 
 
+def windowed_rows(events: "pd.DataFrame", grid: WindowGrid, required: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The events inside `grid` whose `required` codes are all present (>= 0), ordered by
+    window (stable, so time order within a window is kept), and their window numbers."""
+    import pandas as pd
+
+    window = (_nanoseconds(events[TIMESTAMP]) - pd.Timestamp(grid.start).value) // int(grid.size.total_seconds() * 1e9)
+    ok = (window >= 0) & (window < grid.count)
+    for codes in required:
+        ok &= codes >= 0
+    rows = np.flatnonzero(ok)
+    rows = rows[np.argsort(window[rows], kind="stable")]
+    return rows, window[rows]
+
+
+def host_codes(events: "pd.DataFrame", source_field: str, target_field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of source and target values in one shared vocabulary (an address is one host,
+    whichever end of a flow it is on), and the vocabulary."""
+    import pandas as pd
+
+    src, src_values = _codes(events[source_field])
+    dst, dst_values = _codes(events[target_field])
+    hosts = pd.Index(src_values, dtype=object).append(pd.Index(dst_values, dtype=object)).unique()
+    src_map = np.append(hosts.get_indexer(src_values), -1)
+    dst_map = np.append(hosts.get_indexer(dst_values), -1)
+    return src_map[src], dst_map[dst], np.asarray(hosts, dtype=object)
+
+
 def distinct_per_group(group: np.ndarray, codes: np.ndarray, n_codes: int, groups: int) -> np.ndarray:
     """How many distinct codes (-1 = missing) each group's events have, by hashing (group, code) pairs."""
     import pandas as pd

@@ -1,0 +1,223 @@
+"""The shared base of the supervised graph detectors (`hetero_gnn`, `cat_gnn`).
+
+They learn from labeled nodes: builders with a `label_field` attach 'benign', an attack class
+or None (unlabeled) to the nodes they classify (`GraphWindow.node_label`). Training:
+
+- classes are 'benign', each attack class with at least `min_class_rows` training nodes, and
+  'other attack' for the rest (multi-class when the labels allow, binary otherwise);
+- features are standardized with training statistics; classes are weighted inversely to
+  their frequency (attacks are rare in a SOC's data);
+- a seeded `validation` share of the labeled nodes is held out for early stopping and for
+  the alert threshold: the probability of 'not benign' that maximizes F1 on those held-out
+  nodes, unless `threshold` fixes one. A threshold fixed on training data is what a SOC
+  deploys, so benchmarks report F1 at this threshold and not at the best one on test data.
+
+A node's score is its probability of not being benign. Subclasses supply the network
+(`graph_nets.py`, imported only when they train or score), how windows become tensors, and
+which nodes are scored.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from ..graphs import GraphWindow
+from ..labeling import BENIGN
+from . import Detector, DetectorParams
+
+OTHER_ATTACK = "other attack"
+
+
+class SupervisedParams(DetectorParams):
+    hidden: int = Field(64, ge=4, description="width of the hidden layers")
+    layers: int = Field(2, ge=1, le=4, description="message-passing layers")
+    epochs: int = Field(100, ge=1, description="most training epochs (early stopping usually ends sooner)")
+    learning_rate: float = Field(5e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    validation: float = Field(0.2, gt=0, lt=1, description="share of labeled nodes held out (early stopping, threshold)")
+    patience: int = Field(15, ge=1, description="epochs without a better validation loss before training stops")
+    min_class_rows: int = Field(100, ge=1, description="attack classes with fewer training nodes join 'other attack'")
+    threshold: float | None = Field(None, gt=0, lt=1,
+                                    description="fixed alert threshold on P(not benign); default: best F1 on held-out nodes")
+    batch_nodes: int = Field(200_000, ge=100, description="windows are trained in batches of about this many nodes")
+
+
+def class_vocabulary(labels: np.ndarray, min_rows: int) -> list[str]:
+    """'benign', then attack classes by frequency; rare ones fold into 'other attack'."""
+    import pandas as pd
+
+    counts = pd.Series(labels[labels != BENIGN]).value_counts()
+    kept = [str(c) for c, n in counts.items() if n >= min_rows]
+    if (counts < min_rows).any() or not kept:
+        kept.append(OTHER_ATTACK)
+    return [BENIGN, *kept]
+
+
+def best_f1_threshold(is_attack: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The score threshold with the best F1 (midway between neighbouring scores), and that F1."""
+    if is_attack.sum() == 0 or is_attack.sum() == len(is_attack):
+        return 0.5, float("nan")
+    order = np.argsort(-scores, kind="stable")
+    s, hits = scores[order], is_attack[order].astype(np.float64)
+    tp = np.cumsum(hits)
+    precision, recall = tp / np.arange(1, len(s) + 1), tp / hits.sum()
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    last_of_tie = np.r_[s[1:] != s[:-1], True]  # a threshold cannot split equal scores
+    f1 = np.where(last_of_tie, f1, -1)
+    i = int(np.argmax(f1))
+    below = s[i + 1] if i + 1 < len(s) else 0.0
+    return float((s[i] + below) / 2), float(f1[i])
+
+
+class SupervisedGraphDetector(Detector):
+    level = "node"
+    Params: ClassVar[type[SupervisedParams]] = SupervisedParams
+    target_kind: ClassVar[int] = 0  # the node kind that is classified
+
+    # ------------------------------------------------------------------ subclass parts
+    @abstractmethod
+    def _new_model(self, dims: dict[str, int], classes: int) -> Any:
+        """The torch network, given the feature widths found by `_fit_scaling`."""
+
+    @abstractmethod
+    def _fit_scaling(self, windows: list[GraphWindow]) -> dict[str, int]:
+        """Learn feature statistics from training windows; return the input widths."""
+
+    @abstractmethod
+    def _tensors(self, windows: list[GraphWindow]) -> dict[str, Any]:
+        """A batch of windows as the network's input (targets are added by the base)."""
+
+    @abstractmethod
+    def _node_scores(self, window: GraphWindow, target_scores: np.ndarray) -> np.ndarray:
+        """Per-node alert scores of a window from the scores of its target-kind nodes."""
+
+    # ------------------------------------------------------------------ fit / score
+    def _targets(self, window: GraphWindow) -> np.ndarray:
+        """Labels of the window's target-kind nodes (None: unlabeled)."""
+        if window.node_label is None:
+            return np.full(int((window.node_kind == self.target_kind).sum()), None, dtype=object)
+        return window.node_label[window.node_kind == self.target_kind]
+
+    def fit(self, windows: list[GraphWindow], progress: bool = False) -> "SupervisedGraphDetector":
+        import torch
+
+        from . import graph_nets
+
+        p = self.params
+        windows = [w for w in windows if w.num_nodes]
+        labels = np.concatenate([self._targets(w) for w in windows]) if windows else np.zeros(0, object)
+        labeled = np.array([v is not None for v in labels], dtype=bool)
+        if labeled.sum() < 2:
+            raise ValueError(f"{type(self).__name__} is supervised and the training windows carry no node labels: set "
+                             "`label_field` on the graph builder (see docs/detectors.md, 'Training on your incidents')")
+        self.classes_ = class_vocabulary(labels[labeled].astype(str), p.min_class_rows)
+        index = {c: i for i, c in enumerate(self.classes_)}
+        other = index.get(OTHER_ATTACK, -1)
+        y = np.array([-1 if v is None else index.get(str(v), other) for v in labels], dtype=np.int64)
+        rng = np.random.default_rng(p.seed)
+        held_out = labeled & (rng.random(len(y)) < p.validation)
+        self.dims_ = self._fit_scaling(windows)
+        torch.manual_seed(p.seed)
+        self.model_ = self._new_model(self.dims_, len(self.classes_))
+        counts = np.bincount(y[labeled & ~held_out], minlength=len(self.classes_)).astype(np.float64)
+        weight = torch.tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32)
+        batches = []
+        offset = 0
+        for group in window_groups(windows, p.batch_nodes):
+            tensors = self._tensors(group)
+            size = sum(int((w.node_kind == self.target_kind).sum()) for w in group)
+            part = slice(offset, offset + size)
+            offset += size
+            tensors["y"] = torch.from_numpy(y[part])
+            tensors["train"] = torch.from_numpy((y[part] >= 0) & ~held_out[part])
+            tensors["val"] = torch.from_numpy(held_out[part])
+            batches.append(tensors)
+        self.losses_ = graph_nets.train_classifier(
+            self.model_, batches, weight=weight, epochs=p.epochs, learning_rate=p.learning_rate,
+            weight_decay=p.weight_decay, patience=p.patience, progress=progress, desc=f"{type(self).__name__}: training")
+        val_scores = np.concatenate([self._attack_probability(b) for b in batches])[held_out]
+        val_attack = y[held_out] > 0
+        auto, f1 = best_f1_threshold(val_attack, val_scores)
+        self.threshold_ = float(p.threshold) if p.threshold is not None else auto
+        self.metrics_ = {"classes": list(self.classes_), "training_nodes": int((labeled & ~held_out).sum()),
+                         "validation_nodes": int(held_out.sum()), "validation_f1": f1, "epochs_run": len(self.losses_),
+                         "class_counts": counts.astype(int).tolist()}
+        return self
+
+    def _attack_probability(self, tensors: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        self.model_.eval()
+        with torch.no_grad():
+            probability = torch.softmax(self.model_(tensors), dim=-1)
+        return (1 - probability[:, 0]).numpy().astype(np.float64)
+
+    def predict_proba(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        """Class probabilities (columns: `classes_`) of each window's target-kind nodes."""
+        import torch
+
+        self.check_fitted()
+        out = []
+        for window in windows:
+            if not (window.node_kind == self.target_kind).any():
+                out.append(np.zeros((0, len(self.classes_))))
+                continue
+            self.model_.eval()
+            with torch.no_grad():
+                out.append(torch.softmax(self.model_(self._tensors([window])), dim=-1).numpy().astype(np.float64))
+        return out
+
+    def target_scores(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        """P(not benign) of each window's target-kind nodes."""
+        return [1 - p[:, 0] if len(p) else np.zeros(0) for p in self.predict_proba(windows)]
+
+    def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        return [self._node_scores(w, s) if w.num_nodes else np.zeros(0)
+                for w, s in zip(windows, self.target_scores(windows))]
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> dict[str, Any]:
+        return {"classes": list(self.classes_), "dims": dict(self.dims_), "model": self.model_.state_dict(),
+                "scaling": self._scaling_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.classes_ = list(state["classes"])
+        self.dims_ = dict(state["dims"])
+        self._set_scaling_state(state["scaling"])
+        self.model_ = self._new_model(self.dims_, len(self.classes_))
+        self.model_.load_state_dict(state["model"])
+        self.model_.eval()
+
+    @abstractmethod
+    def _scaling_state(self) -> dict[str, Any]:
+        ...
+
+    @abstractmethod
+    def _set_scaling_state(self, state: dict[str, Any]) -> None:
+        ...
+
+
+def window_groups(windows: list[GraphWindow], nodes: int) -> list[list[GraphWindow]]:
+    """Consecutive windows in groups of about `nodes` nodes (one window may exceed it alone)."""
+    groups: list[list[GraphWindow]] = [[]]
+    size = 0
+    for window in windows:
+        if groups[-1] and size + window.num_nodes > nodes:
+            groups.append([])
+            size = 0
+        groups[-1].append(window)
+        size += window.num_nodes
+    return groups if groups[0] else []
+
+
+def standardizer(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of training rows (constant columns get std 1)."""
+    if len(rows) == 0:
+        return np.zeros(rows.shape[1], np.float32), np.ones(rows.shape[1], np.float32)
+    mean, std = rows.mean(axis=0), rows.std(axis=0)
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)

@@ -1,0 +1,247 @@
+"""The research's graph models on real IoT-23 and LUFlow flows: builders, detectors, explanations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SHARED_DATA, make_config, read_alerts, siem_gad
+
+sys.path.insert(0, str(ROOT / "bench"))
+from flow_data import iot23  # noqa: E402
+from graph_detectors import build  # noqa: E402
+
+from siem_gad.graphs.host_flow import HostFlowGraphBuilder  # noqa: E402
+from siem_gad.graphs.temporal import TemporalGraphBuilder  # noqa: E402
+
+MIRAI = "CTU-Malware-Capture-34-1"
+LABELS = {"label_field": "label", "class_field": "label.detailed"}
+
+
+@pytest.fixture(scope="module")
+def flows():
+    """The first 4,000 flows of the Mirai capture: benign traffic, C&C and DDoS."""
+    return iot23(MIRAI, rows=4000)
+
+
+def test_host_flow_joins_each_flow_to_its_sender_and_receiver(flows):
+    windows = build(HostFlowGraphBuilder(flows_per_graph=100, **LABELS), flows, timedelta(hours=1))
+    assert sum(w.num_events for w in windows) == len(flows)
+    by_id = flows.set_index("event.id")
+    for w in windows:
+        flow_nodes = np.flatnonzero(w.node_kind == 1)
+        assert len(flow_nodes) == w.num_events and w.num_edges == 2 * w.num_events
+        src, dst = w.edge_index
+        senders = {int(d): int(s) for s, d in zip(src, dst) if w.node_kind[s] == 0}
+        receivers = {int(s): int(d) for s, d in zip(src, dst) if w.node_kind[s] == 1}
+        for node in flow_nodes[:: max(1, len(flow_nodes) // 50)]:
+            event = by_id.loc[w.node_value[node]]
+            assert w.node_value[senders[node]] == event["source.ip"]
+            assert w.node_value[receivers[node]] == event["destination.ip"]
+            assert w.node_label[node] == ("benign" if event["label"] == "benign" else event["label.detailed"])
+            edge = np.flatnonzero((dst == node) & (w.node_kind[src] == 0))
+            assert w.edge_evidence(edge)[0] == [w.node_value[node]]
+        # hosts are copied into each subgraph of 100 flows; flows and hosts fill their own columns only
+        subgraphs = -(-w.num_events // 100)
+        assert (w.node_kind == 0).sum() >= subgraphs
+        host_cols, flow_cols = map(list, w.kind_features)
+        assert not w.x[w.node_kind == 0][:, flow_cols].any() and not w.x[w.node_kind == 1][:, host_cols].any()
+        assert all(v is None for v in w.node_label[w.node_kind == 0])
+
+
+def test_host_flow_keeps_ports_and_address_bits_out_unless_asked(flows):
+    plain = HostFlowGraphBuilder()
+    assert not any(n.startswith("port ") for n in plain.flow_feature_names) and "ip_bit_0" not in plain.host_feature_names
+    both = HostFlowGraphBuilder(port_field="destination.port", ip_bits=True)
+    window = build(both, flows.iloc[:300], timedelta(hours=1))[0]
+    assert "port log" in window.feature_names and "ip_bit_15" in window.feature_names
+    # 192.168.1.195: the last two octets are 1 and 195
+    host = int(np.flatnonzero(window.node_value == "192.168.1.195")[0])
+    bits = window.x[host, [window.feature_names.index(f"ip_bit_{i}") for i in range(16)]]
+    assert int("".join(str(int(b)) for b in bits), 2) == (1 << 8) + 195
+
+
+def test_temporal_graph_times_edges_and_labels_hosts_by_what_they_send(flows):
+    size = timedelta(minutes=10)
+    windows = build(TemporalGraphBuilder(**LABELS), flows, size)
+    assert sum(w.num_edges for w in windows) == len(flows)
+    for w in windows:
+        assert (w.edge_time >= 0).all() and (w.edge_time < size.total_seconds()).all()
+        in_window = flows[(flows["@timestamp"] >= w.start) & (flows["@timestamp"] < w.end)]
+        attackers = set(in_window.loc[in_window["label"] != "benign", "source.ip"].astype(str))
+        for node in range(w.num_nodes):
+            assert (w.node_label[node] != "benign") == (str(w.node_value[node]) in attackers)
+
+
+def test_supervised_detectors_say_where_labels_come_from(flows):
+    from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
+
+    unlabeled = build(HostFlowGraphBuilder(), flows.iloc[:500], timedelta(hours=1))
+    with pytest.raises(ValueError, match="label_field"):
+        HeteroGnnDetector(epochs=1).fit(unlabeled)
+
+
+def test_hetero_gnn_classifies_later_flows_alerts_per_sender_and_reloads(flows, tmp_path: Path):
+    from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
+
+    windows = build(HostFlowGraphBuilder(flows_per_graph=128, **LABELS), flows, timedelta(minutes=10))
+    train, test = windows[: len(windows) * 2 // 3], windows[len(windows) * 2 // 3:]
+    model = HeteroGnnDetector(epochs=25, hidden=32, seed=1).fit(train)
+    assert model.classes_[0] == "benign" and len(model.classes_) >= 2
+    truth = np.concatenate([w.node_label[w.node_kind == 1] for w in test]) != "benign"
+    scores = np.concatenate(model.target_scores(test))
+    from sklearn.metrics import roc_auc_score
+
+    assert 0 < truth.sum() < len(truth) and roc_auc_score(truth, scores) > 0.9
+
+    window = max(test, key=lambda w: np.nanmax(model.score([w])[0]))
+    node_scores = model.score([window])[0]
+    assert np.isnan(node_scores[window.node_kind == 1]).all()  # alerts are per sending host
+    hosts = window.node_value[(window.node_kind == 0) & ~np.isnan(node_scores)]
+    assert len(hosts) == len(set(hosts))  # one scored copy per host and window
+    top = int(np.nanargmax(node_scores))
+    explanation = model.explain(window, top)
+    sender = explanation.entity["source.ip"]
+    sent = set(flows.loc[flows["source.ip"].astype(str) == sender, "event.id"])
+    assert explanation.evidence and set(explanation.evidence) <= sent
+    assert explanation.extra["flows"][0]["score"] >= explanation.extra["flows"][-1]["score"]
+    assert len(explanation.contributors) == 5 and all(np.isfinite(c["weight"]) for c in explanation.contributors)
+
+    model.save(tmp_path / "hetero.pt")
+    loaded = HeteroGnnDetector.load(tmp_path / "hetero.pt")
+    assert np.array_equal(np.concatenate(loaded.target_scores(test)), scores)
+    assert loaded.threshold_ == model.threshold_ and loaded.classes_ == model.classes_
+
+
+def test_cat_gnn_intervener_mixes_only_environment_nodes():
+    import torch
+
+    from siem_gad.detectors.graph_nets import CatGnnNet
+
+    net = CatGnnNet(3, 0, 8, 2, 1, 0.0, attention="temporal", heads=2, time_dim=4, intervene=True,
+                    causal_ratio=0.25, mix=1.0)
+    # two windows of 4 nodes; node 0 and node 5 receive all the attention of their window
+    batch = {"x": torch.zeros(8, 3), "graph": torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]),
+             "edge_index": torch.tensor([[0, 0, 0, 5, 5, 5], [1, 2, 3, 4, 6, 7]])}
+    h = torch.arange(8, dtype=torch.float32).unsqueeze(1).repeat(1, 8)
+    torch.manual_seed(0)
+    mixed = net._intervene(h, batch, torch.ones(6))
+    assert torch.equal(mixed[[0, 5]], h[[0, 5]])  # causal nodes are kept
+    for node, causal in ((1, 0), (2, 0), (3, 0), (4, 5), (6, 5), (7, 5)):
+        lam = (h[node, 0] - mixed[node, 0]) / (h[node, 0] - h[causal, 0])
+        assert 0 <= lam <= 1 and torch.allclose(mixed[node], (1 - lam) * h[node] + lam * h[causal])
+
+
+@pytest.mark.parametrize("variant", [{}, {"intervene": False}, {"attention": "gat", "intervene": False}])
+def test_cat_gnn_variants_learn_hosts_explain_by_attention_and_reload(flows, tmp_path: Path, variant: dict):
+    from siem_gad.detectors.cat_gnn import CatGnnDetector
+
+    windows = build(TemporalGraphBuilder(**LABELS), flows, timedelta(minutes=10))
+    model = CatGnnDetector(epochs=15, hidden=16, heads=2, seed=0, **variant).fit(windows)
+    scores = model.score(windows)
+    truth = np.concatenate([w.node_label for w in windows]) != "benign"
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(truth, np.concatenate(scores)) > 0.8
+    position = int(np.argmax([s.max() for s in scores]))
+    window = windows[position]
+    item = int(np.argmax(scores[position]))
+    explanation = model.explain(window, item)
+    attention = [e["attention"] for e in explanation.extra["attention_edges"]]
+    assert attention == sorted(attention, reverse=True) and explanation.evidence
+    host = str(window.node_value[item])
+    involved = flows[(flows["source.ip"].astype(str) == host) | (flows["destination.ip"].astype(str) == host)]
+    assert set(explanation.evidence) <= set(involved["event.id"])
+    model.save(tmp_path / "cat.pt")
+    loaded = CatGnnDetector.load(tmp_path / "cat.pt")
+    assert np.array_equal(np.concatenate(loaded.score(windows)), np.concatenate(scores))
+
+
+def test_graph_ae_ranks_a_distorted_entity_high_scores_edges_and_reloads(tmp_path: Path):
+    from siem_gad.detectors.graph_ae import GraphAeDetector
+    from siem_gad.graphs import WindowGrid
+    from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+    from siem_gad.simulator import Enterprise
+
+    enterprise = Enterprise(seed=3, hosts=20, hours=26)
+    events = enterprise.events(enterprise.start, enterprise.end)
+    windows = BipartiteGraphBuilder().build(events, WindowGrid(enterprise.start, timedelta(hours=1), 26))
+    train, test = windows[:24], windows[24:26]
+    model = GraphAeDetector(epochs=40, hidden=16, seed=0).fit(train)
+    window = test[0]
+    distorted = window.x.copy()
+    victim = int(np.argmin(window.x[:, window.feature_names.index("events")]))
+    distorted[victim] = window.x.max(axis=0) * 1.5  # a quiet entity suddenly does everything at once
+    from dataclasses import replace
+
+    odd = replace(window, x=distorted)
+    scores = model.score([odd])[0]
+    assert scores[victim] >= np.percentile(scores, 90) and scores[victim] > model.score([window])[0][victim]
+    edges = model.score_edges([odd])[0]
+    assert edges.shape == (odd.num_edges,) and np.isfinite(edges).all()
+    explanation = model.explain(odd, victim)
+    assert explanation.contributors[0]["name"] in window.feature_names and explanation.extra["unexpected_neighbors"]
+    model.save(tmp_path / "gae.pt")
+    loaded = GraphAeDetector.load(tmp_path / "gae.pt")
+    assert np.array_equal(loaded.score([odd])[0], scores)
+
+
+def test_hetero_gnn_end_to_end_from_a_labeled_zeek_csv(tmp_path: Path):
+    """A SOC trains on its labeled flows: CSV source, host_flow builder with a label field, alerts
+    per sending host with the flows behind them, and `siem-gad explain` showing them."""
+    csv = tmp_path / "conn.csv"
+    with open(SHARED_DATA / "iot23" / f"{MIRAI}-labeled.csv") as source, open(csv, "w") as out:
+        for number, line in enumerate(source):
+            if number > 3000:
+                break
+            out.write(line)
+    field_map = {"id.orig_h": "source.ip", "id.resp_h": "destination.ip", "id.resp_p": "destination.port",
+                 "proto": "network.transport", "duration": "event.duration", "orig_bytes": "source.bytes",
+                 "resp_bytes": "destination.bytes", "orig_pkts": "source.packets", "resp_pkts": "destination.packets",
+                 "conn_state": "zeek.connection.state", "history": "zeek.connection.history",
+                 "detailed-label": "label.detailed"}
+    config = make_config(tmp_path, sources={"zeek": {"type": "csv", "path": str(csv), "timestamp_field": "ts",
+                                                     "timestamp_format": "epoch_s", "id_field": "uid",
+                                                     "field_map": field_map}},
+                         jobs={"flows": {"source": "zeek", "window": "10m", "batch_windows": 12,
+                                         "graph": {"type": "host_flow", "flows_per_graph": 128, **LABELS},
+                                         "detectors": {"hetero": {"type": "hetero_gnn", "epochs": 10, "hidden": 16,
+                                                                  "training": {"windows": 6}}},
+                                         "sinks": ["alerts"]}},
+                         rules={"flow-attack": {"name": "Host sends attack flows", "job": "flows", "detector": "hetero",
+                                                "severity": "high", "threat": {"techniques": ["T1498"]}}})
+    siem_gad("run", "-c", str(config), "--once")
+    alerts = read_alerts(tmp_path / "state" / "alerts.jsonl")
+    assert alerts and all(a["siem_gad"]["entity"]["field"] == "source.ip" for a in alerts)
+    top = max(alerts, key=lambda a: a["siem_gad"]["score"])
+    assert top["siem_gad"]["details"]["flows"] and top["siem_gad"]["evidence"]["event_ids"]
+    shown = json.loads(siem_gad("explain", top["siem_gad"]["alert_id"], "-c", str(config), "--json").stdout)
+    assert shown["siem_gad"]["details"]["flows"] == top["siem_gad"]["details"]["flows"]
+
+
+@pytest.mark.parametrize("bench", ["iot23-flows", "iot23-hosts", "luflow"])
+def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path):
+    """The benchmarks of docs/benchmarks.md on small slices with 5 epochs and one seed."""
+    from graph_detectors import main
+
+    results = main([bench, "--quick", "--seeds", "1", "--out", str(tmp_path / "out.json")])
+    assert json.loads((tmp_path / "out.json").read_text())["seconds"] == results["seconds"]
+    metrics = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("auc", "ap", "f1", "macro_f1") and value is not None:
+                    metrics.append(value)
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(results)
+    assert metrics and all(-1e-9 <= m <= 1 + 1e-9 for m in metrics)
