@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable
 
-
 from ..labeling import positive_mask
 
 if TYPE_CHECKING:

@@ -141,6 +141,8 @@ def _measure(runner: "JobRunner", name: str, kind: str, detector: Any, windows: 
     for window, values in zip(windows, scores):
         for item, (value, item_labels) in enumerate(zip(np.asarray(values, dtype=float),
                                                         labels.item_labels(window, detector.level))):
+            if np.isnan(value):  # items a detector does not score (hetero_gnn's flow nodes, host copies)
+                continue
             rows.append((window.index, window.start, window.end, item, _entity(window, detector.level, item), value,
                          bool(item_labels), ",".join(sorted(item_labels))))
     items = pd.DataFrame(rows, columns=["window", "window_start", "window_end", "item", "entity", "score", "positive",
