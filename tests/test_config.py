@@ -70,7 +70,7 @@ def test_component_parameters_are_validated_by_the_plugin_class(tmp_path: Path):
     messages = "\n".join(str(p) for p in validate_components(config, load_host(None)))
     assert "jobs.network.detectors.gcn_hmm.epochs: Input should be greater than or equal to 1 (got 0)" in messages
     assert "jobs.network.detectors.iforest.n_trees: unknown key" in messages
-    assert "jobs.network.graph.type: unknown graph builder type 'bipartit' (available: bipartite, profile)" in messages
+    assert "jobs.network.graph.type: unknown graph builder type 'bipartit' (available: bipartite, host_flow, profile, temporal)" in messages
     assert all(f"{path}:" in line for line in messages.splitlines())
 
 
