@@ -205,16 +205,16 @@ def test_hetero_gnn_end_to_end_from_a_labeled_zeek_csv(tmp_path: Path):
                  "resp_bytes": "destination.bytes", "orig_pkts": "source.packets", "resp_pkts": "destination.packets",
                  "conn_state": "zeek.connection.state", "history": "zeek.connection.history",
                  "detailed-label": "label.detailed"}
-    config = make_config(tmp_path, sources={"zeek": {"type": "csv", "path": str(csv), "timestamp_field": "ts",
-                                                     "timestamp_format": "epoch_s", "id_field": "uid",
-                                                     "field_map": field_map}},
-                         jobs={"flows": {"source": "zeek", "window": "10m", "batch_windows": 12,
-                                         "graph": {"type": "host_flow", "flows_per_graph": 128, **LABELS},
-                                         "detectors": {"hetero": {"type": "hetero_gnn", "epochs": 10, "hidden": 16,
-                                                                  "training": {"windows": 6}}},
-                                         "sinks": ["alerts"]}},
-                         rules={"flow-attack": {"name": "Host sends attack flows", "job": "flows", "detector": "hetero",
-                                                "severity": "high", "threat": {"techniques": ["T1498"]}}})
+    sources = {"zeek": {"type": "csv", "path": str(csv), "timestamp_field": "ts", "timestamp_format": "epoch_s",
+                        "id_field": "uid", "field_map": field_map}}
+    jobs = {"flows": {"source": "zeek", "window": "10m", "batch_windows": 12,
+                      "graph": {"type": "host_flow", "flows_per_graph": 128, **LABELS},
+                      "detectors": {"hetero": {"type": "hetero_gnn", "epochs": 10, "hidden": 16,
+                                               "training": {"windows": 6}}},
+                      "sinks": ["alerts"]}}
+    rules = {"flow-attack": {"name": "Host sends attack flows", "job": "flows", "detector": "hetero",
+                             "severity": "high", "threat": {"techniques": ["T1498"]}}}
+    config = make_config(tmp_path, sources=sources, jobs=jobs, rules=rules)
     siem_gad("run", "-c", str(config), "--once")
     alerts = read_alerts(tmp_path / "state" / "alerts.jsonl")
     assert alerts and all(a["siem_gad"]["entity"]["field"] == "source.ip" for a in alerts)
@@ -222,6 +222,16 @@ def test_hetero_gnn_end_to_end_from_a_labeled_zeek_csv(tmp_path: Path):
     assert top["siem_gad"]["details"]["flows"] and top["siem_gad"]["evidence"]["event_ids"]
     shown = json.loads(siem_gad("explain", top["siem_gad"]["alert_id"], "-c", str(config), "--json").stdout)
     assert shown["siem_gad"]["details"]["flows"] == top["siem_gad"]["details"]["flows"]
+
+    # binary labels instead of attack classes: the trained model no longer fits the job
+    from siem_gad.pipeline import App
+
+    del jobs["flows"]["graph"]["class_field"]
+    app = App.open(make_config(tmp_path, sources=sources, jobs=jobs, rules=rules))
+    try:
+        assert app.job("flows").status()["models"][0]["state"] == "stale"
+    finally:
+        app.close()
 
 
 @pytest.mark.parametrize("bench", ["iot23-flows", "iot23-hosts", "luflow"])
