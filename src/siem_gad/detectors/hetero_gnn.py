@@ -96,7 +96,8 @@ class HeteroGnnDetector(SupervisedGraphDetector):
 
         self.check_fitted()
         flow_nodes = np.flatnonzero(window.node_kind == FLOW)
-        flow_scores = self.target_scores([window])[0]
+        probabilities = self.predict_proba([window])[0]
+        flow_scores = 1 - probabilities[:, 0]
         senders = self._senders(window)
         if window.node_kind[item] == FLOW:
             chosen = np.flatnonzero(flow_nodes == item)
@@ -125,7 +126,6 @@ class HeteroGnnDetector(SupervisedGraphDetector):
                         for i in order]
 
         receivers = _receivers(window)
-        probabilities = self.predict_proba([window])[0]
         flows = [{"event.id": str(window.node_value[flow_nodes[f]]),
                   "receiver": str(window.node_value[receivers[flow_nodes[f]]]),
                   "score": round(float(flow_scores[f]), 4),
