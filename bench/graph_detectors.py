@@ -56,11 +56,6 @@ def binary_metrics(is_attack: np.ndarray, scores: np.ndarray, threshold: float) 
             "false_positive_rate": float(predicted[~is_attack].mean()) if (~is_attack).any() else None}
 
 
-def median(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.median(values)) if values else None
-
-
 # ---------------------------------------------------------------------------- IoT-23 flows
 def flow_sets(captures: dict[str, pd.DataFrame], protocol: str, seed: int, held: str | None = None):
     """(train events, test events) per capture for a protocol."""

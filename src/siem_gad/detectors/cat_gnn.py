@@ -27,6 +27,7 @@ from .supervised import SupervisedGraphDetector, SupervisedParams, standardizer
 
 
 class CatGnnDetector(SupervisedGraphDetector):
+    scaling = ("x_mean_", "x_std_", "e_mean_", "e_std_")
     target_kind = 0
 
     class Params(SupervisedParams):
@@ -119,15 +120,6 @@ class CatGnnDetector(SupervisedGraphDetector):
         return Explanation(window.entity(item), contributors, [e["event.id"] for e in edges if e["event.id"]] or evidence,
                            count, summary=summary, extra={"attention_edges": edges, "neighbor_importance": neighbors})
 
-    # ------------------------------------------------------------------ persistence
-    def _scaling_state(self) -> dict[str, Any]:
-        import torch
-
-        return {name: torch.from_numpy(getattr(self, name)) for name in ("x_mean_", "x_std_", "e_mean_", "e_std_")}
-
-    def _set_scaling_state(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value.numpy())
 
 
 @hookimpl

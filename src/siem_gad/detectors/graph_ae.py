@@ -109,6 +109,7 @@ class GraphAeDetector(Detector):
         return self
 
     def _check(self) -> None:
+        """A model is enough to score: fit() scores its training windows before it has a threshold."""
         if not hasattr(self, "model_"):
             self.check_fitted()
 

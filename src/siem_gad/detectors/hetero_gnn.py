@@ -27,6 +27,7 @@ HOST, FLOW = 0, 1
 
 
 class HeteroGnnDetector(SupervisedGraphDetector):
+    scaling = ("host_mean_", "host_std_", "flow_mean_", "flow_std_")
     target_kind = FLOW
 
     class Params(SupervisedParams):
@@ -140,16 +141,6 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         return Explanation(entity, contributors, [f["event.id"] for f in flows], sent, summary=summary,
                            extra={"flows": flows, "neighbors": sorted({f["receiver"] for f in flows})})
 
-    # ------------------------------------------------------------------ persistence
-    def _scaling_state(self) -> dict[str, Any]:
-        import torch
-
-        return {name: torch.from_numpy(getattr(self, name)) for name in ("host_mean_", "host_std_", "flow_mean_",
-                                                                          "flow_std_")}
-
-    def _set_scaling_state(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value.numpy())
 
 
 def _receivers(window: GraphWindow) -> np.ndarray:

@@ -78,6 +78,7 @@ class SupervisedGraphDetector(Detector):
     level = "node"
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified
+    scaling: ClassVar[tuple[str, ...]] = ()  # the numpy attributes `_fit_scaling` sets (saved with the model)
 
     # ------------------------------------------------------------------ subclass parts
     @abstractmethod
@@ -182,24 +183,19 @@ class SupervisedGraphDetector(Detector):
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, Any]:
+        import torch
+
         return {"classes": list(self.classes_), "dims": dict(self.dims_), "model": self.model_.state_dict(),
-                "scaling": self._scaling_state()}
+                "scaling": {name: torch.from_numpy(getattr(self, name)) for name in self.scaling}}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.classes_ = list(state["classes"])
         self.dims_ = dict(state["dims"])
-        self._set_scaling_state(state["scaling"])
+        for name in self.scaling:
+            setattr(self, name, state["scaling"][name].numpy())
         self.model_ = self._new_model(self.dims_, len(self.classes_))
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
-
-    @abstractmethod
-    def _scaling_state(self) -> dict[str, Any]:
-        ...
-
-    @abstractmethod
-    def _set_scaling_state(self, state: dict[str, Any]) -> None:
-        ...
 
 
 def window_groups(windows: list[GraphWindow], nodes: int) -> list[list[GraphWindow]]:

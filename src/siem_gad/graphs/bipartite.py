@@ -195,6 +195,24 @@ def host_codes(events: "pd.DataFrame", source_field: str, target_field: str) -> 
     return src_map[src], dst_map[dst], np.asarray(hosts, dtype=object)
 
 
+def host_nodes(group: np.ndarray, src: np.ndarray, dst: np.ndarray, n_hosts: int,
+               groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One node per (group, host) that sends or receives an event of the group (a window or
+    subgraph), numbered in event order so nodes come out grouped like the events.
+
+    Returns each event's sender node and receiver node, and each node's group and host code.
+    """
+    if len(src) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty
+    n_hosts = max(n_hosts, 1)
+    ends = np.empty(2 * len(src), np.int64)
+    ends[0::2], ends[1::2] = group * n_hosts + src, group * n_hosts + dst
+    end_node, node_key = _group_ids(ends, groups * n_hosts)
+    node_group, node_host = np.divmod(node_key, n_hosts)
+    return end_node[0::2], end_node[1::2], node_group, node_host
+
+
 def distinct_per_group(group: np.ndarray, codes: np.ndarray, n_codes: int, groups: int) -> np.ndarray:
     """How many distinct codes (-1 = missing) each group's events have, by hashing (group, code) pairs."""
     import pandas as pd

@@ -34,7 +34,7 @@ from ..events import EVENT_ID, TIMESTAMP
 from ..hookspecs import hookimpl
 from ..labeling import event_classes
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
-from .bipartite import _codes, _group_ids, _stack32, distinct_per_group, event_numbers, host_codes, windowed_rows
+from .bipartite import _codes, _stack32, distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,14 +108,9 @@ class HostFlowGraphBuilder(GraphBuilder):
         subgraph = chunk_ptr[window] + rank // p.flows_per_graph
 
         # -- host nodes: one per (subgraph, host), numbered in flow order (so grouped by window)
-        n_hosts = max(len(hosts), 1)
-        ends = np.empty(2 * n, np.int64)
-        ends[0::2], ends[1::2] = subgraph * n_hosts + src, subgraph * n_hosts + dst
-        end_node, node_key = _group_ids(ends, int(chunk_ptr[-1]) * n_hosts) if n else (np.zeros(0, np.int64),) * 2
-        src_node, dst_node = end_node[0::2], end_node[1::2]
-        node_subgraph, node_host = np.divmod(node_key, n_hosts)
+        src_node, dst_node, node_subgraph, node_host = host_nodes(subgraph, src, dst, len(hosts), int(chunk_ptr[-1]))
         node_window = np.searchsorted(chunk_ptr, node_subgraph, side="right") - 1
-        host_x = self._host_features(hosts, node_host, src_node, dst_node, len(node_key))
+        host_x = self._host_features(hosts, node_host, src_node, dst_node, len(node_host))
         host_ptr = np.concatenate([[0], np.cumsum(np.bincount(node_window, minlength=grid.count))])
 
         flow_x = self._flow_features(events, rows)

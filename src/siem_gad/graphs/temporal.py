@@ -27,8 +27,8 @@ from ..events import EVENT_ID, TIMESTAMP
 from ..hookspecs import hookimpl
 from ..labeling import BENIGN, event_classes
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
-from .bipartite import (_group_ids, _nanoseconds, _small_int_codes, _stack32, distinct_per_group, event_numbers,
-                        host_codes, windowed_rows)
+from .bipartite import (_nanoseconds, _small_int_codes, _stack32, distinct_per_group, event_numbers, host_codes,
+                        host_nodes, windowed_rows)
 from .host_flow import _address_info
 
 if TYPE_CHECKING:
@@ -67,13 +67,8 @@ class TemporalGraphBuilder(GraphBuilder):
         size_s = grid.size.total_seconds()
         seconds = (_nanoseconds(events[TIMESTAMP])[rows] - pd.Timestamp(grid.start).value) / 1e9 - window * size_s
 
-        n_hosts = max(len(hosts), 1)
-        ends = np.empty(2 * n, np.int64)
-        ends[0::2], ends[1::2] = window * n_hosts + src, window * n_hosts + dst
-        end_node, node_key = _group_ids(ends, grid.count * n_hosts) if n else (np.zeros(0, np.int64),) * 2
-        src_node, dst_node = end_node[0::2], end_node[1::2]
-        node_window, node_host = np.divmod(node_key, n_hosts)
-        count = len(node_key)
+        src_node, dst_node, node_window, node_host = host_nodes(window, src, dst, len(hosts), grid.count)
+        count = len(node_host)
 
         nbytes = event_numbers(events, p.bytes_field, rows, n)
         ports, port_values = _small_int_codes(events[p.port_field]) if p.port_field in events.columns else (
