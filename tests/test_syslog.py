@@ -27,7 +27,7 @@ from conftest import SHARED_DATA, read_alerts, siem_gad, wait_for
 from siem_gad.sources.syslog import SyslogSource
 from siem_gad.state import StateStore
 from siem_gad.syslog.headers import HeaderError, parse_line
-from siem_gad.syslog.inputs import Framer
+from siem_gad.syslog.inputs import Framer, TcpInput
 
 OPENSSH = SHARED_DATA / "loghub" / "OpenSSH" / "OpenSSH_2k.log"
 LINUX = SHARED_DATA / "loghub" / "Linux" / "Linux_2k.log"
@@ -550,10 +550,17 @@ def test_tls_listener_and_connection_limit(tmp_path: Path):
         with socket.create_connection(("127.0.0.1", port)) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             tls.sendall(b"<38>Nov 23 06:00:00 h sshd[1]: Accepted publickey for alice from 10.0.0.8 port 22 ssh2\n")
             wait_for(lambda: src.counters().get("received", 0) == 1, "the line over TLS")
-        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
-        time.sleep(0.3)
+        tcp = next(i for i in src.inputs if isinstance(i, TcpInput))
+        wait_for(lambda: tcp.active_connections == 0, "the closed TLS connection to be released")
+        held = [context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+                for _ in range(2)]
+        for n, conn in enumerate(held):  # both are served: a closed connection no longer counts
+            conn.sendall(f"<38>Nov 23 06:00:0{n + 1} h sshd[1]: Accepted publickey for bob from 10.0.0.9 port 22 ssh2\n".encode())
+        wait_for(lambda: src.counters().get("received", 0) == 3, "lines over both held connections")
         extra = socket.create_connection(("127.0.0.1", port))
         wait_for(lambda: src.counters().get("rejected_connections", 0) == 1, "the third connection to be refused")
+        time.sleep(0.3)
+        assert src.counters()["rejected_connections"] == 1 and tcp.active_connections == 2
         for conn in [*held, extra]:
             conn.close()
         events = read_all(src, live=True)

@@ -166,12 +166,18 @@ class TcpInput(Input):
         for worker in list(self._workers):
             worker.join(timeout)
 
-    def _serve(self, conn: socket.socket, peer) -> None:
+    @property
+    def active_connections(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def _serve(self, raw: socket.socket, peer) -> None:
         origin = f"tcp:{peer[0]}"
+        conn = raw
         try:
             if self.tls is not None:
-                conn.settimeout(10)
-                conn = self.tls.wrap_socket(conn, server_side=True)
+                raw.settimeout(10)
+                conn = self.tls.wrap_socket(raw, server_side=True)
             conn.settimeout(0.5)
             framer = Framer(self.max_message_bytes, self.spool.count)
             idle_since = time.monotonic()
@@ -203,7 +209,7 @@ class TcpInput(Input):
             log.debug("%s: %s: %s", self.name, peer, exc)
         finally:
             with self._lock:
-                self._connections.discard(conn)
+                self._connections.discard(raw)  # the set holds the accepted socket, not its TLS wrapper
             try:
                 conn.close()
             except OSError:
