@@ -6,8 +6,9 @@ Compares, on the same events in the same run:
 - `per-window vectorized`: a plain vectorized rebuild that factorizes the entity strings of
   every window again;
 - `siem-gad bipartite`: the product's builder, which encodes each entity to an integer once for
-  the whole batch and aggregates every window with bincounts (edges, node and edge features,
-  evidence index).
+  the whole batch and builds every window in two compiled passes (edges, node and edge
+  features, evidence index), on one thread and on one thread per core (the default: chunks of
+  whole windows build in parallel).
 
 Every method runs on the events as sources deliver them (entity fields as pandas Categoricals,
 encoded once per read) and on plain string columns (so the string hashing is included).
@@ -19,11 +20,18 @@ Prints a Markdown table for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
 import platform
 import resource
 import time
 import tracemalloc
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,8 +84,10 @@ def per_window_vectorized(events: pd.DataFrame, grid: WindowGrid) -> int:
     return edges
 
 
-def siem_gad_builder(events: pd.DataFrame, grid: WindowGrid) -> int:
-    return sum(w.num_edges for w in BipartiteGraphBuilder().build(events, grid))
+def siem_gad_builder(threads: int):
+    def build(events: pd.DataFrame, grid: WindowGrid) -> int:
+        return sum(w.num_edges for w in BipartiteGraphBuilder(threads=threads).build(events, grid))
+    return build
 
 
 def measure(func, events: pd.DataFrame, grid: WindowGrid, repeat: int) -> tuple[float, int, float]:
@@ -93,19 +103,60 @@ def measure(func, events: pd.DataFrame, grid: WindowGrid, repeat: int) -> tuple[
     return best, result, peak / 2**20
 
 
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def builder_process_memory(events: pd.DataFrame, grid: WindowGrid) -> tuple[float, float]:
+    """RSS of a fresh process that holds only the delivered events before it builds every window
+    with the default builder, and its peak while building: the memory the product itself needs,
+    apart from this benchmark's generator, string copy and baselines."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.pkl"
+        with path.open("wb") as out:
+            pickle.dump((events, grid), out)
+        child = subprocess.run([sys.executable, __file__, "--memory-child", str(path)], check=True,
+                               capture_output=True, text=True)
+    before, after, _ = child.stdout.split()
+    return float(before), float(after)
+
+
+def proc_status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def memory_child(path: str) -> None:
+    with open(path, "rb") as source:
+        events, grid = pickle.load(source)
+    BipartiteGraphBuilder().build(events.iloc[:1000], grid)  # imports and compiled kernels in place
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM): loading the pickle peaked higher
+    before = proc_status_mib("VmRSS")
+    windows = BipartiteGraphBuilder().build(events, grid)
+    print(before, proc_status_mib("VmHWM"), len(windows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child)
     strings, grid = simulated_events(args.events)
     encoding = time.perf_counter()
     delivered = finalize_events(strings.copy(), "bench")
     encoding = time.perf_counter() - encoding
-    rss_events = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_events = rss_mib()
+    cores = len(os.sched_getaffinity(0))
     methods = [("research loop (per window: unique, dict, list comprehension)", research_loop),
                ("plain vectorized rebuild per window", per_window_vectorized),
-               ("siem-gad `bipartite` (whole batch, with features and evidence)", siem_gad_builder)]
+               ("siem-gad `bipartite` (whole batch, with features and evidence), 1 thread", siem_gad_builder(1)),
+               (f"siem-gad `bipartite`, default: {cores} threads (one per core)", siem_gad_builder(0))]
     print(f"{len(strings):,} events, {grid.count} one-hour windows, {strings[SRC].nunique():,} sources, "
           f"{strings[DST].nunique():,} destinations; {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}")
@@ -118,8 +169,11 @@ def main() -> None:
         for name, seconds, edges, peak in rows:
             print(f"| {label} | {name} | {seconds:.3f} | {len(events) / seconds / 1e6:.2f} M | "
                   f"{loop_seconds / seconds:.1f} | {edges:,} | {peak:.0f} MiB |")
-    print(f"\nprocess peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
-          f"(of which {rss_events:.0f} MiB after generating the events)")
+    print(f"\nthis benchmark's process peak RSS: {rss_mib():.0f} MiB (of which {rss_events:.0f} MiB after "
+          f"generating the events and their string copy)")
+    before, after = builder_process_memory(delivered, grid)
+    print(f"a process holding only the delivered events: RSS {before:.0f} MiB before building, peak "
+          f"{after:.0f} MiB while building every window (default threads)")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,36 @@ def test_unsorted_events_give_the_same_graphs(sim_windows):
         assert edges_a == edges_b
 
 
+def test_windows_built_in_parallel_chunks_equal_one_pass(sim_windows, monkeypatch):
+    from siem_gad.graphs import bipartite
+
+    enterprise, events, _ = sim_windows
+    events = events.copy()
+    events.loc[events.index[::97], "source.ip"] = None  # events without an entity join no edge
+    grid = WindowGrid(enterprise.start + 2 * HOUR, HOUR, 30)  # events before and after the grid are left out
+    one = BipartiteGraphBuilder(threads=1).build(events, grid)
+    monkeypatch.setattr(bipartite, "MIN_EVENTS_PER_THREAD", 1)
+    parallel = BipartiteGraphBuilder(threads=3).build(events, grid)
+    assert [w.index for w in parallel] == list(range(30)) and len({id(w.evidence) for w in parallel}) == 3
+    inside = events[(events["@timestamp"] >= grid.start) & (events["@timestamp"] < grid.end)]
+    assert sum(w.num_events for w in one) == inside["source.ip"].notna().sum()
+    for a, b in zip(one, parallel):
+        assert (a.start, a.num_events) == (b.start, b.num_events)
+        assert list(a.node_value) == list(b.node_value)
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.edge_index, b.edge_index)
+        np.testing.assert_array_equal(a.edge_attr, b.edge_attr)
+        for node in range(0, a.num_nodes, 7):
+            assert a.node_evidence(node, limit=1000) == b.node_evidence(node, limit=1000)
+    window = one[10]
+    node = int(np.argmax(window.x[:, 1]))
+    ids, total = window.node_evidence(node, limit=10_000)
+    frame = inside[(inside["@timestamp"] >= window.start) & (inside["@timestamp"] < window.end)]
+    side = window.node_fields[window.node_kind[node]]
+    expected = frame[(frame[side] == window.node_value[node]) & frame["source.ip"].notna()]
+    assert total == len(expected) and sorted(ids) == sorted(expected["event.id"])
+
+
 def test_profile_builder_rows_per_source_with_idf_weighted_port_buckets():
     from datetime import datetime, timedelta, timezone
 

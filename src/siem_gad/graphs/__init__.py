@@ -40,7 +40,10 @@ class WindowGrid:
 
 
 class Evidence:
-    """Event ids behind each edge of a batch, indexed on first use (most edges never alert)."""
+    """Event ids behind each edge of a batch, indexed on first use (most edges never alert).
+
+    `event_edge[i]` is the edge of event `event_ids[i]`, or -1 for an event on no edge.
+    """
 
     def __init__(self, event_ids: np.ndarray, event_edge: np.ndarray, num_edges: int):
         self.event_ids = event_ids
@@ -51,8 +54,10 @@ class Evidence:
 
     def _index(self) -> tuple[np.ndarray, np.ndarray]:
         if self._order is None:
-            self._order = np.argsort(self.event_edge, kind="stable")
-            self._ptr = np.concatenate([[0], np.cumsum(np.bincount(self.event_edge, minlength=self.num_edges))])
+            order = np.argsort(self.event_edge, kind="stable")
+            on_edges = self.event_edge[self.event_edge >= 0]
+            self._order = order[len(order) - len(on_edges):]  # the -1s sort first
+            self._ptr = np.concatenate([[0], np.cumsum(np.bincount(on_edges, minlength=self.num_edges))])
         return self._order, self._ptr  # type: ignore[return-value]
 
     def for_edges(self, edges: np.ndarray, limit: int) -> tuple[list[str], int]:

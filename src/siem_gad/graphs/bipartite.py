@@ -8,16 +8,20 @@ window and aggregates those events. All windows of a batch are built at once:
 1. each entity column becomes integer codes once for the whole batch: free when the source
    delivered it as a pandas Categorical (sources encode entity fields once per read), else one
    factorize (hashing the strings is the expensive part, so never once per window);
-2. edges are found without hashing or sorting: (source, target) pairs are numbered with a dense
-   slot array, then one compiled pass over the events (`kernels.edges_by_window`) opens an
-   edge the first time a pair occurs in a window. Events arrive sorted by time, so edges and
-   nodes come out grouped by window;
-3. edge and node aggregates are `np.bincount`s over those ids;
-4. windows are contiguous slices of the edge and node arrays.
+2. one compiled pass over the events (`kernels.window_edges`) finds each event's window and
+   edge, without hashing or sorting, and sums the edge's events, bytes, failures and distinct
+   ports. Events arrive sorted by time, so edges come out grouped by window;
+3. one compiled pass over the edges (`kernels.window_nodes`) numbers the nodes of each window
+   and writes node and edge features;
+4. windows are contiguous slices of the edge and node arrays. Runs of whole windows build in
+   parallel threads (the kernels release the GIL), each with its own evidence index.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,102 +50,74 @@ class BipartiteGraphBuilder(GraphBuilder):
         bytes_field: str | None = Field("network.bytes", description="numeric field summed per edge")
         port_field: str | None = Field("destination.port", description="field whose distinct values are counted per edge")
         outcome_field: str | None = Field("event.outcome", description="field marking failures (failure, denied ...)")
+        threads: int = Field(0, ge=0, description="threads that build windows in parallel on large batches; "
+                                                  "0 = one per available core")
 
     @property
     def entity_fields(self) -> tuple[str, ...]:
         return (self.params.source_field, self.params.target_field)
 
     def build(self, events: "pd.DataFrame", grid: WindowGrid) -> list[GraphWindow]:
-        import pandas as pd
-
         p = self.params
-        fields = self.entity_fields
-        n = len(events)
-        if n == 0 or p.source_field not in events.columns or p.target_field not in events.columns:
+        if len(events) == 0 or grid.count == 0 or p.source_field not in events.columns or p.target_field not in events.columns:
             return [self._empty(grid, i) for i in range(grid.count)]
+        batch = _EncodedEvents.of(events, p, grid)
+        chunks = batch.window_chunks(grid.count, self.threads(len(events)))
+        if len(chunks) == 1:
+            return self._build_windows(batch, grid, *chunks[0])
+        with ThreadPoolExecutor(len(chunks), thread_name_prefix="bipartite") as pool:
+            parts = list(pool.map(lambda chunk: self._build_windows(batch, grid, *chunk), chunks))
+        return [graph for part in parts for graph in part]
 
-        # -- every event's window and entity codes (strings hashed once for the batch)
-        stamps = _nanoseconds(events[TIMESTAMP])
-        start_ns = pd.Timestamp(grid.start).value
-        size_ns = int(grid.size.total_seconds() * 1e9)
-        window = (stamps - start_ns) // size_ns
-        src, src_values = _codes(events[p.source_field])
-        dst, dst_values = _codes(events[p.target_field])
-        valid = (src >= 0) & (dst >= 0) & (window >= 0) & (window < grid.count)
-        if n > 1 and not (np.diff(window) >= 0).all():
-            # Edges come out grouped by window only for time-ordered events: order them once.
-            order = np.argsort(window, kind="stable")
-            keep_index = order[valid[order]]
-        else:
-            keep_index = None if valid.all() else np.flatnonzero(valid)
-        if keep_index is not None:
-            window, src, dst = window[keep_index], src[keep_index], dst[keep_index]
-        n_src, n_dst = max(len(src_values), 1), max(len(dst_values), 1)
+    def threads(self, events: int) -> int:
+        """Threads to build with: the configured number, or one per available core; one for
+        batches too small to be worth splitting."""
+        wanted = self.params.threads or len(os.sched_getaffinity(0))
+        return max(1, min(wanted, events // MIN_EVENTS_PER_THREAD))
 
-        # -- edges: one compiled pass over the events opens an edge the first time a (source,
-        #    target) pair occurs in a window (kernels.py); the sums are bincounts
+    def _build_windows(self, batch: "_EncodedEvents", grid: WindowGrid, w0: int, w1: int, i0: int,
+                       i1: int) -> list[GraphWindow]:
+        """The graphs of windows w0 .. w1-1, whose events are i0 .. i1-1 of the batch; both
+        kernels release the GIL, so chunks of windows build in parallel threads."""
         from . import kernels
 
-        rows = keep_index if keep_index is not None else slice(None)
-        key, key_space = src * n_dst + dst, n_src * n_dst
-        if key_space > DENSE_LIMIT:  # too many entities for dense slots: number the pairs by hashing first
-            key, pair_key = _group_ids(key, key_space)
-            key_space = max(len(pair_key), 1)
-        event_edge, e_window, edge_key = kernels.edges_by_window(window, key, key_space)
-        if key_space != n_src * n_dst:
-            edge_key = pair_key[edge_key]
-        m = len(edge_key)
-        count = np.bincount(event_edge, minlength=m).astype(np.float64)
-        nbytes = np.bincount(event_edge, weights=event_numbers(events, p.bytes_field, rows, len(window)), minlength=m)
-        failures = np.bincount(event_edge, weights=event_failures(events, p.outcome_field, rows, len(window)),
-                               minlength=m)
-        edge_ptr = np.concatenate([[0], np.cumsum(np.bincount(e_window, minlength=grid.count))])
-        e_src, e_dst = np.divmod(edge_key, n_dst)
-        ports = self._edge_distinct(events, p.port_field, rows, event_edge, e_window, edge_ptr)
+        n, windows = i1 - i0, w1 - w0
+        # -- the event pass: windows, edges, edge sums, distinct ports
+        event_edge, edge_key, edge_sums = np.empty(n, np.int32), np.empty(n, np.int64), np.empty((n, 4))
+        edges_per_window, events_per_window = np.zeros(windows, np.int64), np.zeros(windows, np.int64)
+        rows = slice(i0, i1)
+        m = kernels.window_edges(batch.stamps[rows], batch.start_ns + w0 * batch.size_ns, batch.size_ns,
+                                 batch.src[rows], batch.dst[rows], batch.n_dst_keys, batch.nbytes[rows],
+                                 batch.outcome[rows], batch.failed, batch.port[rows], batch.n_ports,
+                                 np.full(batch.key_space, -1, np.int64), event_edge, edges_per_window,
+                                 events_per_window, edge_key, edge_sums)
+        edge_key = edge_key[:m] if batch.pair_key is None else batch.pair_key[edge_key[:m]]
+        edge_ptr = np.concatenate([[0], np.cumsum(edges_per_window)])
 
-        # -- nodes: (window, side, entity), numbered in edge order, so grouped by window
-        e_src_node, e_dst_node, node_kind, node_code, node_window = kernels.nodes_by_window(
-            e_window, e_src, e_dst, n_src, n_dst)
-        node_value = np.where(node_kind == 0, np.asarray(src_values, dtype=object)[np.minimum(node_code, n_src - 1)],
-                              np.asarray(dst_values, dtype=object)[np.minimum(node_code, n_dst - 1)])
-        x = _node_features(node_kind, kernels.node_sums(len(node_kind), e_src_node, e_dst_node, count, nbytes,
-                                                         failures, ports))
-        edge_attr = _stack32([np.log1p(count), np.log1p(nbytes), np.log1p(ports), failures / np.maximum(count, 1)])
+        # -- the edge pass: nodes grouped by window, node and edge features
+        edge_index = np.empty((2, m), np.int64)
+        node_kind, value_index = np.empty(2 * m, np.int8), np.empty(2 * m, np.int64)  # at most 2 nodes per edge
+        node_ptr = np.empty(windows + 1, np.int64)
+        x = np.empty((2 * m, len(NODE_FEATURES)), np.float32)
+        edge_attr = np.empty((m, len(EDGE_FEATURES)), np.float32)
+        k = kernels.window_nodes(edge_ptr, edge_key, batch.n_src, batch.n_dst, edge_sums, edge_index, node_kind,
+                                 value_index, node_ptr, x, edge_attr)
+        node_kind, x = node_kind[:k], _log_scale(x[:k], keep=(0, 7))
+        edge_attr = _log_scale(edge_attr, keep=(3,))
+        node_value = batch.values[value_index[:k]]
 
         # -- slice into windows
-        event_ids = events[EVENT_ID].to_numpy()[rows] if EVENT_ID in events.columns else np.arange(n)[rows].astype(str)
-        evidence = Evidence(event_ids, event_edge, m)
-        per_window = np.bincount(window, minlength=grid.count)
-        node_ptr = np.concatenate([[0], np.cumsum(np.bincount(node_window, minlength=grid.count))])
-        local_edges = np.vstack([e_src_node, e_dst_node]) - node_ptr[e_window]  # node index within the window
+        evidence = Evidence(batch.event_ids[rows], event_edge, m)
         graphs = []
-        for i in range(grid.count):
+        for i in range(windows):
             n0, n1, m0, m1 = node_ptr[i], node_ptr[i + 1], edge_ptr[i], edge_ptr[i + 1]
-            start, end = grid.bounds(i)
-            local = local_edges[:, m0:m1]
+            start, end = grid.bounds(w0 + i)
             graphs.append(GraphWindow(
-                index=i, start=start, end=end, node_fields=fields, node_kind=node_kind[n0:n1],
-                node_value=node_value[n0:n1], x=x[n0:n1], feature_names=NODE_FEATURES, edge_index=local,
-                edge_attr=edge_attr[m0:m1], edge_feature_names=EDGE_FEATURES, num_events=int(per_window[i]),
-                evidence=evidence, edge_offset=int(m0)))
+                index=w0 + i, start=start, end=end, node_fields=self.entity_fields, node_kind=node_kind[n0:n1],
+                node_value=node_value[n0:n1], x=x[n0:n1], feature_names=NODE_FEATURES,
+                edge_index=edge_index[:, m0:m1], edge_attr=edge_attr[m0:m1], edge_feature_names=EDGE_FEATURES,
+                num_events=int(events_per_window[i]), evidence=evidence, edge_offset=int(m0)))
         return graphs
-
-    # ------------------------------------------------------------------ aggregates
-    @staticmethod
-    def _edge_distinct(events: "pd.DataFrame", column: str | None, rows, event_edge: np.ndarray,
-                       edge_window: np.ndarray, edge_ptr: np.ndarray) -> np.ndarray:
-        """Distinct values of `column` (ports) per edge."""
-        from . import kernels
-
-        m = len(edge_window)
-        if not column or column not in events.columns:
-            return np.zeros(m)
-        codes, values = _small_int_codes(events[column])
-        codes = codes[rows]
-        widest = int(np.diff(edge_ptr).max()) if m else 0
-        if widest * len(values) <= DENSE_LIMIT:
-            return kernels.distinct_per_edge(event_edge, codes, max(len(values), 1), edge_window, edge_ptr[:-1], max(widest, 1))
-        return distinct_per_group(event_edge, codes, len(values), m)
 
     def _empty(self, grid: WindowGrid, index: int) -> GraphWindow:
         start, end = grid.bounds(index)
@@ -150,6 +126,76 @@ class BipartiteGraphBuilder(GraphBuilder):
             node_value=np.zeros(0, object), x=np.zeros((0, len(NODE_FEATURES)), np.float32),
             feature_names=NODE_FEATURES, edge_index=np.zeros((2, 0), np.int64),
             edge_attr=np.zeros((0, len(EDGE_FEATURES)), np.float32), edge_feature_names=EDGE_FEATURES)
+
+
+MIN_EVENTS_PER_THREAD = 200_000  # below this, a thread costs more than it saves
+
+
+@dataclass
+class _EncodedEvents:
+    """A batch's columns as the kernels read them, encoded once and ordered by time.
+
+    Entity fields become integer codes (free for categoricals, one hashing pass for strings),
+    outcomes become codes with a failure flag per code, ports become dense codes. When there
+    are too many entities for a dense (source x target) slot array, the pairs are numbered by
+    hashing first, and `src` carries the pair number (with `n_dst_keys` = 1).
+    """
+
+    stamps: np.ndarray
+    start_ns: int
+    size_ns: int
+    src: np.ndarray
+    dst: np.ndarray
+    n_src: int
+    n_dst: int
+    values: np.ndarray  # source values, then target values from n_src on
+    nbytes: np.ndarray
+    outcome: np.ndarray
+    failed: np.ndarray
+    port: np.ndarray
+    n_ports: int
+    event_ids: np.ndarray
+    key_space: int
+    n_dst_keys: int
+    pair_key: np.ndarray | None
+
+    @classmethod
+    def of(cls, events: "pd.DataFrame", p: "BipartiteGraphBuilder.Params", grid: WindowGrid) -> "_EncodedEvents":
+        import pandas as pd
+
+        n = len(events)
+        stamps = _nanoseconds(events[TIMESTAMP])
+        src, src_values = _codes(events[p.source_field], native=True)
+        dst, dst_values = _codes(events[p.target_field], native=True)
+        n_src, n_dst = max(len(src_values), 1), max(len(dst_values), 1)
+        values = np.empty(n_src + n_dst, dtype=object)
+        values[:len(src_values)], values[n_src:n_src + len(dst_values)] = src_values, dst_values
+        outcome, failed = _failure_codes(events, p.outcome_field)
+        port, n_ports = _port_codes(events, p.port_field)
+        event_ids = events[EVENT_ID].to_numpy() if EVENT_ID in events.columns else np.arange(n).astype(str)
+        columns = [stamps, src, dst, _numbers_or_nan(events, p.bytes_field), outcome, port, event_ids]
+        if n > 1 and not (stamps[1:] >= stamps[:-1]).all():  # sources deliver by time; order once if not
+            order = np.argsort(stamps, kind="stable")
+            columns = [column[order] for column in columns]
+        stamps, src, dst, nbytes, outcome, port, event_ids = columns
+        key_space, n_dst_keys, pair_key = n_src * n_dst, n_dst, None
+        if key_space > DENSE_LIMIT:  # too many entities for dense slots: number the pairs by hashing first
+            present = (src >= 0) & (dst >= 0)
+            pair, pair_key = _group_ids(np.where(present, src.astype(np.int64) * n_dst + dst, 0), key_space)
+            src, dst = np.where(present, pair, -1), np.zeros(n, np.int8)
+            key_space, n_dst_keys = max(len(pair_key), 1), 1
+        return cls(stamps, pd.Timestamp(grid.start).value, int(grid.size.total_seconds() * 1e9), src, dst, n_src,
+                   n_dst, values, nbytes, outcome, failed, port, n_ports, event_ids, key_space, n_dst_keys, pair_key)
+
+    def window_chunks(self, windows: int, parts: int) -> list[tuple[int, int, int, int]]:
+        """Split the grid into at most `parts` runs of whole windows with about equal events:
+        (first window, end window, first event, end event) each."""
+        first_event = np.searchsorted(self.stamps, self.start_ns + np.arange(windows + 1) * self.size_ns)
+        inside = first_event[-1] - first_event[0]
+        cuts = np.searchsorted(first_event, first_event[0] + inside * np.arange(1, parts) / parts)
+        bounds = np.unique(np.concatenate([[0], np.clip(cuts, 1, windows - 1) if windows > 1 else [], [windows]]))
+        bounds = bounds.astype(np.int64)
+        return [(int(w0), int(w1), int(first_event[w0]), int(first_event[w1])) for w0, w1 in zip(bounds, bounds[1:])]
 
 
 def event_numbers(events: "pd.DataFrame", column: str | None, rows, n: int) -> np.ndarray:
@@ -166,6 +212,33 @@ def event_failures(events: "pd.DataFrame", column: str | None, rows, n: int) -> 
     codes, values = _codes(events[column])
     failed_code = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False], dtype=np.float64)
     return failed_code[codes[rows]]
+
+
+def _numbers_or_nan(events: "pd.DataFrame", column: str | None) -> np.ndarray:
+    """A numeric column as a numpy array without copying where it already is one; missing
+    values (and a missing column) as NaN, which the kernels skip."""
+    if not column or column not in events.columns:
+        return np.full(len(events), np.nan)
+    series = events[column]
+    if series.dtype.kind in "iuf":
+        return series.to_numpy()
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _failure_codes(events: "pd.DataFrame", column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Outcome codes (-1 missing) and, per code, 1.0 when the value reads as a failure."""
+    if not column or column not in events.columns:
+        return np.full(len(events), -1, np.int8), np.zeros(0)
+    codes, values = _codes(events[column], native=True)
+    return codes, np.array([str(v).lower() in FAILURE_VALUES for v in values], dtype=np.float64)
+
+
+def _port_codes(events: "pd.DataFrame", column: str | None) -> tuple[np.ndarray, int]:
+    """Port codes (-1 missing) numbered 0 .. count-1, and the count."""
+    if not column or column not in events.columns:
+        return np.full(len(events), -1, np.int8), 1
+    codes, values = _small_int_codes(events[column])
+    return codes, max(len(values), 1)
 
 
 def windowed_rows(events: "pd.DataFrame", grid: WindowGrid, required: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -231,12 +304,13 @@ def _stack32(columns: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _node_features(node_kind: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """NODE_FEATURES from kernels.node_sums: counts log1p-scaled, the failure ratio as is."""
-    degree, events, total, largest, services, fails, rare = sums
-    return _stack32([(node_kind == 0).astype(np.float64), np.log1p(degree), np.log1p(events), np.log1p(total),
-                     np.log1p(largest), np.log1p(services), np.log1p(fails), fails / np.maximum(events, 1),
-                     np.log1p(rare)])
+def _log_scale(features: np.ndarray, keep: tuple[int, ...]) -> np.ndarray:
+    """log1p of every column but those in `keep`, in place (one contiguous pass is several
+    times faster than column by column)."""
+    kept = features[:, list(keep)].copy()
+    np.log1p(features, out=features)
+    features[:, list(keep)] = kept
+    return features
 
 
 def _nanoseconds(stamps: "pd.Series") -> np.ndarray:
@@ -246,12 +320,17 @@ def _nanoseconds(stamps: "pd.Series") -> np.ndarray:
     return stamps.array.asi8
 
 
-def _codes(column: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes (-1 for missing) and the values they stand for; no hashing for categoricals."""
+def _codes(column: "pd.Series", native: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes (-1 for missing) and the values they stand for; no hashing for categoricals.
+
+    Codes are int64, or with `native` a categorical's own narrow integers (no copy; for kernels,
+    not for arithmetic that could overflow them).
+    """
     import pandas as pd
 
     if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy().astype(np.int64), np.asarray(column.cat.categories, dtype=object)
+        codes = column.cat.codes.to_numpy()
+        return codes if native else codes.astype(np.int64), np.asarray(column.cat.categories, dtype=object)
     codes, values = pd.factorize(column, use_na_sentinel=True)
     return codes.astype(np.int64), np.asarray(values, dtype=object)
 
