@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -171,6 +172,34 @@ def test_deep_sad_labels_move_known_anomalies_away_from_the_centre():
     assert ratio(semi) > ratio(unlabeled) > 1
 
 
+def test_deep_sad_labels_rows_from_event_labels_on_source_profiles():
+    from siem_gad.detectors.deep_sad import DeepSadDetector
+    from siem_gad.graphs.profile import ProfileGraphBuilder
+
+    enterprise = Enterprise(seed=SIM["seed"], hosts=SIM["hosts"], hours=SIM["hours"])
+    events = finalize_events(enterprise.events(enterprise.start, enterprise.end), "sim")
+    events.loc[events.index[::50], "labels.attack"] = None  # some events carry no label
+    grid = WindowGrid(enterprise.start, timedelta(hours=1), SIM["hours"])
+    windows = ProfileGraphBuilder(label_field="labels.attack").build(events, grid)
+    window_of = ((events["@timestamp"] - enterprise.start) // timedelta(hours=1)).astype(int)
+    rows = events.assign(window=window_of, attack=events["labels.attack"].notna() & (events["labels.attack"] != "benign"),
+                         missing=events["labels.attack"].isna())
+    per_row = rows.groupby(["window", "source.ip"], observed=True)[["attack", "missing"]].any()
+    expected = {key: "malicious" if r.attack else None if r.missing else "benign" for key, r in per_row.iterrows()}
+    got = {(w.index, v): label for w in windows for v, label in zip(w.node_value, w.node_label)}
+    assert got == expected and "malicious" in got.values() and None in got.values()
+
+    attacker = enterprise.attack_entities()["port_scan"]["source.ip"]
+    detector = DeepSadDetector(epochs=2, pretrain_epochs=1, hidden=[8], latent=2, labeled_normal=[attacker])
+    labels = np.concatenate([detector.row_labels(w) for w in windows])
+    values = np.concatenate([w.node_value for w in windows]).astype(str)
+    truth = np.array([{"malicious": -1.0, "benign": 1.0, None: 0.0}[got[(w.index, v)]] for w in windows for v in w.node_value])
+    listed = values == attacker
+    assert (labels[~listed] == truth[~listed]).all() and (labels[listed] == 1.0).all()  # the analyst's list wins
+    detector.fit(windows)
+    assert detector.metrics_["labeled_anomalous"] == int((truth[~listed] < 0).sum()) > 0
+
+
 def test_lstm_ae_scores_windows_and_carries_its_history_across_passes(sim_windows, tmp_path: Path):
     from siem_gad.detectors.lstm_ae import LstmAeDetector
 
@@ -201,12 +230,15 @@ def test_deep_sad_on_source_profiles_end_to_end(tmp_path: Path):
     """The per-(window, source) profile builder feeding deep_sad in a real run, SHAP in the alerts."""
     config = make_config(tmp_path, jobs={"profiles": {
         "source": "sim", "window": "1h", "batch_windows": 12,
-        "graph": {"type": "profile", "ports": [22, 53, 80, 443, 445, 3389]},
+        "graph": {"type": "profile", "ports": [22, 53, 80, 443, 445, 3389], "label_field": "labels.attack"},
         "detectors": {"deep_sad": {"type": "deep_sad", "epochs": 10, "pretrain_epochs": 5,
                                    "labeled_normal": ["10.0.0.53"], "training": {"windows": 24}}},
         "sinks": ["alerts"]}},
         rules={"profile-outlier": {"name": "Source profile outlier", "job": "profiles", "detector": "deep_sad",
                                    "condition": {"top_k": 1}}})
+    trained = siem_gad("train", "-c", str(config)).stdout
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) rows labeled (anomalous|normal)", trained)}
+    assert counts.keys() == {"anomalous", "normal"} and counts["normal"] > 0, trained
     siem_gad("run", "-c", str(config), "--once")
     alerts = read_alerts(tmp_path / "state" / "alerts.jsonl")
     assert alerts and all(a["siem_gad"]["entity"]["field"] == "source.ip" for a in alerts)

@@ -157,8 +157,10 @@ def train(ctx: click.Context, config: Path, job: str | None, detector: str | Non
                 else:
                     begin, finish = runner.training_range(det, plan)
                 record = runner.train(det, begin, finish, progress=True)
+                labeled = "".join(f", {record.metrics[key]} rows {key.replace('_', ' ')}"
+                                  for key in ("labeled_anomalous", "labeled_normal") if key in record.metrics)
                 click.echo(f"{name}/{det}: model v{record.version} trained on {isoformat(begin)} .. {isoformat(finish)}, "
-                           f"threshold {record.metrics['threshold']:.4f}")
+                           f"threshold {record.metrics['threshold']:.4f}{labeled}")
     except (ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

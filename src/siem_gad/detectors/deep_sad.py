@@ -7,9 +7,12 @@ Without labels it is Deep SVDD. The network is first pretrained as the encoder o
 autoencoder, whose codes set the centre. Its layers have no bias terms (a bias would let the
 network map everything onto the centre).
 
-Labels in a job come from analysts' knowledge of entities: `labeled_anomalous` (say, hosts of a
-past incident) and `labeled_normal` (say, the vulnerability scanner) list entity values; rows
-of those entities in the training windows are labeled. `fit_matrix(X, y)` takes labels
+Labels in a job come from two places. Rows of a builder with a `label_field` (`profile`) carry
+the events' labels: a row with an attack event is labeled anomalous, a row whose events are all
+labeled benign is labeled normal, the rest stay unlabeled. And analysts' knowledge of entities:
+`labeled_anomalous` (say, hosts of a past incident) and `labeled_normal` (say, the
+vulnerability scanner) list entity values, whose rows in the training windows are labeled;
+these lists win over event labels. `fit_matrix(X, y)` takes labels
 directly: +1 normal, -1 anomalous, 0 unlabeled.
 """
 
@@ -22,6 +25,7 @@ from pydantic import Field
 
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
+from ..labeling import BENIGN
 from .tabular import TabularDetector, TabularParams
 
 if TYPE_CHECKING:
@@ -88,13 +92,22 @@ class DeepSadDetector(TabularDetector):
                 optimizer.step()
 
     def fit(self, windows: list[GraphWindow], progress: bool = False) -> "DeepSadDetector":
-        bad, good = set(self.params.labeled_anomalous), set(self.params.labeled_normal)
-        labels = [np.where(np.isin(w.node_value.astype(str), list(bad)), -1.0,
-                           np.where(np.isin(w.node_value.astype(str), list(good)), 1.0, 0.0))
-                  for w in windows if w.num_nodes]
+        labels = [self.row_labels(w) for w in windows if w.num_nodes]
         names = next((list(w.feature_names) for w in windows if w.num_nodes), None)
         y = np.concatenate(labels) if labels else np.zeros(0)
         return self.fit_matrix(self._stack(windows), y, feature_names=names, progress=progress)
+
+    def row_labels(self, window: GraphWindow) -> np.ndarray:
+        """+1 known normal, -1 known anomalous, 0 unlabeled, per row of the window: the entity
+        lists first, then the rows' event labels (`node_label`)."""
+        values = window.node_value.astype(str)
+        labels = np.zeros(len(values))
+        if window.node_label is not None:
+            known = np.array([v is not None for v in window.node_label], dtype=bool)
+            labels[known] = np.where(window.node_label[known] == BENIGN, 1.0, -1.0)
+        labels[np.isin(values, list(self.params.labeled_normal))] = 1.0
+        labels[np.isin(values, list(self.params.labeled_anomalous))] = -1.0
+        return labels
 
     def fit_matrix(self, X: np.ndarray, y: np.ndarray | None = None, feature_names: list[str] | None = None,
                    progress: bool = False) -> "DeepSadDetector":

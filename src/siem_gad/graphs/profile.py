@@ -11,6 +11,10 @@ host talks to weighs little and a port one host probes weighs a lot. When the ev
 `rule_field` (an IDS signature or firewall rule id), its distinct values per source are a
 feature too.
 
+With `label_field` set, each row carries a label for semi-supervised training (`deep_sad`):
+'malicious' when any of its events is labeled as an attack, 'benign' when all of them are
+labeled benign, None (unlabeled) otherwise, read as in `siem_gad.labeling`.
+
 The window holds only source nodes. Each has one self-loop edge that carries its events, so
 alerts point at their evidence like those on `bipartite` graphs; graph detectors gain nothing
 from this builder.
@@ -26,6 +30,7 @@ from pydantic import Field
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..hookspecs import hookimpl
+from ..labeling import BENIGN, MALICIOUS, event_classes
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
 from .bipartite import _codes, _group_ids, _nanoseconds, distinct_per_group, event_failures, event_numbers
 
@@ -47,6 +52,9 @@ class ProfileGraphBuilder(GraphBuilder):
         ports: list[int] = Field(default_factory=lambda: list(WELL_KNOWN_PORTS), description="ports kept as features")
         ephemeral_from: int = Field(49152, ge=1024, le=65535, description="ports from here on share one bucket")
         cap: int = Field(1000, ge=1, description="counts are capped here before log1p")
+        label_field: str | None = Field(None, description="event field holding the benign/attack label (deep_sad)")
+        positive_values: list[str] = Field(default_factory=list, description="label values that mean an attack; "
+                                           "empty: anything but benign, normal, -, 0, false")
 
     @property
     def entity_fields(self) -> tuple[str, ...]:
@@ -99,8 +107,22 @@ class ProfileGraphBuilder(GraphBuilder):
         values = np.asarray(src_values, dtype=object)[g_src] if groups else np.zeros(0, object)
         ptr = np.concatenate([[0], np.cumsum(np.bincount(g_window, minlength=grid.count))])
         per_window = np.bincount(window, minlength=grid.count)
+        labels = self._row_labels(events, keep, group, groups)
         return [self._window(grid, i, values[ptr[i]:ptr[i + 1]], x[ptr[i]:ptr[i + 1]], int(per_window[i]),
-                             evidence, int(ptr[i])) for i in range(grid.count)]
+                             evidence, int(ptr[i]), None if labels is None else labels[ptr[i]:ptr[i + 1]])
+                for i in range(grid.count)]
+
+    def _row_labels(self, events: "pd.DataFrame", keep: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray | None:
+        """Per row: 'malicious' if any event is an attack, 'benign' if every event is labeled
+        benign, else None; None for all when the events have no label field."""
+        p = self.params
+        classes = event_classes(events, p.label_field, None, p.positive_values, keep)
+        if classes is None:
+            return None
+        attacks = np.bincount(group, weights=(classes == MALICIOUS).astype(np.float64), minlength=groups)
+        benign = np.bincount(group, weights=(classes == BENIGN).astype(np.float64), minlength=groups)
+        count = np.bincount(group, minlength=groups)
+        return np.where(attacks > 0, MALICIOUS, np.where(benign == count, BENIGN, None)).astype(object)
 
     # ------------------------------------------------------------------ columns
     @staticmethod
@@ -130,14 +152,14 @@ class ProfileGraphBuilder(GraphBuilder):
         return (np.zeros(0, object), np.zeros((0, len(self.feature_names)), np.float32), 0, None, 0)
 
     def _window(self, grid: WindowGrid, index: int, values: np.ndarray, x: np.ndarray, num_events: int,
-                evidence: Evidence | None, offset: int) -> GraphWindow:
+                evidence: Evidence | None, offset: int, labels: np.ndarray | None = None) -> GraphWindow:
         start, end = grid.bounds(index)
         nodes = np.arange(len(values), dtype=np.int64)
         return GraphWindow(index=index, start=start, end=end, node_fields=self.entity_fields,
                            node_kind=np.zeros(len(values), np.int8), node_value=values, x=x,
                            feature_names=self.feature_names, edge_index=np.vstack([nodes, nodes]),
                            edge_attr=np.zeros((len(values), 1), np.float32), edge_feature_names=("self",),
-                           num_events=num_events, evidence=evidence, edge_offset=offset)
+                           num_events=num_events, evidence=evidence, edge_offset=offset, node_label=labels)
 
 
 @hookimpl
