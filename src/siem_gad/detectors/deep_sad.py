@@ -98,8 +98,8 @@ class DeepSadDetector(TabularDetector):
         return self.fit_matrix(self._stack(windows), y, feature_names=names, progress=progress)
 
     def row_labels(self, window: GraphWindow) -> np.ndarray:
-        """+1 known normal, -1 known anomalous, 0 unlabeled, per row of the window: the entity
-        lists first, then the rows' event labels (`node_label`)."""
+        """+1 known normal, -1 known anomalous, 0 unlabeled, per row of the window: the rows'
+        event labels (`node_label`), overridden by the entity lists."""
         values = window.node_value.astype(str)
         labels = np.zeros(len(values))
         if window.node_label is not None:
