@@ -186,6 +186,14 @@ def test_graph_ae_ranks_a_distorted_entity_high_scores_edges_and_reloads(tmp_pat
     assert edges.shape == (odd.num_edges,) and np.isfinite(edges).all()
     explanation = model.explain(odd, victim)
     assert explanation.contributors[0]["name"] in window.feature_names and explanation.extra["unexpected_neighbors"]
+    # The evidence: events of the victim's least expected links, and the count of all its events.
+    field, value = window.node_fields[window.node_kind[victim]], window.node_value[victim]
+    others = {n["neighbor"] for n in explanation.extra["unexpected_neighbors"]}
+    other_field = window.node_fields[1 - window.node_kind[victim]]
+    frame = events.set_index("event.id").loc[explanation.evidence]
+    in_window = events[(events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)]
+    assert explanation.evidence and (frame[field] == value).all() and set(frame[other_field]) <= others
+    assert explanation.evidence_count == int((in_window[field] == value).sum())
     model.save(tmp_path / "gae.pt")
     loaded = GraphAeDetector.load(tmp_path / "gae.pt")
     assert np.array_equal(loaded.score([odd])[0], scores)
