@@ -38,6 +38,17 @@ class WindowGrid:
     def end(self) -> datetime:
         return self.start + self.count * self.size
 
+    @property
+    def start_ns(self) -> int:
+        """The start as epoch nanoseconds, as event timestamps are compared in the builders."""
+        import pandas as pd
+
+        return pd.Timestamp(self.start).value
+
+    @property
+    def size_ns(self) -> int:
+        return self.size // timedelta(microseconds=1) * 1000
+
 
 class Evidence:
     """Event ids behind each edge of a batch, indexed on first use (most edges never alert).

@@ -39,6 +39,7 @@ NODE_FEATURES = ("is_source", "degree", "events", "bytes", "max_edge_bytes", "se
                  "failure_ratio", "rare_peers")
 EDGE_FEATURES = ("events", "bytes", "ports", "failure_ratio")
 FAILURE_VALUES = ("failure", "failed", "fail", "denied", "deny", "blocked")
+MIN_EVENTS_PER_THREAD = 200_000  # below this, a thread costs more than it saves
 
 
 class BipartiteGraphBuilder(GraphBuilder):
@@ -128,9 +129,6 @@ class BipartiteGraphBuilder(GraphBuilder):
             edge_attr=np.zeros((0, len(EDGE_FEATURES)), np.float32), edge_feature_names=EDGE_FEATURES)
 
 
-MIN_EVENTS_PER_THREAD = 200_000  # below this, a thread costs more than it saves
-
-
 @dataclass
 class _EncodedEvents:
     """A batch's columns as the kernels read them, encoded once and ordered by time.
@@ -161,8 +159,6 @@ class _EncodedEvents:
 
     @classmethod
     def of(cls, events: "pd.DataFrame", p: "BipartiteGraphBuilder.Params", grid: WindowGrid) -> "_EncodedEvents":
-        import pandas as pd
-
         n = len(events)
         stamps = _nanoseconds(events[TIMESTAMP])
         src, src_values = _codes(events[p.source_field], native=True)
@@ -184,7 +180,7 @@ class _EncodedEvents:
             pair, pair_key = _group_ids(np.where(present, src.astype(np.int64) * n_dst + dst, 0), key_space)
             src, dst = np.where(present, pair, -1), np.zeros(n, np.int8)
             key_space, n_dst_keys = max(len(pair_key), 1), 1
-        return cls(stamps, pd.Timestamp(grid.start).value, int(grid.size.total_seconds() * 1e9), src, dst, n_src,
+        return cls(stamps, grid.start_ns, grid.size_ns, src, dst, n_src,
                    n_dst, values, nbytes, outcome, failed, port, n_ports, event_ids, key_space, n_dst_keys, pair_key)
 
     def window_chunks(self, windows: int, parts: int) -> list[tuple[int, int, int, int]]:
@@ -209,9 +205,8 @@ def event_failures(events: "pd.DataFrame", column: str | None, rows, n: int) -> 
     """1.0 for each kept event whose outcome reads as a failure (failure, denied ...), else 0.0."""
     if not column or column not in events.columns:
         return np.zeros(n)
-    codes, values = _codes(events[column])
-    failed_code = np.array([str(v).lower() in FAILURE_VALUES for v in values] + [False], dtype=np.float64)
-    return failed_code[codes[rows]]
+    codes, failed = _failure_codes(events, column)
+    return np.append(failed, 0.0)[codes[rows]]  # code -1 (missing) reads the appended 0
 
 
 def _numbers_or_nan(events: "pd.DataFrame", column: str | None) -> np.ndarray:
@@ -241,12 +236,15 @@ def _port_codes(events: "pd.DataFrame", column: str | None) -> tuple[np.ndarray,
     return codes, max(len(values), 1)
 
 
+def window_numbers(events: "pd.DataFrame", grid: WindowGrid) -> np.ndarray:
+    """Each event's window in `grid` (negative before it, >= grid.count after it)."""
+    return (_nanoseconds(events[TIMESTAMP]) - grid.start_ns) // grid.size_ns
+
+
 def windowed_rows(events: "pd.DataFrame", grid: WindowGrid, required: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The events inside `grid` whose `required` codes are all present (>= 0), ordered by
     window (stable, so time order within a window is kept), and their window numbers."""
-    import pandas as pd
-
-    window = (_nanoseconds(events[TIMESTAMP]) - pd.Timestamp(grid.start).value) // int(grid.size.total_seconds() * 1e9)
+    window = window_numbers(events, grid)
     ok = (window >= 0) & (window < grid.count)
     for codes in required:
         ok &= codes >= 0

@@ -28,11 +28,11 @@ import numpy as np
 from pydantic import Field
 
 from ..components import Params
-from ..events import EVENT_ID, TIMESTAMP
+from ..events import EVENT_ID
 from ..hookspecs import hookimpl
 from ..labeling import BENIGN, MALICIOUS, event_classes
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
-from .bipartite import _codes, _group_ids, _nanoseconds, distinct_per_group, event_failures, event_numbers
+from .bipartite import _codes, _group_ids, distinct_per_group, event_failures, event_numbers, window_numbers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,12 +66,10 @@ class ProfileGraphBuilder(GraphBuilder):
         return ("events", "destinations", "ports", "failure_ratio", "bytes", "rules", *buckets)
 
     def build(self, events: "pd.DataFrame", grid: WindowGrid) -> list[GraphWindow]:
-        import pandas as pd
-
         p = self.params
         if len(events) == 0 or p.source_field not in events.columns:
             return [self._window(grid, i, *self._nothing()) for i in range(grid.count)]
-        window = (_nanoseconds(events[TIMESTAMP]) - pd.Timestamp(grid.start).value) // int(grid.size.total_seconds() * 1e9)
+        window = window_numbers(events, grid)
         src, src_values = _codes(events[p.source_field])
         keep = np.flatnonzero((src >= 0) & (window >= 0) & (window < grid.count))
         keep = keep[np.argsort(window[keep], kind="stable")]

@@ -55,8 +55,6 @@ class TemporalGraphBuilder(GraphBuilder):
         return (self.params.source_field,)
 
     def build(self, events: "pd.DataFrame", grid: WindowGrid) -> list[GraphWindow]:
-        import pandas as pd
-
         p = self.params
         edge_names = tuple(p.numeric_fields)
         if len(events) == 0 or p.source_field not in events.columns or p.target_field not in events.columns:
@@ -64,8 +62,7 @@ class TemporalGraphBuilder(GraphBuilder):
         src_all, dst_all, hosts = host_codes(events, p.source_field, p.target_field)
         rows, window = windowed_rows(events, grid, [src_all, dst_all])
         src, dst, n = src_all[rows], dst_all[rows], len(rows)
-        size_s = grid.size.total_seconds()
-        seconds = (_nanoseconds(events[TIMESTAMP])[rows] - pd.Timestamp(grid.start).value) / 1e9 - window * size_s
+        seconds = (_nanoseconds(events[TIMESTAMP])[rows] - grid.start_ns - window * grid.size_ns) / 1e9
 
         src_node, dst_node, node_window, node_host = host_nodes(window, src, dst, len(hosts), grid.count)
         count = len(node_host)
@@ -86,7 +83,7 @@ class TemporalGraphBuilder(GraphBuilder):
             np.log1p(distinct_per_group(src_node, ports[rows], max(len(port_values), 1), count)),
             np.log1p(np.bincount(src_node, weights=nbytes, minlength=count)),
             np.log1p(np.bincount(dst_node, weights=nbytes, minlength=count)),
-            (last - first) / size_s if count else np.zeros(0), info[node_host, 0] if count else np.zeros(0)])
+            (last - first) / grid.size.total_seconds() if count else np.zeros(0), info[node_host, 0] if count else np.zeros(0)])
         edge_attr = _stack32([np.log1p(np.maximum(event_numbers(events, f, rows, n), 0)) for f in p.numeric_fields]) \
             if edge_names else np.zeros((n, 0), np.float32)
         node_label = self._node_labels(events, rows, src_node, dst_node, count)
