@@ -112,6 +112,31 @@ def test_reduced_kdd_cup_99_outlier_protocol():
     assert metrics["roc_auc"] > 0.95 and np.median(scores) > 0.5, (metrics["roc_auc"], scores)
 
 
+def test_reduced_nsl_kdd_protocol_with_deep_sad_labels():
+    """The benchmark's protocol (bench/nsl_kdd.py) with 8,000 normal training rows and 3 epochs:
+    train on normal KDDTrain+ rows, score KDDTest+ (attack types unseen in training)."""
+    import sys
+
+    from sklearn.metrics import roc_auc_score
+
+    from siem_gad.detectors.deep_sad import DeepSadDetector
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from nsl_kdd import load
+
+    X_train, y_train, X_test, y_test = load()
+    rng = np.random.default_rng(0)
+    normal = X_train[~y_train][rng.choice(int((~y_train).sum()), 8000, replace=False)]
+    fast = {"epochs": 3, "validation": 0.0, "patience": 3, "batch_size": 256, "seed": 0}
+    vae = VaeDetector(hidden=[64, 32], latent=8, **fast).fit_matrix(normal)
+    labeled = X_train[rng.choice(np.flatnonzero(y_train), 400, replace=False)]
+    sad = DeepSadDetector(hidden=[64, 32], latent=16, pretrain_epochs=2, **fast).fit_matrix(
+        np.concatenate([normal, labeled]), np.concatenate([np.zeros(len(normal)), -np.ones(len(labeled))]))
+    assert sad.metrics_["labeled_anomalous"] == 400
+    aucs = {name: roc_auc_score(y_test, d.score_matrix(X_test)) for name, d in (("vae", vae), ("deep_sad", sad))}
+    assert min(aucs.values()) > 0.9, aucs
+
+
 @pytest.mark.parametrize("kind", ["aegmm", "vaegmm"])
 def test_mixture_detectors_score_energy_and_round_trip(sim_windows, tmp_path: Path, kind: str):
     from siem_gad.detectors.gmm import AeGmmDetector, VaeGmmDetector
