@@ -271,3 +271,18 @@ def test_deep_sad_on_source_profiles_end_to_end(tmp_path: Path):
     assert top["siem_gad"]["details"]["explained_by"] == "SHAP" and top["siem_gad"]["evidence"]["count"] > 0
     assert any(item["name"].startswith("port ") or item["name"] in ("events", "destinations", "ports")
                for item in top["siem_gad"]["explanation"])
+
+
+def test_reduced_window_series_benchmark():
+    """bench/window_series.py with one seed and 20 epochs: the LSTM autoencoder on the simulated
+    enterprise's window aggregates finds the attack windows at mean + 3 sigma."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from window_series import BASELINE, evaluate
+
+    results = evaluate(seeds=1, epochs=20)
+    lstm, baseline = results["lstm_ae"][0], results[BASELINE][0]
+    assert (lstm["items"], lstm["positives"]) == (24, 4)
+    assert lstm["roc_auc"] > 0.9 and lstm["at_threshold"]["recall"] >= 0.75, lstm
+    assert baseline["roc_auc"] is not None
