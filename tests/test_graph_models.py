@@ -199,22 +199,30 @@ def test_graph_ae_ranks_a_distorted_entity_high_scores_edges_and_reloads(tmp_pat
     assert np.array_equal(loaded.score([odd])[0], scores)
 
 
+ZEEK_FIELDS = {"id.orig_h": "source.ip", "id.resp_h": "destination.ip", "id.resp_p": "destination.port",
+               "proto": "network.transport", "duration": "event.duration", "orig_bytes": "source.bytes",
+               "resp_bytes": "destination.bytes", "orig_pkts": "source.packets", "resp_pkts": "destination.packets",
+               "conn_state": "zeek.connection.state", "history": "zeek.connection.history",
+               "detailed-label": "label.detailed"}
+
+
+def zeek_source(directory: Path, rows: int, keep_labels: bool = True) -> dict:
+    """The first `rows` flows of the Mirai capture as a Zeek conn.csv read by the `csv` source."""
+    import pandas as pd
+
+    flows = pd.read_csv(SHARED_DATA / "iot23" / f"{MIRAI}-labeled.csv", nrows=rows, dtype=str, keep_default_na=False)
+    if not keep_labels:
+        flows = flows.drop(columns=["label", "detailed-label"])
+    csv = directory / "conn.csv"
+    flows.to_csv(csv, index=False)
+    return {"zeek": {"type": "csv", "path": str(csv), "timestamp_field": "ts", "timestamp_format": "epoch_s",
+                     "id_field": "uid", "field_map": ZEEK_FIELDS}}
+
+
 def test_hetero_gnn_end_to_end_from_a_labeled_zeek_csv(tmp_path: Path):
     """A SOC trains on its labeled flows: CSV source, host_flow builder with a label field, alerts
     per sending host with the flows behind them, and `siem-gad explain` showing them."""
-    csv = tmp_path / "conn.csv"
-    with open(SHARED_DATA / "iot23" / f"{MIRAI}-labeled.csv") as source, open(csv, "w") as out:
-        for number, line in enumerate(source):
-            if number > 3000:
-                break
-            out.write(line)
-    field_map = {"id.orig_h": "source.ip", "id.resp_h": "destination.ip", "id.resp_p": "destination.port",
-                 "proto": "network.transport", "duration": "event.duration", "orig_bytes": "source.bytes",
-                 "resp_bytes": "destination.bytes", "orig_pkts": "source.packets", "resp_pkts": "destination.packets",
-                 "conn_state": "zeek.connection.state", "history": "zeek.connection.history",
-                 "detailed-label": "label.detailed"}
-    sources = {"zeek": {"type": "csv", "path": str(csv), "timestamp_field": "ts", "timestamp_format": "epoch_s",
-                        "id_field": "uid", "field_map": field_map}}
+    sources = zeek_source(tmp_path, 3000)
     jobs = {"flows": {"source": "zeek", "window": "10m", "batch_windows": 12,
                       "graph": {"type": "host_flow", "flows_per_graph": 128, **LABELS},
                       "detectors": {"hetero": {"type": "hetero_gnn", "epochs": 10, "hidden": 16,
@@ -240,6 +248,44 @@ def test_hetero_gnn_end_to_end_from_a_labeled_zeek_csv(tmp_path: Path):
         assert app.job("flows").status()["models"][0]["state"] == "stale"
     finally:
         app.close()
+
+
+def documented_plugin(marker: str) -> str:
+    """The Python code block of docs/detectors.md whose first line is `marker`, unindented."""
+    import textwrap
+
+    text = (ROOT / "docs" / "detectors.md").read_text()
+    start = text.rindex("\n", 0, text.index(marker)) + 1
+    return textwrap.dedent(text[start:text.index("```", start)].rstrip(" "))
+
+
+def test_documented_incidents_plugin_labels_flows_for_hetero_gnn(tmp_path: Path):
+    """docs/detectors.md's `enrich_events` example, as written there: confirmed incidents from a
+    CSV label an unlabeled Zeek export, and `hetero_gnn` learns the C&C flows from them."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "incidents.py").write_text(documented_plugin("# plugins/incidents.py"))
+    (plugins / "confirmed_incidents.csv").write_text(
+        "ip,start,end,class\n185.244.25.235,2018-12-21T14:55:00Z,2018-12-21T18:00:00Z,C&C\n")
+    jobs = {"flows": {"source": "zeek", "window": "10m", "batch_windows": 12,
+                      "graph": {"type": "host_flow", "flows_per_graph": 128, "label_field": "verdict"},
+                      "detectors": {"hetero": {"type": "hetero_gnn", "epochs": 10, "hidden": 16,
+                                               "training": {"windows": 6}}},
+                      "sinks": ["alerts"]}}
+    rules = {"flow-attack": {"name": "Host talks to its C&C", "job": "flows", "detector": "hetero",
+                             "severity": "high"}}
+    config = make_config(tmp_path, sources=zeek_source(tmp_path, 3000, keep_labels=False), jobs=jobs, rules=rules)
+
+    listed = siem_gad("plugins", "-c", str(config)).stdout
+    assert "incidents" in listed and "enrich_events" in listed
+    trained = siem_gad("train", "-c", str(config)).stdout
+    siem_gad("run", "-c", str(config), "--once")
+    alerts = read_alerts(tmp_path / "state" / "alerts.jsonl")
+    assert alerts, trained
+    top = max(alerts, key=lambda a: a["siem_gad"]["score"])
+    assert top["siem_gad"]["entity"]["value"] == "192.168.1.195"
+    assert {(flow["receiver"], flow["class"]) for flow in top["siem_gad"]["details"]["flows"]} == {
+        ("185.244.25.235", "malicious")}
 
 
 @pytest.mark.parametrize("bench", ["iot23-flows", "iot23-hosts", "luflow"])
