@@ -189,6 +189,7 @@ def luflow_bench(quick: bool, seeds: int) -> dict:
     from siem_gad.detectors.gcn_hmm import GcnHmmDetector
     from siem_gad.detectors.graph_ae import GraphAeDetector
     from siem_gad.detectors.iforest import IsolationForestDetector
+    from siem_gad.detectors.rare_links import RareLinksDetector
     from siem_gad.graphs.bipartite import BipartiteGraphBuilder
 
     rows = 20_000 if quick else None
@@ -216,7 +217,8 @@ def luflow_bench(quick: bool, seeds: int) -> dict:
 
     detectors = {"graph_ae": lambda seed: GraphAeDetector(epochs=5 if quick else 100, seed=seed),
                  "gcn_hmm": lambda seed: GcnHmmDetector(epochs=5 if quick else 100, seed=seed),
-                 "iforest": lambda seed: IsolationForestDetector(seed=seed, entity_baseline=False)}
+                 "iforest": lambda seed: IsolationForestDetector(seed=seed, entity_baseline=False),
+                 "rare_links": lambda seed: RareLinksDetector(seed=seed)}
     for name, make in detectors.items():
         flow_scores, edge_rows = [], []
         for seed in range(seeds):

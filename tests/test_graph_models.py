@@ -309,3 +309,6 @@ def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path):
 
     collect(results)
     assert metrics and all(-1e-9 <= m <= 1 + 1e-9 for m in metrics)
+    if bench == "luflow":  # links new to the history carry the attacks, on the slice as on the days
+        rare = results["flow_level"]["rare_links"][0]
+        assert rare["with outliers"]["auc"] > 0.9 and rare["without outliers"]["auc"] > 0.95, rare

@@ -13,6 +13,7 @@ import torch
 from siem_gad.detectors import NotFittedError
 from siem_gad.detectors.gcn_hmm import GcnHmmDetector
 from siem_gad.detectors.iforest import IsolationForestDetector
+from siem_gad.detectors.rare_links import RareLinksDetector
 from siem_gad.graphs import WindowGrid
 from siem_gad.graphs.bipartite import BipartiteGraphBuilder
 from siem_gad.pipeline import App
@@ -77,7 +78,7 @@ def test_empty_events_give_empty_windows():
 
 
 @pytest.mark.parametrize("cls, params", [(IsolationForestDetector, {"n_estimators": 50}),
-                                         (GcnHmmDetector, {"epochs": 30})])
+                                         (GcnHmmDetector, {"epochs": 30}), (RareLinksDetector, {})])
 def test_saved_models_reload_with_identical_scores(sim_windows, tmp_path: Path, cls, params):
     _, _, windows = sim_windows
     detector = cls(**params).fit(windows[:24])
@@ -119,6 +120,50 @@ def test_gcn_hmm_ranks_attack_windows_and_names_the_attacker(sim_windows):
     assert scan.entity == enterprise.attack_entities()["port_scan"]
     brute = detector.explain(windows[hours["ssh_bruteforce"][0]], 0)
     assert "203.0.113.45" in [c["value"] for c in brute.contributors[:3]]
+
+
+def test_rare_links_scores_links_by_their_history_and_names_the_scanner(sim_windows):
+    enterprise, events, windows = sim_windows
+    detector = RareLinksDetector(prior=0.01).fit(windows[:24])
+    # a link's score is -log(its training events per window + prior), from a plain groupby
+    training = events[events["@timestamp"] < windows[24].start]
+    rate = training.groupby(["source.ip", "destination.ip"]).size() / 24
+    scan_hour = enterprise.attack_hours()["port_scan"][0]
+    window = windows[scan_hour]
+    src, dst = window.edge_index
+    pairs = pd.MultiIndex.from_arrays([window.node_value[src], window.node_value[dst]])
+    expected = -np.log(rate.reindex(pairs).fillna(0).to_numpy() + 0.01)
+    np.testing.assert_allclose(detector.score_edges([window])[0], expected)
+
+    # the scanner's traffic runs mostly over links never seen
+    scanner = [i for i in range(window.num_nodes) if window.entity(i) == enterprise.attack_entities()["port_scan"]][0]
+    scores = detector.score([window])[0]
+    assert scores[scanner] > detector.threshold_
+    explanation = detector.explain(window, scanner)
+    ip = window.node_value[scanner]
+    now = events[(events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)]
+    now = now[now["source.ip"] == ip]  # the scanner's node is its source.ip entity
+    unseen = ~pd.MultiIndex.from_frame(now[["source.ip", "destination.ip"]]).isin(rate.index)
+    assert explanation.extra["unseen_event_share"] == pytest.approx(unseen.mean(), abs=1e-3) and unseen.mean() > 0.5
+    assert all(c["typical"] == 0 and c["value"].startswith("-> ") for c in explanation.contributors)
+    frame = events.set_index("event.id")
+    assert set(frame.loc[explanation.evidence, "labels.attack"]) == {"port_scan"}
+    assert "never seen in 24 training windows" in explanation.summary
+
+    # the hosts and servers the history knows score low; the new internet addresses of the
+    # simulated web browsing score as high as the scan: what this detector cannot tell apart
+    known = np.isin(window.node_value, [v for w in windows[:24] for v in w.node_value])
+    assert scores[known & (window.node_kind == 0)].mean() < detector.threshold_
+
+
+def test_rare_links_refuses_graphs_without_entity_links(tmp_path: Path):
+    from siem_gad.graphs.host_flow import HostFlowGraphBuilder
+
+    enterprise = Enterprise(seed=3, hosts=5, hours=2)
+    events = enterprise.events(enterprise.start, enterprise.end)
+    windows = HostFlowGraphBuilder().build(events, WindowGrid(enterprise.start, HOUR, 2))
+    with pytest.raises(ValueError, match="heterogeneous graphs"):
+        RareLinksDetector().fit(windows)
 
 
 def test_a_model_trained_with_another_config_is_stale_and_retrained(tmp_path: Path):
