@@ -133,7 +133,8 @@ class RareLinksDetector(Detector):
                    f"{self.training_windows_} training windows, carrying {share:.0%} of its events")
         if contributors:
             top = contributors[0]
-            summary += f"; rarest: {top['value']} ({top['events']} events, typical {top['typical']} per window)"
+            noun = "event" if top["events"] == 1 else "events"
+            summary += f"; rarest: {top['value']} ({top['events']} {noun}, typical {top['typical']} per window)"
         return Explanation(entity, contributors, evidence, count, summary=summary,
                            extra={"unseen_links": unseen, "unseen_event_share": round(share, 3)})
 
