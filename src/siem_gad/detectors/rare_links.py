@@ -83,27 +83,29 @@ class RareLinksDetector(Detector):
 
     def _rates(self, keys: np.ndarray) -> np.ndarray:
         """Training events per window of each link (0 for links never seen)."""
-        at = np.searchsorted(self.links_, keys)
-        at = np.minimum(at, max(len(self.links_) - 1, 0))
-        found = (self.links_[at] == keys) if len(self.links_) else np.zeros(len(keys), bool)
-        return np.where(found, self.rate_[at] if len(self.rate_) else 0.0, 0.0)
+        if not len(self.links_):
+            return np.zeros(len(keys))
+        at = np.minimum(np.searchsorted(self.links_, keys), len(self.links_) - 1)
+        return np.where(self.links_[at] == keys, self.rate_[at], 0.0)
+
+    def _surprisal(self, window: GraphWindow) -> tuple[np.ndarray, np.ndarray]:
+        """(score per edge, events per edge) of a window."""
+        keys, events = self._links(window)
+        return -np.log(self._rates(keys) + self.params.prior), events
 
     def score_edges(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """Per edge: -log(training events per window on its link + prior)."""
         self._check()
-        out = []
-        for w in windows:
-            keys, _ = self._links(w)
-            out.append(-np.log(self._rates(keys) + self.params.prior))
-        return out
+        return [self._surprisal(w)[0] for w in windows]
 
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        self._check()
         out = []
-        for w, edge_scores in zip(windows, self.score_edges(windows)):
-            _, events = self._links(w)
+        for w in windows:
+            surprisal, events = self._surprisal(w)
             src, dst = w.edge_index
             weight = np.bincount(src, events, w.num_nodes) + np.bincount(dst, events, w.num_nodes)
-            total = np.bincount(src, events * edge_scores, w.num_nodes) + np.bincount(dst, events * edge_scores, w.num_nodes)
+            total = np.bincount(src, events * surprisal, w.num_nodes) + np.bincount(dst, events * surprisal, w.num_nodes)
             out.append(np.divide(total, weight, out=np.zeros(w.num_nodes), where=weight > 0))
         return out
 
