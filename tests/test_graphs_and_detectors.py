@@ -150,13 +150,14 @@ def test_rare_links_scores_links_by_their_history_and_names_the_scanner(sim_wind
     assert set(frame.loc[explanation.evidence, "labels.attack"]) == {"port_scan"}
     assert "never seen in 24 training windows" in explanation.summary
 
-    # the hosts and servers the history knows score low; the new internet addresses of the
-    # simulated web browsing score as high as the scan: what this detector cannot tell apart
+    # the hosts the history knows score low on average; the new internet addresses of the
+    # simulated web browsing score at least as high as the scan: what this detector cannot tell apart
     known = np.isin(window.node_value, [v for w in windows[:24] for v in w.node_value])
     assert scores[known & (window.node_kind == 0)].mean() < detector.threshold_
+    assert scores[~known].max() >= scores[scanner]
 
 
-def test_rare_links_refuses_graphs_without_entity_links(tmp_path: Path):
+def test_rare_links_refuses_graphs_without_entity_links():
     from siem_gad.graphs.host_flow import HostFlowGraphBuilder
 
     enterprise = Enterprise(seed=3, hosts=5, hours=2)

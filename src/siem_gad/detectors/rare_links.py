@@ -70,16 +70,11 @@ class RareLinksDetector(Detector):
         self.links_ = links
         self.rate_ = np.bincount(inverse, weights=np.concatenate(events), minlength=len(links)) / len(windows)
         self.training_windows_ = len(windows)
-        self.threshold_ = None
-        train_scores = np.concatenate(self.score(windows))
+        train_scores = np.concatenate([self._node_scores(w) for w in windows])
         self.threshold_ = self.threshold_from(train_scores)
         self.metrics_ = {"training_windows": len(windows), "links": int(len(links)),
                          "training_nodes": int(len(train_scores)), "unseen_link_score": float(-np.log(self.params.prior))}
         return self
-
-    def _check(self) -> None:
-        if not hasattr(self, "links_"):
-            self.check_fitted()
 
     def _rates(self, keys: np.ndarray) -> np.ndarray:
         """Training events per window of each link (0 for links never seen)."""
@@ -95,23 +90,25 @@ class RareLinksDetector(Detector):
 
     def score_edges(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """Per edge: -log(training events per window on its link + prior)."""
-        self._check()
+        self.check_fitted()
         return [self._surprisal(w)[0] for w in windows]
 
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
-        self._check()
-        out = []
-        for w in windows:
-            surprisal, events = self._surprisal(w)
-            src, dst = w.edge_index
-            weight = np.bincount(src, events, w.num_nodes) + np.bincount(dst, events, w.num_nodes)
-            total = np.bincount(src, events * surprisal, w.num_nodes) + np.bincount(dst, events * surprisal, w.num_nodes)
-            out.append(np.divide(total, weight, out=np.zeros(w.num_nodes), where=weight > 0))
-        return out
+        self.check_fitted()
+        return [self._node_scores(w) for w in windows]
+
+    def _node_scores(self, window: GraphWindow) -> np.ndarray:
+        """Per entity: the event-weighted mean surprisal of its links."""
+        surprisal, events = self._surprisal(window)
+        src, dst = window.edge_index
+        n = window.num_nodes
+        weight = np.bincount(src, events, n) + np.bincount(dst, events, n)
+        total = np.bincount(src, events * surprisal, n) + np.bincount(dst, events * surprisal, n)
+        return np.divide(total, weight, out=np.zeros(n), where=weight > 0)
 
     # ------------------------------------------------------------------ explanation
     def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
-        self._check()
+        self.check_fitted()
         keys, events = self._links(window)
         edges = window.node_edges(item)
         rates = self._rates(keys[edges])
