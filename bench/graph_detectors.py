@@ -5,7 +5,8 @@
     python bench/graph_detectors.py luflow        # graph_ae, gcn_hmm, iforest unsupervised on LUFlow
     ... --quick                                   # the reduced version the test suite runs
 
-Results print as markdown tables and go to bench/results/graph_detectors-<name>.json.
+Results go to bench/results/graph_detectors-<name>.json and print (the flow protocols as the markdown
+tables of docs/benchmarks.md).
 Data: IoT-23 (Garcia, Parmisano, Erquiaga, Stratosphere Lab, 2020, CC BY 4.0) and LUFlow
 (Mills et al., Lancaster University), from ../shared/data.
 """
@@ -18,6 +19,7 @@ import sys
 import time
 import warnings
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +86,9 @@ def _flow_hash(events: pd.DataFrame) -> pd.Series:
     return pd.util.hash_pandas_object(events[DUPLICATE_KEY].astype(str), index=False)
 
 
-def iot23_flows(quick: bool, seeds: int) -> dict:
+def iot23_flows(quick: bool, seeds: int, protocols: tuple[str, ...] = ("random", "time", "loco"),
+                corrected_labels: bool = False) -> dict:
+    """`hetero_gnn` and two forests under each protocol; `corrected_labels`: see `flow_data.iot23`."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import f1_score, precision_recall_fscore_support
 
@@ -92,13 +96,13 @@ def iot23_flows(quick: bool, seeds: int) -> dict:
     from siem_gad.graphs.host_flow import HostFlowGraphBuilder
 
     rows = 3000 if quick else None
-    captures = {c: iot23(c, rows) for c in IOT23_CAPTURES}
+    captures = {c: iot23(c, rows, corrected_labels) for c in IOT23_CAPTURES}
     size = timedelta(hours=1)
     labels = dict(label_field="label", class_field="label.detailed")
     plain = HostFlowGraphBuilder(flows_per_graph=256, **labels)
     ported = HostFlowGraphBuilder(flows_per_graph=256, port_field="destination.port", **labels)
     epochs = 5 if quick else 100
-    results: dict = {"protocols": {}, "seeds": seeds}
+    results: dict = {"protocols": {}, "seeds": seeds, "labels": "corrected" if corrected_labels else "dataset"}
 
     def run(train_events, test_events, seed):
         train_w = [w for e in train_events.values() for w in build(plain, e, size)]
@@ -139,7 +143,7 @@ def iot23_flows(quick: bool, seeds: int) -> dict:
                                               for t in np.unique(np.quantile(score, np.linspace(0, 1, 101)))))
         return summary
 
-    for protocol in ("random", "time", "loco"):
+    for protocol in protocols:
         folds = (IOT23_CAPTURES[::3] if quick else IOT23_CAPTURES) if protocol == "loco" else [None]
         table: dict = {}
         for held in folds:
@@ -150,6 +154,38 @@ def iot23_flows(quick: bool, seeds: int) -> dict:
                     entry["seconds_per_epoch"] = per_epoch
                     table.setdefault(model, {}).setdefault(held or "all", []).append(entry)
         results["protocols"][protocol] = table
+    return results
+
+
+# ---------------------------------------------------------------------------- IoT-23 labels
+SIGNATURE = ["network.transport", "zeek.connection.state", "zeek.connection.history"]
+
+
+def iot23_labels(quick: bool, seeds: int) -> dict:
+    """What the other captures teach about each held-out capture's attack flows (no model, no seeds).
+
+    A flow's signature is its transport, Zeek connection state and history. Per held-out capture and
+    attack class, its attack flows are counted by the share of training flows with the same signature
+    that are labeled malicious: "benign only" (none), "mostly benign" (under half), "mostly attack",
+    or "unseen" (no training flow has the signature). The first two are flows the training labels
+    teach a model to pass.
+    """
+    rows = 3000 if quick else None
+    results: dict = {"signature": SIGNATURE, "labels": {}}
+    for labels in ("dataset", "corrected"):
+        captures = {c: iot23(c, rows, corrected_labels=labels == "corrected") for c in IOT23_CAPTURES}
+        table: dict = {}
+        for held in (c for c in IOT23_CAPTURES if "Malware" in c):
+            train = pd.concat([e for c, e in captures.items() if c != held], ignore_index=True)
+            attack_share = (train["label"] != "benign").groupby([train[f] for f in SIGNATURE], dropna=False).mean()
+            test = captures[held]
+            attacks = test[test["label"] != "benign"]
+            share = pd.MultiIndex.from_frame(attacks[SIGNATURE]).map(attack_share.to_dict().get).to_numpy(dtype=float)
+            verdict = np.select([np.isnan(share), share == 0, share < 0.5], ["unseen", "benign only", "mostly benign"],
+                                "mostly attack")
+            counts = pd.crosstab(attacks["label.detailed"].to_numpy(), verdict)
+            table[held] = {cls: {v: int(n) for v, n in row.items() if n} for cls, row in counts.iterrows()}
+        results["labels"][labels] = table
     return results
 
 
@@ -280,7 +316,48 @@ def edge_truth(windows, scores, events: pd.DataFrame, size: timedelta) -> pd.Dat
 
 
 # ---------------------------------------------------------------------------- main
-BENCHES = {"iot23-flows": iot23_flows, "iot23-hosts": iot23_hosts, "luflow": luflow_bench}
+FLOW_COLUMNS = {"macro_f1": "macro-F1", "f1": "binary F1 at training threshold", "binary_f1_best": "best binary F1",
+                "auc": "ROC-AUC", "ap": "AP", "false_positive_rate": "FPR", "seconds_per_epoch": "s/epoch"}
+
+
+def flow_tables(results: dict) -> str:
+    """The `iot23-flows` results as the markdown tables of docs/benchmarks.md: median (min-max) over seeds."""
+    def cell(values: list) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "n/a"
+        return f"{np.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    lines = []
+    for protocol, table in results["protocols"].items():
+        lines += ["", f"{protocol} ({results.get('labels', 'dataset')} labels)", "",
+                  "| model | fold | rows | attacks | " + " | ".join(FLOW_COLUMNS.values()) + " |",
+                  "|---" * (4 + len(FLOW_COLUMNS)) + "|"]
+        for model, folds in table.items():
+            for fold, entries in folds.items():
+                first = entries[0]
+                lines.append(f"| {model} | {fold} | {first['rows']} | {first['attacks']} | "
+                             + " | ".join(cell([e[key] for e in entries]) for key in FLOW_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def label_table(results: dict) -> str:
+    """The `iot23-labels` audit as the markdown table of docs/benchmarks.md."""
+    verdicts = ["benign only", "mostly benign", "mostly attack", "unseen"]
+    lines = ["| labels | held-out capture | attack class | flows | " + " | ".join(verdicts) + " |",
+             "|---" * (4 + len(verdicts)) + "|"]
+    for labels, table in results["labels"].items():
+        for held, classes in table.items():
+            for name, counts in classes.items():
+                lines.append(f"| {labels} | {held} | {name} | {sum(counts.values())} | "
+                             + " | ".join(str(counts.get(v, 0)) for v in verdicts) + " |")
+    return "\n".join(lines)
+
+
+BENCHES = {"iot23-flows": iot23_flows, "iot23-labels": iot23_labels,
+           "iot23-loco-corrected": partial(iot23_flows, protocols=("loco",), corrected_labels=True),
+           "iot23-hosts": iot23_hosts, "luflow": luflow_bench}
+TABLES = {"iot23-flows": flow_tables, "iot23-loco-corrected": flow_tables, "iot23-labels": label_table}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -297,7 +374,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or RESULTS / f"graph_detectors-{args.bench}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float))
-    print(json.dumps(results, indent=1, default=float)[:4000])
+    render = TABLES.get(args.bench)
+    print(render(results) if render else json.dumps(results, indent=1, default=float)[:4000])
     return results
 
 

@@ -8,12 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import ROOT, SHARED_DATA, make_config, read_alerts, siem_gad
 
 sys.path.insert(0, str(ROOT / "bench"))
-from flow_data import iot23  # noqa: E402
+from flow_data import IOT23_CAPTURES, iot23  # noqa: E402
 from graph_detectors import build  # noqa: E402
 
 from siem_gad.graphs.host_flow import HostFlowGraphBuilder  # noqa: E402
@@ -208,8 +209,6 @@ ZEEK_FIELDS = {"id.orig_h": "source.ip", "id.resp_h": "destination.ip", "id.resp
 
 def zeek_source(directory: Path, rows: int, keep_labels: bool = True) -> dict:
     """The first `rows` flows of the Mirai capture as a Zeek conn.csv read by the `csv` source."""
-    import pandas as pd
-
     flows = pd.read_csv(SHARED_DATA / "iot23" / f"{MIRAI}-labeled.csv", nrows=rows, dtype=str, keep_default_na=False)
     if not keep_labels:
         flows = flows.drop(columns=["label", "detailed-label"])
@@ -312,3 +311,41 @@ def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path):
     if bench == "luflow":  # links new to the history carry the attacks, on the slice as on the days
         rare = results["flow_level"]["rare_links"][0]
         assert rare["with outliers"]["auc"] > 0.9 and rare["without outliers"]["auc"] > 0.95, rare
+
+
+def test_iot23_label_correction_relabels_only_the_cc_network():
+    """Capture 42-1's heartbeat to the Mirai C&C network is benign in the dataset, C&C once corrected."""
+    from flow_data import IOT23_CC_NETWORK
+
+    capture = "CTU-Malware-Capture-42-1"
+    raw = pd.read_csv(SHARED_DATA / "iot23" / f"{capture}-labeled.csv", dtype=str, keep_default_na=False)
+    dataset, corrected = iot23(capture), iot23(capture, corrected_labels=True)
+    to_cc = (raw["id.resp_h"].str.startswith(IOT23_CC_NETWORK) | raw["id.orig_h"].str.startswith(IOT23_CC_NETWORK))
+    relabeled = set(raw.loc[to_cc & (raw["label"].str.lower() == "benign"), "uid"])
+    changed = (dataset["label"] != corrected["label"]).to_numpy()
+    assert len(relabeled) > 1000 and set(corrected.loc[changed, "event.id"]) == relabeled
+    assert set(corrected.loc[changed, "label.detailed"]) == {"C&C"}
+    assert (corrected.loc[~changed, "label.detailed"] == dataset.loc[~changed, "label.detailed"]).all()
+
+
+def test_label_audit_sorts_every_held_out_attack_flow_by_what_training_says():
+    from graph_detectors import SIGNATURE, iot23_labels
+
+    audit = iot23_labels(quick=False, seeds=1)["labels"]
+    captures = {labels: {c: iot23(c, corrected_labels=labels == "corrected") for c in IOT23_CAPTURES}
+                for labels in audit}
+    for labels, table in audit.items():
+        for held, classes in table.items():
+            test = captures[labels][held]
+            attacks = test[test["label"] != "benign"]
+            assert sum(n for row in classes.values() for n in row.values()) == len(attacks)
+            train = pd.concat([e for c, e in captures[labels].items() if c != held], ignore_index=True)
+            signatures = lambda frame: frame[SIGNATURE].astype(str).agg("|".join, axis=1)  # noqa: E731
+            attack_signatures = set(signatures(train[train["label"] != "benign"]))
+            only_benign = set(signatures(train)) - attack_signatures
+            expected = signatures(attacks).isin(only_benign).sum()
+            assert sum(row.get("benign only", 0) for row in classes.values()) == expected
+    # The dataset's labels teach a model to pass every C&C flow of 34-1; the corrected ones do not.
+    mirai_cc = {labels: audit[labels][MIRAI]["C&C"] for labels in audit}
+    assert mirai_cc["dataset"].get("mostly attack", 0) == 0
+    assert mirai_cc["corrected"]["mostly attack"] > 0.9 * sum(mirai_cc["corrected"].values())
