@@ -2,7 +2,10 @@
 
     python bench/graph_detectors.py iot23-flows   # hetero_gnn vs random forests, three protocols
     python bench/graph_detectors.py iot23-hosts   # cat_gnn vs its ablations, leave-one-capture-out
-    python bench/graph_detectors.py luflow        # graph_ae, gcn_hmm, iforest unsupervised on LUFlow
+    python bench/graph_detectors.py iot23-labels  # what the other captures' labels say of each one's attacks
+    python bench/graph_detectors.py iot23-loco-corrected   # leave-one-capture-out, C&C labels made consistent
+    python bench/graph_detectors.py iot23-hosts-corrected  # the same for cat_gnn
+    python bench/graph_detectors.py luflow        # graph_ae, gcn_hmm, iforest, rare_links unsupervised on LUFlow
     ... --quick                                   # the reduced version the test suite runs
 
 Results go to bench/results/graph_detectors-<name>.json and print (the flow protocols as the markdown
@@ -190,19 +193,21 @@ def iot23_labels(quick: bool, seeds: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- IoT-23 hosts
-def iot23_hosts(quick: bool, seeds: int) -> dict:
+def iot23_hosts(quick: bool, seeds: int, corrected_labels: bool = False) -> dict:
+    """`cat_gnn` and its ablations, leave one capture out; `corrected_labels`: see `flow_data.iot23`."""
     from siem_gad.detectors.cat_gnn import CatGnnDetector
     from siem_gad.graphs.temporal import TemporalGraphBuilder
 
     rows = 4000 if quick else None
     builder = TemporalGraphBuilder(label_field="label", class_field="label.detailed")
     size = timedelta(minutes=10)
-    graphs = {c: build(builder, iot23(c, rows), size) for c in IOT23_CAPTURES}
+    graphs = {c: build(builder, iot23(c, rows, corrected_labels), size) for c in IOT23_CAPTURES}
     variants = {"cat_gnn": {}, "cat_gnn without intervener": {"intervene": False},
                 "gat": {"attention": "gat", "intervene": False}}
     held_out = [c for c in IOT23_CAPTURES if "Malware" in c]  # honeypot captures have no positive host
     held_out = held_out[:1] if quick else held_out
-    results: dict = {"window": "10m", "seeds": seeds, "variants": {}}
+    results: dict = {"window": "10m", "seeds": seeds, "variants": {},
+                     "labels": "corrected" if corrected_labels else "dataset"}
     for name, extra in variants.items():
         for held in held_out:
             train = [w for c, ws in graphs.items() if c != held for w in ws]
@@ -320,14 +325,16 @@ FLOW_COLUMNS = {"macro_f1": "macro-F1", "f1": "binary F1 at training threshold",
                 "auc": "ROC-AUC", "ap": "AP", "false_positive_rate": "FPR", "seconds_per_epoch": "s/epoch"}
 
 
-def flow_tables(results: dict) -> str:
-    """The `iot23-flows` results as the markdown tables of docs/benchmarks.md: median (min-max) over seeds."""
-    def cell(values: list) -> str:
-        values = [v for v in values if v is not None]
-        if not values:
-            return "n/a"
-        return f"{np.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+def median_range(values: list) -> str:
+    """A table cell: the median over seeds with its min-max."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    return f"{np.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
+
+def flow_tables(results: dict) -> str:
+    """The `iot23-flows` results as the markdown tables of docs/benchmarks.md."""
     lines = []
     for protocol, table in results["protocols"].items():
         lines += ["", f"{protocol} ({results.get('labels', 'dataset')} labels)", "",
@@ -337,7 +344,19 @@ def flow_tables(results: dict) -> str:
             for fold, entries in folds.items():
                 first = entries[0]
                 lines.append(f"| {model} | {fold} | {first['rows']} | {first['attacks']} | "
-                             + " | ".join(cell([e[key] for e in entries]) for key in FLOW_COLUMNS) + " |")
+                             + " | ".join(median_range([e[key] for e in entries]) for key in FLOW_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def host_table(results: dict) -> str:
+    """The `iot23-hosts` results as the markdown table of docs/benchmarks.md."""
+    columns = {"auc": "ROC-AUC", "ap": "AP", "f1": "F1 at training threshold", "seconds_per_epoch": "s/epoch"}
+    lines = ["| model | held-out capture | hosts x windows | positive | " + " | ".join(columns.values()) + " |",
+             "|---" * (4 + len(columns)) + "|"]
+    for model, folds in results["variants"].items():
+        for held, entries in folds.items():
+            lines.append(f"| {model} | {held} | {entries[0]['rows']} | {entries[0]['attacks']} | "
+                         + " | ".join(median_range([e[key] for e in entries]) for key in columns) + " |")
     return "\n".join(lines)
 
 
@@ -356,8 +375,10 @@ def label_table(results: dict) -> str:
 
 BENCHES = {"iot23-flows": iot23_flows, "iot23-labels": iot23_labels,
            "iot23-loco-corrected": partial(iot23_flows, protocols=("loco",), corrected_labels=True),
-           "iot23-hosts": iot23_hosts, "luflow": luflow_bench}
-TABLES = {"iot23-flows": flow_tables, "iot23-loco-corrected": flow_tables, "iot23-labels": label_table}
+           "iot23-hosts": iot23_hosts, "iot23-hosts-corrected": partial(iot23_hosts, corrected_labels=True),
+           "luflow": luflow_bench}
+TABLES = {"iot23-flows": flow_tables, "iot23-loco-corrected": flow_tables, "iot23-labels": label_table,
+          "iot23-hosts": host_table, "iot23-hosts-corrected": host_table}
 
 
 def main(argv: list[str] | None = None) -> dict:
