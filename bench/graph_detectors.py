@@ -8,8 +8,8 @@
     python bench/graph_detectors.py luflow        # graph_ae, gcn_hmm, iforest, rare_links unsupervised on LUFlow
     ... --quick                                   # the reduced version the test suite runs
 
-Results go to bench/results/graph_detectors-<name>.json and print (the flow protocols as the markdown
-tables of docs/benchmarks.md).
+Results go to bench/results/graph_detectors-<name>.json and print as the markdown tables of
+docs/benchmarks.md (LUFlow's as JSON).
 Data: IoT-23 (Garcia, Parmisano, Erquiaga, Stratosphere Lab, 2020, CC BY 4.0) and LUFlow
 (Mills et al., Lancaster University), from ../shared/data.
 """
@@ -320,7 +320,7 @@ def edge_truth(windows, scores, events: pd.DataFrame, size: timedelta) -> pd.Dat
     return pd.DataFrame({"score": lookup.to_numpy(), "malicious": bad.reindex(lookup.index).fillna(False).to_numpy()})
 
 
-# ---------------------------------------------------------------------------- main
+# ---------------------------------------------------------------------------- tables
 FLOW_COLUMNS = {"macro_f1": "macro-F1", "f1": "binary F1 at training threshold", "binary_f1_best": "best binary F1",
                 "auc": "ROC-AUC", "ap": "AP", "false_positive_rate": "FPR", "seconds_per_epoch": "s/epoch"}
 
@@ -373,6 +373,7 @@ def label_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------- main
 BENCHES = {"iot23-flows": iot23_flows, "iot23-labels": iot23_labels,
            "iot23-loco-corrected": partial(iot23_flows, protocols=("loco",), corrected_labels=True),
            "iot23-hosts": iot23_hosts, "iot23-hosts-corrected": partial(iot23_hosts, corrected_labels=True),
