@@ -14,6 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# The reduced benchmarks run the bench/ scripts' own protocol code: make them importable.
+sys.path.insert(0, str(ROOT / "bench"))
 
 # Small enough for CI, large enough that attacks (at 70-97 % of the run) come after training.
 SIM = {"type": "simulate", "seed": 3, "hosts": 20, "hours": 36}

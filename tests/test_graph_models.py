@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,13 +11,11 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, SHARED_DATA, make_config, read_alerts, siem_gad
+from flow_data import IOT23_CAPTURES, iot23
+from graph_detectors import build
 
-sys.path.insert(0, str(ROOT / "bench"))
-from flow_data import IOT23_CAPTURES, iot23  # noqa: E402
-from graph_detectors import build  # noqa: E402
-
-from siem_gad.graphs.host_flow import HostFlowGraphBuilder  # noqa: E402
-from siem_gad.graphs.temporal import TemporalGraphBuilder  # noqa: E402
+from siem_gad.graphs.host_flow import HostFlowGraphBuilder
+from siem_gad.graphs.temporal import TemporalGraphBuilder
 
 MIRAI = "CTU-Malware-Capture-34-1"
 LABELS = {"label_field": "label", "class_field": "label.detailed"}

@@ -94,9 +94,6 @@ def test_alerts_carry_shap_features_and_siem_gad_explain_shows_them(tmp_path: Pa
 
 def test_reduced_kdd_cup_99_outlier_protocol():
     """The benchmark's protocol (bench/kdd_outliers.py) on the first 100,000 rows, 3 epochs."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from kdd_outliers import batch, f1, load
 
     X, y = load(100_000)
@@ -115,14 +112,10 @@ def test_reduced_kdd_cup_99_outlier_protocol():
 def test_reduced_nsl_kdd_protocol_with_deep_sad_labels():
     """The benchmark's protocol (bench/nsl_kdd.py) with 8,000 normal training rows and 3 epochs:
     train on normal KDDTrain+ rows, score KDDTest+ (attack types unseen in training)."""
-    import sys
-
+    from nsl_kdd import load
     from sklearn.metrics import roc_auc_score
 
     from siem_gad.detectors.deep_sad import DeepSadDetector
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from nsl_kdd import load
 
     X_train, y_train, X_test, y_test = load()
     rng = np.random.default_rng(0)
@@ -276,9 +269,6 @@ def test_deep_sad_on_source_profiles_end_to_end(tmp_path: Path):
 def test_reduced_window_series_benchmark():
     """bench/window_series.py with one seed and 20 epochs: the LSTM autoencoder on the simulated
     enterprise's window aggregates finds the attack windows at mean + 3 sigma."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from window_series import BASELINE, evaluate
 
     results = evaluate(seeds=1, epochs=20)

@@ -83,10 +83,11 @@ class RareLinksDetector(Detector):
         at = np.minimum(np.searchsorted(self.links_, keys), len(self.links_) - 1)
         return np.where(self.links_[at] == keys, self.rate_[at], 0.0)
 
-    def _surprisal(self, window: GraphWindow) -> tuple[np.ndarray, np.ndarray]:
-        """(score per edge, events per edge) of a window."""
+    def _surprisal(self, window: GraphWindow) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(score, events, training rate) per edge of a window."""
         keys, events = self._links(window)
-        return -np.log(self._rates(keys) + self.params.prior), events
+        rates = self._rates(keys)
+        return -np.log(rates + self.params.prior), events, rates
 
     def score_edges(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """Per edge: -log(training events per window on its link + prior)."""
@@ -99,7 +100,7 @@ class RareLinksDetector(Detector):
 
     def _node_scores(self, window: GraphWindow) -> np.ndarray:
         """Per entity: the event-weighted mean surprisal of its links."""
-        surprisal, events = self._surprisal(window)
+        surprisal, events, _ = self._surprisal(window)
         src, dst = window.edge_index
         n = window.num_nodes
         weight = np.bincount(src, events, n) + np.bincount(dst, events, n)
@@ -109,21 +110,19 @@ class RareLinksDetector(Detector):
     # ------------------------------------------------------------------ explanation
     def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
         self.check_fitted()
-        keys, events = self._links(window)
         edges = window.node_edges(item)
-        rates = self._rates(keys[edges])
-        surprisal = -np.log(rates + self.params.prior)
-        order = np.lexsort((-events[edges], -surprisal))[:top_k]  # rarest first, then busiest
+        surprisal, events, rates = (per_edge[edges] for per_edge in self._surprisal(window))
+        order = np.lexsort((-events, -surprisal))[:top_k]  # rarest first, then busiest
         contributors = []
-        for e, rate, weight in zip(edges[order], rates[order], surprisal[order]):
+        for e, n, rate, weight in zip(edges[order], events[order], rates[order], surprisal[order]):
             src, dst = window.edge_index[:, e]
             other = dst if src == item else src
             contributors.append({"name": "link", "value": f"{'->' if src == item else '<-'} "
                                  f"{next(iter(window.entity(int(other)).values()))}",
-                                 "events": int(round(events[e])), "typical": round(float(rate), 3),
+                                 "events": int(round(n)), "typical": round(float(rate), 3),
                                  "weight": round(float(weight), 3)})
         unseen = int((rates == 0).sum())
-        share = float(events[edges][rates == 0].sum() / max(events[edges].sum(), 1e-12))
+        share = float(events[rates == 0].sum() / max(events.sum(), 1e-12))
         evidence, _ = window.edge_evidence(edges[order])
         _, count = window.node_evidence(item)
         entity = window.entity(item)
