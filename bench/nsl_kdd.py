@@ -39,8 +39,9 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
                          axis=1).astype(np.float32)
     X_train, X_test = features.loc["train"].to_numpy(), features.loc["test"].to_numpy()
     y_train, y_test = labels.loc["train"].to_numpy(), labels.loc["test"].to_numpy()
-    normal = X_train[~y_train]
-    mean, std = normal.mean(axis=0), normal.std(axis=0) + 1e-6
+    from siem_gad.detectors import standardizer
+
+    mean, std = standardizer(X_train[~y_train])
     return (X_train - mean) / std, y_train, (X_test - mean) / std, y_test
 
 

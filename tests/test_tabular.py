@@ -8,9 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import SIM, make_config, read_alerts, siem_gad
+from siem_gad.detectors import standardizer
 from siem_gad.detectors.vae import VaeDetector
 from siem_gad.evaluate.labels import LabelIndex
 from siem_gad.evaluate.metrics import score_metrics
@@ -92,21 +94,41 @@ def test_alerts_carry_shap_features_and_siem_gad_explain_shows_them(tmp_path: Pa
     assert missing.returncode == 1 and "no alert 000" in missing.stderr
 
 
+def test_a_feature_constant_in_training_does_not_swamp_the_score():
+    """A column that never varied in training (NSL-KDD's wrong_fragment; a count that was always 0)
+    gets scale 1: a value of 1 there counts as one unit, not a million standard deviations."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 6)).astype(np.float32)
+    X[:, 5] = 0.0
+    mean, std = standardizer(X)
+    assert std[5] == 1.0 and np.allclose(std[:5], X[:, :5].std(axis=0), rtol=1e-5)
+    detector = VaeDetector(hidden=[16, 8], latent=2, epochs=5, validation=0.0).fit_matrix(X)
+    off_the_constant, far_on_a_varying_column = X[:100].copy(), X[:100].copy()
+    off_the_constant[:, 5] = 1.0
+    far_on_a_varying_column[:, 0] += 6 * X[:, 0].std()
+    assert np.median(detector.score_matrix(off_the_constant)) < np.median(detector.score_matrix(far_on_a_varying_column))
+
+
 def test_reduced_kdd_cup_99_outlier_protocol():
     """The benchmark's protocol (bench/kdd_outliers.py) on the first 100,000 rows, 3 epochs."""
-    from kdd_outliers import batch, f1, load
+    from kdd_outliers import load, protocol, tail_position
 
     X, y = load(100_000)
-    normal = X[~y]
-    scaled = (X - normal.mean(axis=0)) / (normal.std(axis=0) + 1e-6)
+    mean, std = standardizer(X[~y])
+    scaled = (X - mean) / std
     detector = VaeDetector(hidden=[20, 15, 7], latent=2, epochs=3, batch_size=100, validation=0.0, patience=3)
     detector.fit_matrix(scaled[~y][:30_000])
-    rng = np.random.default_rng(0)
-    threshold = np.percentile(detector.score_matrix(batch(scaled, y, 1000, 0.05, rng)[0]), 95)
-    scores = [f1(by, detector.score_matrix(bx) > threshold) for bx, by in (batch(scaled, y, 1000, 0.10, rng)
-                                                                            for _ in range(5))]
-    metrics = score_metrics(y, detector.score_matrix(scaled), threshold)
-    assert metrics["roc_auc"] > 0.95 and np.median(scores) > 0.5, (metrics["roc_auc"], scores)
+    scores = detector.score_matrix(scaled)
+    f1s, threshold = protocol(scores, y, seed=0, batches=5)
+    metrics = score_metrics(y, scores, threshold)
+    assert metrics["roc_auc"] > 0.95 and np.median(f1s) > 0.5, (metrics["roc_auc"], f1s)
+    below_threshold, record = tail_position(scores, y, X, threshold)
+    normal = scores[~y]
+    assert below_threshold == pytest.approx((normal < threshold).mean(), abs=1e-4)
+    attacks = pd.DataFrame(X[y]).assign(score=scores[y])
+    commonest = attacks.groupby(list(range(X.shape[1])))["score"].agg(["size", "median"]).sort_values("size").iloc[-1]
+    assert commonest["size"] > 0.3 * y.sum()  # one smurf connection is most of the attacks
+    assert record == pytest.approx((normal < commonest["median"]).mean(), abs=1e-4)
 
 
 def test_reduced_nsl_kdd_protocol_with_deep_sad_labels():

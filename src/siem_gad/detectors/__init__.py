@@ -142,6 +142,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def standardizer(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of training rows, per column; a column that is constant in
+    training gets std 1 (as scikit-learn's StandardScaler does). Without that floor a value never
+    seen in training lands millions of standard deviations out, and one such feature outweighs
+    every other feature of every score and explanation."""
+    rows = np.asarray(rows)
+    dtype = rows.dtype if rows.dtype == np.float64 else np.float32
+    if len(rows) == 0:
+        return np.zeros(rows.shape[1], dtype), np.ones(rows.shape[1], dtype)
+    mean, std = rows.mean(axis=0, dtype=np.float64), rows.std(axis=0, dtype=np.float64)
+    return mean.astype(dtype), np.where(std > 1e-6, std, 1.0).astype(dtype)
+
+
 def feature_contributors(window: GraphWindow, node: int, mean: np.ndarray, std: np.ndarray, top_k: int) -> list[dict[str, Any]]:
     """Features of a node ranked by how far they lie from the training distribution (|z|)."""
     z = (window.x[node] - mean) / std

@@ -23,7 +23,8 @@ from pydantic import Field
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from . import Explanation, readable
-from .supervised import SupervisedGraphDetector, SupervisedParams, standardizer
+from . import standardizer
+from .supervised import SupervisedGraphDetector, SupervisedParams
 
 
 class CatGnnDetector(SupervisedGraphDetector):

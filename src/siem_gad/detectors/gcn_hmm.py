@@ -25,7 +25,7 @@ from pydantic import Field
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from ..timeutil import isoformat
-from . import Detector, DetectorParams, Explanation
+from . import Detector, DetectorParams, Explanation, standardizer
 
 
 def _logsumexp(a: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -60,14 +60,12 @@ class GcnHmmDetector(Detector):
             raise ValueError(f"gcn_hmm needs at least 2 non-empty training windows, got {len(train)}")
         p = self.params
         rows = np.concatenate([w.x for w in train])
-        self.feature_mean_ = rows.mean(axis=0)
-        self.feature_std_ = rows.std(axis=0) + 1e-6
+        self.feature_mean_, self.feature_std_ = standardizer(rows)
         self.encoder_, losses = train_encoder(train, self.feature_mean_, self.feature_std_, hidden=p.hidden,
                                               embedding=p.embedding, epochs=p.epochs, learning_rate=p.learning_rate,
                                               seed=p.seed, progress=progress)
         pooled = np.stack([self._pool(self._embed(w)) for w in train])
-        self.pool_mean_ = pooled.mean(axis=0)
-        self.pool_std_ = pooled.std(axis=0) + 1e-6
+        self.pool_mean_, self.pool_std_ = standardizer(pooled)
         standard = (pooled - self.pool_mean_) / self.pool_std_
         dims = max(1, min(p.hmm_dims, len(train) - 1, standard.shape[1]))
         # contiguous, as after loading: the same memory layout gives bit-identical scores

@@ -26,7 +26,8 @@ from pydantic import Field
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from . import Detector, DetectorParams, Explanation, readable
-from .supervised import window_groups, standardizer
+from . import standardizer
+from .supervised import window_groups
 
 
 class GraphAeDetector(Detector):

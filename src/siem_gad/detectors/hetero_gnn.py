@@ -21,7 +21,8 @@ import numpy as np
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from . import Explanation
-from .supervised import SupervisedGraphDetector, SupervisedParams, standardizer
+from . import standardizer
+from .supervised import SupervisedGraphDetector, SupervisedParams
 
 HOST, FLOW = 0, 1
 

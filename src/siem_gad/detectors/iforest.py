@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
-from . import Detector, DetectorParams, Explanation, feature_contributors, nodes_summary
+from . import Detector, DetectorParams, Explanation, feature_contributors, nodes_summary, standardizer
 
 
 class IsolationForestDetector(Detector):
@@ -60,8 +60,7 @@ class IsolationForestDetector(Detector):
         from sklearn.ensemble import IsolationForest
 
         self.sample_ = rows
-        self.mean_ = rows.mean(axis=0)
-        self.std_ = rows.std(axis=0) + 1e-6
+        self.mean_, self.std_ = standardizer(rows)
         self.forest_ = IsolationForest(n_estimators=self.params.n_estimators, max_samples=min(self.params.max_samples, len(rows)),
                                        random_state=self.params.seed).fit(rows)
 

@@ -24,7 +24,7 @@ from pydantic import Field
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from ..timeutil import isoformat
-from . import Detector, DetectorParams, Explanation
+from . import Detector, DetectorParams, Explanation, standardizer
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,7 @@ class LstmAeDetector(Detector):
         self.feature_names_ = ["events", "entities", "edges", *(f"mean {n}" for n in names), *(f"max {n}" for n in names)]
         self.width_ = len(names)
         vectors = np.stack([window_vector(w, self.width_) for w in windows])
-        self.mean_, self.std_ = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+        self.mean_, self.std_ = standardizer(vectors)
         scaled = (vectors - self.mean_) / self.std_
         sequences = torch.from_numpy(np.stack([scaled[i:i + p.sequence] for i in range(len(scaled) - p.sequence + 1)]))
         torch.manual_seed(p.seed)

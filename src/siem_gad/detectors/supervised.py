@@ -210,10 +210,3 @@ def window_groups(windows: list[GraphWindow], nodes: int) -> list[list[GraphWind
         size += window.num_nodes
     return groups if groups[0] else []
 
-
-def standardizer(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of training rows (constant columns get std 1)."""
-    if len(rows) == 0:
-        return np.zeros(rows.shape[1], np.float32), np.ones(rows.shape[1], np.float32)
-    mean, std = rows.mean(axis=0), rows.std(axis=0)
-    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)

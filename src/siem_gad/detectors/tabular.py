@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from . import Detector, DetectorParams, Explanation, readable
+from . import Detector, DetectorParams, Explanation, readable, standardizer
 
 if TYPE_CHECKING:
     import torch
@@ -92,8 +92,7 @@ class TabularDetector(Detector):
             keep = np.sort(rng.choice(len(X), p.max_training_rows, replace=False))
             X, y = X[keep], y[keep]
         self.feature_names_ = list(feature_names or [f"f{i}" for i in range(X.shape[1])])
-        self.mean_ = X.mean(axis=0)
-        self.std_ = X.std(axis=0) + 1e-6
+        self.mean_, self.std_ = standardizer(X)
         scaled, labels = torch.from_numpy((X - self.mean_) / self.std_), torch.from_numpy(y)
         torch.manual_seed(p.seed)
         self.model_ = self.build_model(X.shape[1])
