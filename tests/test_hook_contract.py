@@ -35,3 +35,17 @@ def test_hook_is_exercised_by_a_test(hook: str):
     tests = [p for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name]
     users = [p.name for p in tests if re.search(rf"\b{hook}\b", p.read_text())]
     assert users, f"no test implements or calls hook {hook}"
+
+
+def test_every_built_in_component_key_is_documented():
+    """docs/configuration.md names every parameter of every built-in source, graph builder,
+    detector and sink, so a new key cannot ship undocumented."""
+    from siem_gad.plugins import COMPONENT_HOOKS, load_host
+
+    host = load_host(entry_points=False)
+    # a key in backquotes, or the first part of a nested one (`retry.attempts`)
+    documented = set(re.findall(r"`([a-z_][a-z0-9_]*)[.`]", (ROOT / "docs" / "configuration.md").read_text()))
+    missing = sorted(f"{kind} {name}: {key}" for kind in COMPONENT_HOOKS for name, info in host.components(kind).items()
+                     if hasattr(info.cls, "Params")  # log parsers take no parameters
+                     for key in info.cls.Params.model_fields if key not in documented)
+    assert not missing, f"keys missing from docs/configuration.md: {missing}"

@@ -109,6 +109,53 @@ def test_a_feature_constant_in_training_does_not_swamp_the_score():
     assert np.median(detector.score_matrix(off_the_constant)) < np.median(detector.score_matrix(far_on_a_varying_column))
 
 
+def test_an_ensemble_scores_the_mean_of_networks_trained_from_consecutive_seeds(tmp_path: Path):
+    from siem_gad.detectors.deep_sad import DeepSadDetector
+
+    rows = np.random.default_rng(1).normal(size=(400, 5)).astype(np.float32)
+    rows[:, 1] = rows[:, 0] + 0.1 * rows[:, 1]
+    tiny = {"hidden": [8], "latent": 3, "epochs": 3, "pretrain_epochs": 2, "validation": 0.0}
+    ensemble = DeepSadDetector(ensemble=3, seed=5, **tiny).fit_matrix(rows)
+    singles = [DeepSadDetector(seed=seed, **tiny).fit_matrix(rows) for seed in (5, 6, 7)]
+    probe = rows[:50] + 1.0
+    expected = np.mean([d.score_matrix(probe) for d in singles], axis=0)
+    assert np.allclose(ensemble.score_matrix(probe), expected, rtol=1e-5)
+    assert ensemble.metrics_["epochs"] == [3, 3, 3]
+    ensemble.save(tmp_path / "ensemble.pt")
+    assert np.array_equal(DeepSadDetector.load(tmp_path / "ensemble.pt").score_matrix(probe), ensemble.score_matrix(probe))
+    # A model file from before ensembles holds one network under "model": it still loads.
+    single = singles[0]
+    older = single.get_state()
+    older["model"] = older.pop("networks")[0]
+    restored = DeepSadDetector(seed=5, **tiny)
+    restored.set_state(older)
+    restored.threshold_ = single.threshold_  # as load() does
+    assert np.array_equal(restored.score_matrix(probe), single.score_matrix(probe))
+
+
+def test_normalized_errors_weigh_a_broken_pattern_above_an_unpredictable_feature():
+    """Features 0-2 move together (the VAE rebuilds them well), feature 3 is noise it cannot
+    rebuild. A row whose feature 0 leaves the pattern by 3 std must outscore a row whose noise
+    feature is 3 std out: the raw error cannot tell them apart, the normalized error can."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3000, 1))
+    X = np.hstack([base, base, base, rng.normal(size=(3000, 1))]).astype(np.float32)
+    X[:, :3] += 0.05 * rng.normal(size=(3000, 3))
+    detector = VaeDetector(hidden=[16, 8], latent=2, epochs=20, validation=0.0, normalize_errors=True).fit_matrix(X)
+    scaled = torch_rows(detector, X)
+    training_errors = detector.feature_scores(detector.networks_[0], scaled).detach().numpy()
+    assert np.allclose(training_errors.std(axis=0), 1.0, rtol=0.02)
+    broken, noisy = np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32)
+    broken[0, 0], noisy[0, 3] = 3.0, 3.0
+    assert detector.score_matrix(broken)[0] > 2 * detector.score_matrix(noisy)[0]
+
+
+def torch_rows(detector, X: np.ndarray):
+    import torch
+
+    return torch.from_numpy(((X - detector.mean_) / detector.std_).astype(np.float32))
+
+
 def test_reduced_kdd_cup_99_outlier_protocol():
     """The benchmark's protocol (bench/kdd_outliers.py) on the first 100,000 rows, 3 epochs."""
     from kdd_outliers import load, protocol, tail_position
@@ -160,7 +207,7 @@ def test_mixture_detectors_score_energy_and_round_trip(sim_windows, tmp_path: Pa
     windows, labels = sim_windows
     train, test = windows[:24], windows[24:]
     detector = cls(epochs=10, hidden=[16, 8], latent=2, components=3).fit(train)
-    weights = detector.model_.weights
+    weights = detector.networks_[0].weights
     assert weights.sum().item() == pytest.approx(1.0, abs=1e-5) and (weights > 0).all(), "mixture fitted after training"
     scores = detector.score(test)
     truth = np.concatenate([[bool(x) for x in labels.item_labels(w, "node")] for w in test])

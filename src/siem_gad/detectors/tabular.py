@@ -4,8 +4,11 @@
 KDD Cup 99); `fit(windows)` / `score(windows)` stack the windows' node-feature tables. What the
 base does for every subclass:
 
-- feature scaling (mean and standard deviation of the training rows);
+- feature scaling (mean and standard deviation of the training rows; `standardizer`);
 - mini-batch training with Adam, a validation split and early stopping on its loss;
+- `ensemble` networks, trained from the seeds seed, seed+1, ...; every score is their mean. One
+  network's score in the far tail depends on which rare training rows it happened to fit; the
+  mean does not (docs/benchmarks.md, KDD Cup 99);
 - the threshold: the `threshold_percentile` of the training scores, or mean + k sigma
   (`threshold: sigma`), the usual rule for reconstruction errors;
 - explanations: SHAP values of the score for the row (expected gradients against a background
@@ -46,6 +49,8 @@ class TabularParams(DetectorParams):
     sigma: float = Field(3.0, gt=0, description="k in mean + k sigma when threshold: sigma")
     max_training_rows: int = Field(200_000, ge=100)
     shap_background: int = Field(100, ge=10, description="training rows SHAP compares against")
+    ensemble: int = Field(1, ge=1, le=20, description="networks trained from the seeds seed, seed+1, ...; the score is "
+                                                       "their mean (steadier across seeds, at ensemble x the training time)")
 
 
 class TabularDetector(Detector):
@@ -94,31 +99,56 @@ class TabularDetector(Detector):
         self.feature_names_ = list(feature_names or [f"f{i}" for i in range(X.shape[1])])
         self.mean_, self.std_ = standardizer(X)
         scaled, labels = torch.from_numpy((X - self.mean_) / self.std_), torch.from_numpy(y)
-        torch.manual_seed(p.seed)
-        self.model_ = self.build_model(X.shape[1])
-        self.before_training(self.model_, scaled, rng)
+        self.networks_, epochs, losses = [], [], []
+        for member in range(p.ensemble):
+            # Member 0 draws from the same streams as a single network, so ensemble: 1 is unchanged.
+            member_rng = rng if member == 0 else np.random.default_rng(p.seed + member)
+            network, trained, best = self._fit_network(scaled, labels, p.seed + member, member_rng, progress)
+            self.networks_.append(network)
+            epochs.append(trained)
+            losses.append(best)
+        scores = self._scores(scaled)
+        self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
+                           else self.threshold_from(scores))
+        self.background_ = scaled[rng.choice(len(scaled), min(p.shap_background, len(scaled)), replace=False)]
+        self.metrics_ = {"training_rows": int(len(X)), "epochs": epochs[0] if p.ensemble == 1 else epochs,
+                         "validation_loss": losses[0] if p.ensemble == 1 else losses,
+                         "score_mean": float(scores.mean()), "score_std": float(scores.std())}
+        return self
+
+    def _fit_network(self, scaled: "torch.Tensor", labels: "torch.Tensor", seed: int, rng: np.random.Generator,
+                     progress: bool) -> tuple["torch.nn.Module", int, float | None]:
+        """One network: built from `seed`, trained, and fitted for scoring (after_training)."""
+        import torch
+
+        p = self.params
+        torch.manual_seed(seed)
+        network = self.build_model(scaled.shape[1])
+        self.before_training(network, scaled, rng)
         order = torch.from_numpy(rng.permutation(len(scaled)))
         n_val = int(len(scaled) * p.validation) if len(scaled) >= 50 else 0
         val = (scaled[order[:n_val]], labels[order[:n_val]])
         train = (scaled[order[n_val:]], labels[order[n_val:]])
-        epochs, best = self._train(train, val, rng, progress)
-        self.model_.eval()
+        epochs, best = self._train(network, train, val, rng, progress)
+        network.eval()
         with torch.no_grad():
-            self.after_training(self.model_, scaled)
-            scores = self.score_rows(self.model_, scaled).numpy().astype(np.float64)
-        self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
-                           else self.threshold_from(scores))
-        self.background_ = scaled[rng.choice(len(scaled), min(p.shap_background, len(scaled)), replace=False)]
-        self.metrics_ = {"training_rows": int(len(X)), "epochs": epochs, "validation_loss": best,
-                         "score_mean": float(scores.mean()), "score_std": float(scores.std())}
-        return self
+            self.after_training(network, scaled)
+        return network, epochs, best
 
-    def _train(self, train: tuple["torch.Tensor", "torch.Tensor"], val: tuple["torch.Tensor", "torch.Tensor"],
-               rng: np.random.Generator, progress: bool) -> tuple[int, float | None]:
+    def _scores(self, rows: "torch.Tensor") -> np.ndarray:
+        """The score of (scaled) rows: the mean over the networks."""
+        import torch
+
+        with torch.no_grad():
+            return torch.stack([self.score_rows(n, rows) for n in self.networks_]).mean(dim=0).numpy().astype(np.float64)
+
+    def _train(self, network: "torch.nn.Module", train: tuple["torch.Tensor", "torch.Tensor"],
+               val: tuple["torch.Tensor", "torch.Tensor"], rng: np.random.Generator,
+               progress: bool) -> tuple[int, float | None]:
         import torch
 
         p = self.params
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
+        optimizer = torch.optim.Adam(network.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
         best, best_state, waited, epoch = float("inf"), None, 0, 0
         bar = None
         if progress:
@@ -126,24 +156,24 @@ class TabularDetector(Detector):
 
             bar = tqdm(total=p.epochs, desc=f"{type(self).__name__}: epochs", leave=False)
         for epoch in range(1, p.epochs + 1):
-            self.model_.train()
+            network.train()
             rows, labels = train
             order = torch.from_numpy(rng.permutation(len(rows)))
             for start in range(0, len(rows), p.batch_size):
                 pick = order[start:start + p.batch_size]
                 optimizer.zero_grad()
-                self.loss(self.model_, rows[pick], labels[pick]).backward()
+                self.loss(network, rows[pick], labels[pick]).backward()
                 optimizer.step()
             if bar is not None:
                 bar.update(1)
             if not len(val[0]):
                 continue
-            self.model_.eval()
+            network.eval()
             with torch.no_grad():
-                current = float(self.loss(self.model_, *val))
+                current = float(self.loss(network, *val))
             if current < best - 1e-6:
                 best, waited = current, 0
-                best_state = {k: v.clone() for k, v in self.model_.state_dict().items()}
+                best_state = {k: v.clone() for k, v in network.state_dict().items()}
             else:
                 waited += 1
                 if waited >= p.patience:
@@ -151,17 +181,14 @@ class TabularDetector(Detector):
         if bar is not None:
             bar.close()
         if best_state is not None:
-            self.model_.load_state_dict(best_state)
+            network.load_state_dict(best_state)
         return epoch, (best if best_state is not None else None)
 
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
         import torch
 
         self.check_fitted()
-        rows = torch.from_numpy(((np.asarray(X, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32))
-        self.model_.eval()
-        with torch.no_grad():
-            return self.score_rows(self.model_, rows).numpy().astype(np.float64)
+        return self._scores(torch.from_numpy(((np.asarray(X, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32)))
 
     def attributions(self, row: np.ndarray) -> tuple[np.ndarray, str]:
         """(contribution of each feature to the row's score, method): SHAP expected gradients,
@@ -173,7 +200,8 @@ class TabularDetector(Detector):
             import shap
         except ImportError:
             with torch.no_grad():
-                return self.feature_scores(self.model_, scaled).numpy()[0], "per-feature score"
+                per_network = [self.feature_scores(n, scaled) for n in self.networks_]
+            return torch.stack(per_network).mean(dim=0).numpy()[0], "per-feature score"
         explainer = shap.GradientExplainer(_score_module(self), self.background_)
         values = explainer.shap_values(scaled, nsamples=200, rseed=self.params.seed)
         return np.asarray(values).reshape(-1)[: scaled.shape[1]], "SHAP"
@@ -212,7 +240,7 @@ class TabularDetector(Detector):
     def get_state(self) -> dict[str, Any]:
         import torch
 
-        return {"model": dict(self.model_.state_dict()), "mean": torch.from_numpy(self.mean_),
+        return {"networks": [dict(n.state_dict()) for n in self.networks_], "mean": torch.from_numpy(self.mean_),
                 "std": torch.from_numpy(self.std_), "background": self.background_,
                 "feature_names": self.feature_names_}
 
@@ -221,22 +249,24 @@ class TabularDetector(Detector):
         self.std_ = state["std"].numpy()
         self.feature_names_ = list(state["feature_names"])
         self.background_ = state["background"]
-        self.model_ = self.build_model(len(self.mean_))
-        self.model_.load_state_dict(state["model"])
-        self.model_.eval()
+        self.networks_ = []
+        for weights in state["networks"] if "networks" in state else [state["model"]]:  # "model": one network (older files)
+            network = self.build_model(len(self.mean_))
+            network.load_state_dict(weights)
+            self.networks_.append(network.eval())
 
 
 def _score_module(detector: TabularDetector) -> "torch.nn.Module":
-    """The detector's score as a module with one output column, for SHAP."""
+    """The detector's score (the mean over its networks) as a module with one output column, for SHAP."""
     import torch
 
     class Score(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.model = detector.model_
+            self.networks = torch.nn.ModuleList(detector.networks_)
 
         def forward(self, rows: torch.Tensor) -> torch.Tensor:
-            return detector.score_rows(self.model, rows)[:, None]
+            return torch.stack([detector.score_rows(n, rows) for n in self.networks]).mean(dim=0)[:, None]
 
     return Score().eval()
 

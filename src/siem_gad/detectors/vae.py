@@ -4,7 +4,11 @@ Trained on rows assumed mostly normal, it reconstructs normal behaviour well and
 badly. The score of a row is its mean squared reconstruction error averaged over `samples`
 draws of the code (`score: mse`, the outlier-detection setting of the VAE/AEGMM/VAEGMM
 literature), or the negative log reconstruction probability under the decoder's Gaussian
-(`score: probability`, An & Cho 2015). Explanations: SHAP values of the score per feature.
+(`score: probability`, An & Cho 2015). With `normalize_errors` each feature's error is divided by
+its standard deviation over the training rows first: a feature the model reconstructs poorly even
+on normal rows (a rate that is 0 but for a few dozen rows) then no longer outweighs a feature
+that is reconstructed well everywhere but in the anomaly. Explanations: SHAP values of the score
+per feature.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from ..hookspecs import hookimpl
+from . import standardizer
 from .tabular import TabularDetector, TabularParams, mlp
 
 if TYPE_CHECKING:
@@ -25,9 +30,11 @@ class VaeDetector(TabularDetector):
         samples: int = Field(10, ge=1, description="code draws averaged per score")
         beta: float = Field(1.0, ge=0, description="weight of the KL term")
         score: Literal["mse", "probability"] = "mse"
+        normalize_errors: bool = Field(False, description="divide each feature's error by its standard deviation "
+                                                          "over the training rows")
 
     def build_model(self, n_features: int) -> "torch.nn.Module":
-        return _Vae(n_features, self.params.hidden, self.params.latent)
+        return _Vae(n_features, self.params.hidden, self.params.latent, self.params.normalize_errors)
 
     def loss(self, model: "_Vae", batch: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
         mean, log_var = model.encode(batch)
@@ -47,7 +54,8 @@ class VaeDetector(TabularDetector):
             noise = torch.randn(mean.shape, generator=generator)
             yield model.decode(mean + std * noise)
 
-    def feature_scores(self, model: "_Vae", rows: "torch.Tensor") -> "torch.Tensor":
+    def _errors(self, model: "_Vae", rows: "torch.Tensor") -> "torch.Tensor":
+        """Per-feature error, before `normalize_errors`."""
         total = 0
         for recon_mean, recon_log_var in self._reconstructions(model, rows):
             if self.params.score == "mse":
@@ -55,6 +63,17 @@ class VaeDetector(TabularDetector):
             else:
                 total = total + 0.5 * (recon_log_var + (rows - recon_mean) ** 2 / recon_log_var.exp())
         return total / self.params.samples
+
+    def feature_scores(self, model: "_Vae", rows: "torch.Tensor") -> "torch.Tensor":
+        errors = self._errors(model, rows)
+        return errors / model.error_scale if self.params.normalize_errors else errors
+
+    def after_training(self, model: "_Vae", rows: "torch.Tensor") -> None:
+        if self.params.normalize_errors:
+            import torch
+
+            _, std = standardizer(self._errors(model, rows).numpy())
+            model.error_scale.copy_(torch.from_numpy(std))
 
     def score_rows(self, model: "_Vae", rows: "torch.Tensor") -> "torch.Tensor":
         return self.feature_scores(model, rows).mean(dim=1)
@@ -66,7 +85,7 @@ def _noise(like: "torch.Tensor") -> "torch.Tensor":
     return torch.randn_like(like)
 
 
-def _Vae(n_features: int, hidden: list[int], latent: int) -> "torch.nn.Module":
+def _Vae(n_features: int, hidden: list[int], latent: int, normalize_errors: bool) -> "torch.nn.Module":
     import torch
 
     class Vae(torch.nn.Module):
@@ -78,6 +97,8 @@ def _Vae(n_features: int, hidden: list[int], latent: int) -> "torch.nn.Module":
             self.decoder = mlp([latent, *reversed(hidden)], last_activation=True)
             self.out_mean = torch.nn.Linear(hidden[0], n_features)
             self.out_log_var = torch.nn.Linear(hidden[0], n_features)
+            if normalize_errors:  # only then: model files saved without it still load
+                self.register_buffer("error_scale", torch.ones(n_features))
 
         def encode(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             h = self.encoder(rows)
