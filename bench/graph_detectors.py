@@ -373,13 +373,31 @@ def label_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def luflow_table(results: dict) -> str:
+    """The `luflow` results as the markdown table of docs/benchmarks.md."""
+    def cells(entries, key: str) -> list[str]:
+        entries = entries if isinstance(entries, list) else [entries]
+        return [median_range([e[key][m] for e in entries]) if key else median_range([e[m] for e in entries])
+                for m in ("auc", "ap")]
+
+    lines = ["| model | flows: ROC-AUC | flows: AP | flows w/o outliers: ROC-AUC | AP | edges: ROC-AUC | edges: AP "
+             "| s/epoch (fit) |", "|---" * 8 + "|"]
+    for model, flows in results["flow_level"].items():
+        edges = results["edge_level"].get(model)
+        speed = results["seconds_per_epoch"].get(model)
+        lines.append(f"| {model} | " + " | ".join([*cells(flows, "with outliers"), *cells(flows, "without outliers"),
+                                                  *(cells(edges, "") if edges else ["n/a", "n/a"]),
+                                                  median_range(speed) if speed else "n/a"]) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- main
 BENCHES = {"iot23-flows": iot23_flows, "iot23-labels": iot23_labels,
            "iot23-loco-corrected": partial(iot23_flows, protocols=("loco",), corrected_labels=True),
            "iot23-hosts": iot23_hosts, "iot23-hosts-corrected": partial(iot23_hosts, corrected_labels=True),
            "luflow": luflow_bench}
 TABLES = {"iot23-flows": flow_tables, "iot23-loco-corrected": flow_tables, "iot23-labels": label_table,
-          "iot23-hosts": host_table, "iot23-hosts-corrected": host_table}
+          "iot23-hosts": host_table, "iot23-hosts-corrected": host_table, "luflow": luflow_table}
 
 
 def main(argv: list[str] | None = None) -> dict:

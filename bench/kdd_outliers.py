@@ -63,8 +63,8 @@ def protocol(scores: np.ndarray, y: np.ndarray, seed: int, batches: int) -> tupl
 def tail_position(scores: np.ndarray, y: np.ndarray, X: np.ndarray, threshold: float) -> tuple[float, float]:
     """(share of normal rows below the threshold, share of normal rows below the median score of
     the most frequent attack record): where F1 under this protocol is decided. The record (one
-    smurf connection) is 57 % of the attacks; the threshold falls near the normals' 99.9th
-    percentile, so F1 turns on whether the record scores above almost every normal row."""
+    smurf connection) is 57 % of the attacks; the threshold falls in the normals' top half
+    percent, so F1 turns on whether the record scores above almost every normal row."""
     normal = np.sort(scores[~y])
     records, inverse, counts = np.unique(X[y], axis=0, return_inverse=True, return_counts=True)
     commonest = scores[np.flatnonzero(y)[inverse.ravel() == np.argmax(counts)]]

@@ -285,7 +285,7 @@ def test_documented_incidents_plugin_labels_flows_for_hetero_gnn(tmp_path: Path)
 
 
 @pytest.mark.parametrize("bench", ["iot23-flows", "iot23-hosts", "luflow"])
-def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path):
+def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path, capsys):
     """The benchmarks of docs/benchmarks.md on small slices with 5 epochs and one seed."""
     from graph_detectors import main
 
@@ -308,6 +308,10 @@ def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path):
     if bench == "luflow":  # links new to the history carry the attacks, on the slice as on the days
         rare = results["flow_level"]["rare_links"][0]
         assert rare["with outliers"]["auc"] > 0.9 and rare["without outliers"]["auc"] > 0.95, rare
+        table = {line.split(" | ")[0].strip("| "): line for line in capsys.readouterr().out.splitlines()
+                 if line.startswith("| ")}
+        assert set(results["flow_level"]) <= set(table)  # one row per model, as in docs/benchmarks.md
+        assert f"| {rare['with outliers']['auc']:.3f} (" in table["rare_links"]
 
 
 def test_iot23_label_correction_relabels_only_the_cc_network():
