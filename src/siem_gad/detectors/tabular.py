@@ -103,7 +103,8 @@ class TabularDetector(Detector):
         for member in range(p.ensemble):
             # Member 0 draws from the same streams as a single network, so ensemble: 1 is unchanged.
             member_rng = rng if member == 0 else np.random.default_rng(p.seed + member)
-            network, trained, best = self._fit_network(scaled, labels, p.seed + member, member_rng, progress)
+            label = f"network {member + 1}/{p.ensemble}: " if p.ensemble > 1 else ""
+            network, trained, best = self._fit_network(scaled, labels, p.seed + member, member_rng, progress, label)
             self.networks_.append(network)
             epochs.append(trained)
             losses.append(best)
@@ -111,13 +112,12 @@ class TabularDetector(Detector):
         self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
                            else self.threshold_from(scores))
         self.background_ = scaled[rng.choice(len(scaled), min(p.shap_background, len(scaled)), replace=False)]
-        self.metrics_ = {"training_rows": int(len(X)), "epochs": epochs[0] if p.ensemble == 1 else epochs,
-                         "validation_loss": losses[0] if p.ensemble == 1 else losses,
+        self.metrics_ = {"training_rows": int(len(X)), "epochs": epochs, "validation_loss": losses,  # per network
                          "score_mean": float(scores.mean()), "score_std": float(scores.std())}
         return self
 
     def _fit_network(self, scaled: "torch.Tensor", labels: "torch.Tensor", seed: int, rng: np.random.Generator,
-                     progress: bool) -> tuple["torch.nn.Module", int, float | None]:
+                     progress: bool, label: str = "") -> tuple["torch.nn.Module", int, float | None]:
         """One network: built from `seed`, trained, and fitted for scoring (after_training)."""
         import torch
 
@@ -129,7 +129,7 @@ class TabularDetector(Detector):
         n_val = int(len(scaled) * p.validation) if len(scaled) >= 50 else 0
         val = (scaled[order[:n_val]], labels[order[:n_val]])
         train = (scaled[order[n_val:]], labels[order[n_val:]])
-        epochs, best = self._train(network, train, val, rng, progress)
+        epochs, best = self._train(network, train, val, rng, progress, label)
         network.eval()
         with torch.no_grad():
             self.after_training(network, scaled)
@@ -144,7 +144,7 @@ class TabularDetector(Detector):
 
     def _train(self, network: "torch.nn.Module", train: tuple["torch.Tensor", "torch.Tensor"],
                val: tuple["torch.Tensor", "torch.Tensor"], rng: np.random.Generator,
-               progress: bool) -> tuple[int, float | None]:
+               progress: bool, label: str = "") -> tuple[int, float | None]:
         import torch
 
         p = self.params
@@ -154,7 +154,7 @@ class TabularDetector(Detector):
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=p.epochs, desc=f"{type(self).__name__}: epochs", leave=False)
+            bar = tqdm(total=p.epochs, desc=f"{type(self).__name__}: {label}epochs", leave=False)
         for epoch in range(1, p.epochs + 1):
             network.train()
             rows, labels = train
