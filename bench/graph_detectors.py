@@ -375,18 +375,18 @@ def label_table(results: dict) -> str:
 
 def luflow_table(results: dict) -> str:
     """The `luflow` results as the markdown table of docs/benchmarks.md."""
-    def cells(entries, key: str) -> list[str]:
-        entries = entries if isinstance(entries, list) else [entries]
-        return [median_range([e[key][m] for e in entries]) if key else median_range([e[m] for e in entries])
-                for m in ("auc", "ap")]
+    def auc_ap(entries: list[dict]) -> list[str]:
+        return [median_range([e[metric] for e in entries]) for metric in ("auc", "ap")]
 
     lines = ["| model | flows: ROC-AUC | flows: AP | flows w/o outliers: ROC-AUC | AP | edges: ROC-AUC | edges: AP "
              "| s/epoch (fit) |", "|---" * 8 + "|"]
     for model, flows in results["flow_level"].items():
+        flows = flows if isinstance(flows, list) else [flows]  # the flow forest has no seeds: one entry
         edges = results["edge_level"].get(model)
         speed = results["seconds_per_epoch"].get(model)
-        lines.append(f"| {model} | " + " | ".join([*cells(flows, "with outliers"), *cells(flows, "without outliers"),
-                                                  *(cells(edges, "") if edges else ["n/a", "n/a"]),
+        lines.append(f"| {model} | " + " | ".join([*auc_ap([f["with outliers"] for f in flows]),
+                                                  *auc_ap([f["without outliers"] for f in flows]),
+                                                  *(auc_ap(edges) if edges else ["n/a", "n/a"]),
                                                   median_range(speed) if speed else "n/a"]) + " |")
     return "\n".join(lines)
 

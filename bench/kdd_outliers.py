@@ -66,7 +66,7 @@ def tail_position(scores: np.ndarray, y: np.ndarray, X: np.ndarray, threshold: f
     smurf connection) is 57 % of the attacks; the threshold falls in the normals' top half
     percent, so F1 turns on whether the record scores above almost every normal row."""
     normal = np.sort(scores[~y])
-    records, inverse, counts = np.unique(X[y], axis=0, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(X[y], axis=0, return_inverse=True, return_counts=True)
     commonest = scores[np.flatnonzero(y)[inverse.ravel() == np.argmax(counts)]]
     return (float(np.searchsorted(normal, threshold) / len(normal)),
             float(np.searchsorted(normal, np.median(commonest)) / len(normal)))
@@ -123,6 +123,9 @@ class _CrossValidatedClassifier:
         return self
 
     def score_matrix(self, X):
+        """The out-of-fold scores of the rows it was fitted on (the bench scores the whole file)."""
+        if len(X) != len(self.scores_):
+            raise ValueError("the supervised reference only scores the rows it was fitted on")
         return self.scores_
 
 

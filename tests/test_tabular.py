@@ -142,18 +142,12 @@ def test_normalized_errors_weigh_a_broken_pattern_above_an_unpredictable_feature
     X = np.hstack([base, base, base, rng.normal(size=(3000, 1))]).astype(np.float32)
     X[:, :3] += 0.05 * rng.normal(size=(3000, 3))
     detector = VaeDetector(hidden=[16, 8], latent=2, epochs=20, validation=0.0, normalize_errors=True).fit_matrix(X)
-    scaled = torch_rows(detector, X)
+    scaled = detector.scaled(X)
     training_errors = detector.feature_scores(detector.networks_[0], scaled).detach().numpy()
     assert np.allclose(training_errors.std(axis=0), 1.0, rtol=0.02)
     broken, noisy = np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32)
     broken[0, 0], noisy[0, 3] = 3.0, 3.0
     assert detector.score_matrix(broken)[0] > 2 * detector.score_matrix(noisy)[0]
-
-
-def torch_rows(detector, X: np.ndarray):
-    import torch
-
-    return torch.from_numpy(((X - detector.mean_) / detector.std_).astype(np.float32))
 
 
 def test_reduced_kdd_cup_99_outlier_protocol():

@@ -185,17 +185,21 @@ class TabularDetector(Detector):
         return epoch, (best if best_state is not None else None)
 
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
+        self.check_fitted()
+        return self._scores(self.scaled(X))
+
+    def scaled(self, X: np.ndarray) -> "torch.Tensor":
+        """Rows as the networks see them: standardised with the training statistics."""
         import torch
 
-        self.check_fitted()
-        return self._scores(torch.from_numpy(((np.asarray(X, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32)))
+        return torch.from_numpy(((np.asarray(X, dtype=np.float32) - self.mean_) / self.std_).astype(np.float32))
 
     def attributions(self, row: np.ndarray) -> tuple[np.ndarray, str]:
         """(contribution of each feature to the row's score, method): SHAP expected gradients,
         or the per-feature scores when SHAP is not available."""
         import torch
 
-        scaled = torch.from_numpy(((np.asarray(row, dtype=np.float32) - self.mean_) / self.std_)[None, :].astype(np.float32))
+        scaled = self.scaled(np.asarray(row)[None, :])
         try:
             import shap
         except ImportError:
