@@ -254,10 +254,15 @@ class TabularDetector(Detector):
         self.feature_names_ = list(state["feature_names"])
         self.background_ = state["background"]
         self.networks_ = []
-        for weights in state["networks"] if "networks" in state else [state["model"]]:  # "model": one network (older files)
+        for weights in network_weights(state):
             network = self.build_model(len(self.mean_))
             network.load_state_dict(weights)
             self.networks_.append(network.eval())
+
+
+def network_weights(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The state dicts of a saved detector's networks; files from before ensembles hold one, as "model"."""
+    return state["networks"] if "networks" in state else [state["model"]]
 
 
 def _score_module(detector: TabularDetector) -> "torch.nn.Module":

@@ -1,18 +1,28 @@
 """The `vae` detector: a variational autoencoder over node features (one row per entity and window).
 
 Trained on rows assumed mostly normal, it reconstructs normal behaviour well and unusual rows
-badly. The score of a row is its mean squared reconstruction error averaged over `samples`
-draws of the code (`score: mse`, the outlier-detection setting of the VAE/AEGMM/VAEGMM
-literature), or the negative log reconstruction probability under the decoder's Gaussian
-(`score: probability`, An & Cho 2015). With `normalize_errors` each feature's error is divided by
-its standard deviation over the training rows first: a feature the model reconstructs poorly even
-on normal rows (a rate that is 0 but for a few dozen rows) then no longer outweighs a feature
-that is reconstructed well everywhere but in the anomaly. Explanations: SHAP values of the score
-per feature.
+badly. The score of a row is its mean reconstruction error averaged over `samples` draws of the
+code (`score: mse`, the outlier-detection setting of the VAE/AEGMM/VAEGMM literature), or the
+negative log reconstruction probability under the decoder's Gaussian (`score: probability`, An &
+Cho 2015). Three options shape the error score:
+
+- `error_power`: each feature's error counts as |x - x'| to this power, 2 (squared) by default.
+  Squared, one feature the model cannot rebuild (a category seen a few times in training)
+  outweighs moderate errors on many features; at 1 or 0.5 they weigh more evenly.
+- `normalize_errors`: each feature's error is divided by its standard deviation over the
+  training rows first: a feature the model reconstructs poorly even on normal rows (a rate that
+  is 0 but for a few dozen rows) then no longer outweighs a feature that is reconstructed well
+  everywhere but in the anomaly.
+- `min_variance`: a floor on the decoder's variance. Trained by likelihood, the decoder gives the
+  features it rebuilds easily a tiny variance, which weighs their errors thousands of times more
+  than the rest, and learns the other features poorly; the floor caps that weight.
+
+Explanations: SHAP values of the score per feature.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -29,12 +39,20 @@ class VaeDetector(TabularDetector):
     class Params(TabularParams):
         samples: int = Field(10, ge=1, description="code draws averaged per score")
         beta: float = Field(1.0, ge=0, description="weight of the KL term")
-        score: Literal["mse", "probability"] = "mse"
+        score: Literal["mse", "probability"] = Field("mse", description="mse: mean reconstruction error (each "
+                                                    "feature's to the power error_power); probability: negative log "
+                                                    "reconstruction probability")
+        error_power: float = Field(2.0, gt=0, le=2, description="each feature's error counts as |x - x'| to this "
+                                                               "power (score: mse): 2 squared, 1 absolute")
+        min_variance: float = Field(0.0, ge=0, lt=1, description="floor on the decoder's variance per (standardised) "
+                                                                 "feature; 0: none beyond numerical safety")
         normalize_errors: bool = Field(False, description="divide each feature's error by its standard deviation "
                                                           "over the training rows")
 
     def build_model(self, n_features: int) -> "torch.nn.Module":
-        return _Vae(n_features, self.params.hidden, self.params.latent, self.params.normalize_errors)
+        p = self.params
+        min_log_var = max(MIN_LOG_VAR, math.log(p.min_variance)) if p.min_variance else MIN_LOG_VAR
+        return _Vae(n_features, p.hidden, p.latent, p.normalize_errors, min_log_var)
 
     def loss(self, model: "_Vae", batch: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
         mean, log_var = model.encode(batch)
@@ -59,7 +77,7 @@ class VaeDetector(TabularDetector):
         total = 0
         for recon_mean, recon_log_var in self._reconstructions(model, rows):
             if self.params.score == "mse":
-                total = total + (rows - recon_mean) ** 2
+                total = total + _power(rows - recon_mean, self.params.error_power)
             else:
                 total = total + 0.5 * (recon_log_var + (rows - recon_mean) ** 2 / recon_log_var.exp())
         return total / self.params.samples
@@ -79,13 +97,22 @@ class VaeDetector(TabularDetector):
         return self.feature_scores(model, rows).mean(dim=1)
 
 
+MIN_LOG_VAR = -8.0  # log-variance floor for numerical safety when min_variance is 0
+
+
+def _power(error: "torch.Tensor", power: float) -> "torch.Tensor":
+    """|error| ** power; powers other than 2 go through (error^2 + 1e-12), whose gradient (SHAP)
+    stays finite where an error is 0."""
+    return error ** 2 if power == 2 else (error ** 2 + 1e-12) ** (power / 2)
+
+
 def _noise(like: "torch.Tensor") -> "torch.Tensor":
     import torch
 
     return torch.randn_like(like)
 
 
-def _Vae(n_features: int, hidden: list[int], latent: int, normalize_errors: bool) -> "torch.nn.Module":
+def _Vae(n_features: int, hidden: list[int], latent: int, normalize_errors: bool, min_log_var: float) -> "torch.nn.Module":
     import torch
 
     class Vae(torch.nn.Module):
@@ -106,7 +133,7 @@ def _Vae(n_features: int, hidden: list[int], latent: int, normalize_errors: bool
 
         def decode(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             h = self.decoder(code)
-            return self.out_mean(h), self.out_log_var(h).clamp(-8, 8)
+            return self.out_mean(h), self.out_log_var(h).clamp(min_log_var, 8)
 
     return Vae()
 
