@@ -271,8 +271,7 @@ def test_mixture_detectors_score_energy_and_round_trip(sim_windows, tmp_path: Pa
 def test_mixture_reconstruction_features_are_measured_from_the_training_minimum():
     """Standardised rows gather around the origin, so for rows near the training mean the relative
     distance |x - x'| / |x| and the cosine of x and x' are noise (KDD Cup 99's REJ-flood rows hid
-    in that noise). Measured from the training rows' minimum (recon_origin: min) they are not.
-    Model files from before recon_origin hold no origin and load as measured from the mean."""
+    in that noise). Measured from the training rows' minimum (recon_origin: min) they are not."""
     import torch
 
     from siem_gad.detectors.gmm import AeGmmDetector
@@ -295,10 +294,24 @@ def test_mixture_reconstruction_features_are_measured_from_the_training_minimum(
     cosine = {origin: f[:, -1].median().item() for origin, f in features.items()}
     assert relative["min"] < 0.3 < 0.7 < relative["mean"], relative
     assert cosine["min"] > 0.95 > 0.8 > cosine["mean"], cosine
-    older = detector.get_state()  # the "mean" detector, saved as before recon_origin existed
+
+
+@pytest.mark.parametrize("kind, buffer, params", [("vae", "error_scale", {}),
+                                                  ("aegmm", "origin", {"recon_origin": "mean"})])
+def test_model_files_without_a_later_buffer_score_as_before(kind: str, buffer: str, params: dict):
+    """Files saved before a network buffer existed (vae's error_scale without normalize_errors,
+    the mixtures' origin before recon_origin) load with the value that reproduces their scores,
+    whatever the parameter's default is now."""
+    from siem_gad.detectors.gmm import AeGmmDetector
+
+    cls = {"vae": VaeDetector, "aegmm": AeGmmDetector}[kind]
+    X = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
+    fast = {"hidden": [8], "latent": 2, "epochs": 2, "validation": 0.0}
+    detector = cls(**fast, **params).fit_matrix(X)
+    older = detector.get_state()
     for weights in older["networks"]:
-        del weights["origin"]
-    restored = AeGmmDetector(**fast)  # the default, min: the file's missing origin still wins
+        del weights[buffer]
+    restored = cls(**fast)
     restored.set_state(older)
     restored.threshold_ = detector.threshold_
     assert np.array_equal(restored.score_matrix(X[:100]), detector.score_matrix(X[:100]))

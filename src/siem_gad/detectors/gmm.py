@@ -22,12 +22,12 @@ away from 0, and both features mean what DAGMM meant (docs/benchmarks.md, KDD Cu
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from ..hookspecs import hookimpl
-from .tabular import TabularDetector, TabularParams, mlp, network_weights
+from .tabular import TabularDetector, TabularParams, mlp
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,13 +83,11 @@ class AeGmmDetector(TabularDetector):
         _, recon, _, _ = model.compress(rows, sample=False)
         return (rows - recon) ** 2
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def added_buffers(self, n_features: int) -> dict[str, "torch.Tensor"]:
         import torch
 
-        for weights in network_weights(state):
-            # Files saved before recon_origin measured from the mean: the origin of scaled rows.
-            weights.setdefault("origin", torch.zeros(len(state["mean"])))
-        super().set_state(state)
+        # Files saved before recon_origin measured from the mean: the origin of scaled rows.
+        return {"origin": torch.zeros(n_features)}
 
 
 class VaeGmmDetector(AeGmmDetector):

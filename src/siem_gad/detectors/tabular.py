@@ -82,6 +82,11 @@ class TabularDetector(Detector):
         """Called once with all (scaled) training rows before they are scored: fit what the
         score needs beyond the network (the mixture of aegmm/vaegmm)."""
 
+    def added_buffers(self, n_features: int) -> dict[str, "torch.Tensor"]:
+        """Network buffers that model files saved by earlier versions lack, each with the value
+        that reproduces how those files scored; `set_state` fills them in."""
+        return {}
+
     # ------------------------------------------------------------------ matrices
     def fit_matrix(self, X: np.ndarray, y: np.ndarray | None = None, feature_names: list[str] | None = None,
                    progress: bool = False) -> "TabularDetector":
@@ -254,15 +259,10 @@ class TabularDetector(Detector):
         self.feature_names_ = list(state["feature_names"])
         self.background_ = state["background"]
         self.networks_ = []
-        for weights in network_weights(state):
+        for weights in state["networks"] if "networks" in state else [state["model"]]:  # "model": one network (older files)
             network = self.build_model(len(self.mean_))
-            network.load_state_dict(weights)
+            network.load_state_dict({**self.added_buffers(len(self.mean_)), **weights})
             self.networks_.append(network.eval())
-
-
-def network_weights(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The state dicts of a saved detector's networks; files from before ensembles hold one, as "model"."""
-    return state["networks"] if "networks" in state else [state["model"]]
 
 
 def _score_module(detector: TabularDetector) -> "torch.nn.Module":

@@ -52,7 +52,13 @@ class VaeDetector(TabularDetector):
     def build_model(self, n_features: int) -> "torch.nn.Module":
         p = self.params
         min_log_var = max(MIN_LOG_VAR, math.log(p.min_variance)) if p.min_variance else MIN_LOG_VAR
-        return _Vae(n_features, p.hidden, p.latent, p.normalize_errors, min_log_var)
+        return _Vae(n_features, p.hidden, p.latent, min_log_var)
+
+    def added_buffers(self, n_features: int) -> dict[str, "torch.Tensor"]:
+        import torch
+
+        # Files saved before error_scale was always kept: it only counts with normalize_errors.
+        return {"error_scale": torch.ones(n_features)}
 
     def loss(self, model: "_Vae", batch: "torch.Tensor", labels: "torch.Tensor") -> "torch.Tensor":
         mean, log_var = model.encode(batch)
@@ -112,7 +118,7 @@ def _noise(like: "torch.Tensor") -> "torch.Tensor":
     return torch.randn_like(like)
 
 
-def _Vae(n_features: int, hidden: list[int], latent: int, normalize_errors: bool, min_log_var: float) -> "torch.nn.Module":
+def _Vae(n_features: int, hidden: list[int], latent: int, min_log_var: float) -> "torch.nn.Module":
     import torch
 
     class Vae(torch.nn.Module):
@@ -124,8 +130,7 @@ def _Vae(n_features: int, hidden: list[int], latent: int, normalize_errors: bool
             self.decoder = mlp([latent, *reversed(hidden)], last_activation=True)
             self.out_mean = torch.nn.Linear(hidden[0], n_features)
             self.out_log_var = torch.nn.Linear(hidden[0], n_features)
-            if normalize_errors:  # only then: model files saved without it still load
-                self.register_buffer("error_scale", torch.ones(n_features))
+            self.register_buffer("error_scale", torch.ones(n_features))  # used with normalize_errors
 
         def encode(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             h = self.encoder(rows)
