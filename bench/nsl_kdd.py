@@ -34,6 +34,7 @@ import pandas as pd
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nsl-kdd"
 CATEGORICAL = [1, 2, 3]
+LABEL_POOL = 0.05  # the largest share of the training attacks that is labeled (validation sets it aside)
 
 
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -107,9 +108,6 @@ def mean_distance(normal: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return (((rows - mean) / std) ** 2).sum(axis=1)
 
 
-LABEL_POOL = 0.05  # the largest share of the training attacks that is labeled (validation sets it aside)
-
-
 def labeled_attacks(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` rows of the attack rows `pool`, drawn with `rng`."""
     return pool[rng.choice(len(pool), count, replace=False)]
@@ -169,8 +167,8 @@ def main() -> None:
         else:
             normal, X_scored, y_scored, pool = X_train[~y_train], X_test, y_test, X_train[y_train]
         forest = IsolationForest(n_estimators=200, random_state=seed).fit(normal)
-        runs = {"iforest (baseline)": (None, -forest.score_samples(X_scored), 0.0),
-                "squared distance from the normal mean (baseline)": (None, mean_distance(normal, X_scored), 0.0)}
+        runs = {"iforest (baseline)": (-forest.score_samples(X_scored), 0.0),
+                "squared distance from the normal mean (baseline)": (mean_distance(normal, X_scored), 0.0)}
         for name, make in models(seed, args.epochs).items():
             share = 0.01 if "1 %" in name else 0.05 if "5 %" in name else 0.0
             rows, labels = normal, None
@@ -180,8 +178,8 @@ def main() -> None:
                 labels = np.concatenate([np.zeros(len(normal)), -np.ones(len(attacks))])
             began = time.perf_counter()
             detector = make().fit_matrix(rows, labels)
-            runs[name] = (detector, detector.score_matrix(X_scored), time.perf_counter() - began)
-        for name, (_, scores, seconds) in runs.items():
+            runs[name] = (detector.score_matrix(X_scored), time.perf_counter() - began)
+        for name, (scores, seconds) in runs.items():
             auc, ap = roc_auc_score(y_scored, scores), average_precision_score(y_scored, scores)
             results.setdefault(name, []).append((auc, ap, seconds))
             print(f"seed {seed} {name}: ROC-AUC {auc:.4f}, AP {ap:.4f}, fit {seconds:.0f}s", flush=True)
