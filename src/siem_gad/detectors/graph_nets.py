@@ -10,7 +10,6 @@ Activations are `nn.Module`s (not `F.relu` calls), which gradient explainers nee
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, HeteroConv, SAGEConv, TransformerConv
 from tqdm.auto import tqdm
+
+from . import EarlyStopping
 
 HOST_SENDS = ("host", "sends", "flow")
 FLOW_REACHES = ("flow", "reaches", "host")
@@ -34,7 +35,7 @@ def train_classifier(model: nn.Module, batches: list[dict[str, Any]], *, weight:
     its own term); the weights of the best validation epoch are kept.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    best, best_state, waited, history = float("inf"), None, 0, []
+    stopping, history = EarlyStopping(model, patience, min_delta=1e-5), []
     has_val = any(bool(b["val"].any()) for b in batches)
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
     for _ in bar:
@@ -54,14 +55,9 @@ def train_classifier(model: nn.Module, batches: list[dict[str, Any]], *, weight:
             count = sum(int(b[mask_name].sum()) for b in batches)
         history.append(total / max(count, 1))
         bar.set_postfix(val_loss=f"{history[-1]:.4f}")
-        if history[-1] < best - 1e-5:
-            best, best_state, waited = history[-1], copy.deepcopy(model.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopping.step(history[-1]):
+            break
+    stopping.restore()
     model.eval()
     return history
 

@@ -31,7 +31,7 @@ from pydantic import Field
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from ..timeutil import isoformat
-from . import Detector, DetectorParams, Explanation, standardizer
+from . import Detector, DetectorParams, EarlyStopping, Explanation, standardizer
 
 if TYPE_CHECKING:
     import torch
@@ -105,7 +105,7 @@ class LstmAeDetector(Detector):
 
         p = self.params
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=p.learning_rate)
-        best, best_state, waited, epoch = float("inf"), None, 0, 0
+        stopping, epoch = EarlyStopping(self.model_, p.patience), 0
         for epoch in range(1, p.epochs + 1):
             self.model_.train()
             order = torch.from_numpy(rng.permutation(len(fitted)))
@@ -117,16 +117,9 @@ class LstmAeDetector(Detector):
             if not len(validation):
                 continue
             self.model_.eval()
-            error = float(self._errors(validation).mean())
-            if error < best - 1e-6:
-                best, waited = error, 0
-                best_state = {k: v.clone() for k, v in self.model_.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= p.patience:
-                    break
-        if best_state is not None:
-            self.model_.load_state_dict(best_state)
+            if stopping.step(float(self._errors(validation).mean())):
+                break
+        stopping.restore()
         self.model_.eval()
         return epoch
 

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from . import Detector, DetectorParams, Explanation, readable, standardizer
+from . import Detector, DetectorParams, EarlyStopping, Explanation, readable, standardizer
 
 if TYPE_CHECKING:
     import torch
@@ -154,7 +154,7 @@ class TabularDetector(Detector):
 
         p = self.params
         optimizer = torch.optim.Adam(network.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
-        best, best_state, waited, epoch = float("inf"), None, 0, 0
+        stopping, epoch = EarlyStopping(network, p.patience), 0
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -175,19 +175,12 @@ class TabularDetector(Detector):
                 continue
             network.eval()
             with torch.no_grad():
-                current = float(self.loss(network, *val))
-            if current < best - 1e-6:
-                best, waited = current, 0
-                best_state = {k: v.clone() for k, v in network.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= p.patience:
+                if stopping.step(float(self.loss(network, *val))):
                     break
         if bar is not None:
             bar.close()
-        if best_state is not None:
-            network.load_state_dict(best_state)
-        return epoch, (best if best_state is not None else None)
+        stopping.restore()
+        return epoch, (stopping.best if stopping.best_state is not None else None)
 
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
         self.check_fitted()
