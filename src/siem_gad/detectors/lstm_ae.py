@@ -89,7 +89,7 @@ class LstmAeDetector(Detector):
         fitted, validation = sequences[:len(sequences) - held_out], sequences[len(sequences) - held_out:]
         torch.manual_seed(p.seed)
         self.model_ = _LstmAutoencoder(scaled.shape[1], p.hidden, p.sequence)
-        epochs = self._train(fitted, validation, np.random.default_rng(p.seed))
+        epochs = self._train(fitted, validation, np.random.default_rng(p.seed), progress)
         scores = self._errors(validation if len(validation) else fitted).mean(axis=1)
         self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
                            else self.threshold_from(scores))
@@ -98,15 +98,17 @@ class LstmAeDetector(Detector):
                          "score_mean": float(scores.mean()), "score_std": float(scores.std())}
         return self
 
-    def _train(self, fitted: "torch.Tensor", validation: "torch.Tensor", rng: np.random.Generator) -> int:
+    def _train(self, fitted: "torch.Tensor", validation: "torch.Tensor", rng: np.random.Generator,
+               progress: bool = False) -> int:
         """Fit the network; with validation sequences, stop when their error has not fallen for
         `patience` epochs and keep the best weights. Returns the epochs run."""
         import torch
+        from tqdm.auto import tqdm
 
         p = self.params
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=p.learning_rate)
         stopping, epoch = EarlyStopping(self.model_, p.patience), 0
-        for epoch in range(1, p.epochs + 1):
+        for epoch in tqdm(range(1, p.epochs + 1), desc="lstm_ae: epochs", disable=not progress, leave=False):
             self.model_.train()
             order = torch.from_numpy(rng.permutation(len(fitted)))
             for start in range(0, len(fitted), p.batch_size):
