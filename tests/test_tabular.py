@@ -213,19 +213,26 @@ def test_reduced_kdd_cup_99_outlier_protocol():
     assert record == pytest.approx((normal < commonest["median"]).mean(), abs=1e-4)
 
 
-def test_reduced_nsl_kdd_protocol():
+@pytest.fixture(scope="module")
+def nsl_kdd_matrices():
+    """bench/nsl_kdd.py's matrices (X_train, y_train, X_test, y_test), read once for the module."""
+    from nsl_kdd import load
+
+    return load()
+
+
+def test_reduced_nsl_kdd_protocol(nsl_kdd_matrices):
     """The benchmark's protocol (bench/nsl_kdd.py) with 8,000 normal training rows and 3-6 epochs:
     train on normal KDDTrain+ rows, score KDDTest+ (attack types unseen in training). What the
     benchmark found holds here too: error_power 0.5 with min_variance 0.1 ranks better than the
     squared error, and the mixture's reconstruction features measured from the training minimum
     rank far better than from the mean. Deep SAD learns from 400 labeled attacks."""
-    from nsl_kdd import load
     from sklearn.metrics import roc_auc_score
 
     from siem_gad.detectors.deep_sad import DeepSadDetector
     from siem_gad.detectors.gmm import VaeGmmDetector
 
-    X_train, y_train, X_test, y_test = load()
+    X_train, y_train, X_test, y_test = nsl_kdd_matrices
     rng = np.random.default_rng(0)
     normal = X_train[~y_train][rng.choice(int((~y_train).sum()), 8000, replace=False)]
     fast = {"validation": 0.0, "batch_size": 256, "seed": 0}
@@ -248,17 +255,17 @@ def test_reduced_nsl_kdd_protocol():
     assert aucs["vaegmm"] > aucs["vaegmm, recon_origin mean"] + 0.03, aucs
 
 
-def test_deep_sad_labels_help_where_the_attacks_resemble_the_labeled_ones():
+def test_deep_sad_labels_help_where_the_attacks_resemble_the_labeled_ones(nsl_kdd_matrices):
     """The benchmark's validation split (bench/nsl_kdd.py --validation), reduced: held-out
     KDDTrain+ rows, whose attacks come from the same types and capture as the 400 labeled ones.
     There the labels cut Deep SVDD's ranking error (1 - ROC-AUC) by more than half; on KDDTest+
     they do not (docs/benchmarks.md)."""
-    from nsl_kdd import labeled_attacks, load, validation_split
+    from nsl_kdd import labeled_attacks, validation_split
     from sklearn.metrics import roc_auc_score
 
     from siem_gad.detectors.deep_sad import DeepSadDetector
 
-    X_train, y_train, _, _ = load()
+    X_train, y_train, _, _ = nsl_kdd_matrices
     train, scored, truth, pool = validation_split(X_train, y_train, seed=0)
     rng = np.random.default_rng(0)
     normal = train[rng.choice(len(train), 8000, replace=False)]

@@ -36,6 +36,14 @@ class DetectorParams(Params):
     seed: int = Field(0, description="random seed: the same data and seed give the same model")
 
 
+class ErrorThresholdParams(DetectorParams):
+    """Parameters of detectors whose scores are reconstruction errors: besides the percentile,
+    the usual rule for such errors, mean + k sigma (`threshold_from` applies either)."""
+
+    threshold: Literal["percentile", "sigma"] = Field("percentile", description="how the alert threshold is set")
+    sigma: float = Field(3.0, gt=0, description="k in mean + k sigma when threshold: sigma")
+
+
 @dataclass
 class Explanation:
     """Why an item is anomalous: the entity, ranked contributors, and the events behind it."""
@@ -93,9 +101,13 @@ class Detector(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load a model first")
 
     def threshold_from(self, scores: np.ndarray) -> float:
+        """The alert threshold from reference scores: their `threshold_percentile`, or mean +
+        `sigma` x std where the params ask for it (`ErrorThresholdParams`)."""
         scores = np.asarray(scores, dtype=np.float64)
         if len(scores) == 0:
             raise ValueError("no training scores to set a threshold from (were the training windows empty?)")
+        if isinstance(self.params, ErrorThresholdParams) and self.params.threshold == "sigma":
+            return float(scores.mean() + self.params.sigma * scores.std())
         return float(np.percentile(scores, self.params.threshold_percentile))
 
     # ------------------------------------------------------------------ persistence

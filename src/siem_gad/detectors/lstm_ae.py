@@ -31,7 +31,7 @@ from pydantic import Field
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from ..timeutil import isoformat
-from . import Detector, DetectorParams, EarlyStopping, Explanation, standardizer
+from . import Detector, EarlyStopping, ErrorThresholdParams, Explanation, standardizer
 
 if TYPE_CHECKING:
     import torch
@@ -52,14 +52,13 @@ class LstmAeDetector(Detector):
     level = "window"
     stateful = True
 
-    class Params(DetectorParams):
+    class Params(ErrorThresholdParams):
         sequence: int = Field(12, ge=2, description="windows per sequence")
         hidden: int = Field(32, ge=2, description="LSTM state size")
         epochs: int = Field(60, ge=1)
         batch_size: int = Field(16, ge=1)
         learning_rate: float = Field(5e-3, gt=0)
-        threshold: Literal["sigma", "percentile"] = "sigma"
-        sigma: float = Field(3.0, gt=0)
+        threshold: Literal["percentile", "sigma"] = Field("sigma", description="how the alert threshold is set")
         validation: float = Field(0.2, ge=0, lt=0.5, description="share of the training windows, the latest, held "
                                                                   "out for early stopping and the threshold; 0 "
                                                                   "takes the threshold from the fitted windows")
@@ -91,8 +90,7 @@ class LstmAeDetector(Detector):
         self.model_ = _LstmAutoencoder(scaled.shape[1], p.hidden, p.sequence)
         epochs = self._train(fitted, validation, np.random.default_rng(p.seed), progress)
         scores = self._errors(validation if len(validation) else fitted).mean(axis=1)
-        self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
-                           else self.threshold_from(scores))
+        self.threshold_ = self.threshold_from(scores)
         self.metrics_ = {"training_windows": len(windows), "sequences": int(len(fitted)),
                          "validation_sequences": int(len(validation)), "epochs": epochs,
                          "score_mean": float(scores.mean()), "score_std": float(scores.std())}

@@ -24,19 +24,19 @@ anomaly score per row and per feature (`score_rows`, `feature_scores`). Activati
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from . import Detector, DetectorParams, EarlyStopping, Explanation, readable, standardizer
+from . import Detector, EarlyStopping, ErrorThresholdParams, Explanation, readable, standardizer
 
 if TYPE_CHECKING:
     import torch
 
 
-class TabularParams(DetectorParams):
+class TabularParams(ErrorThresholdParams):
     hidden: list[int] = Field(default_factory=lambda: [32, 16], description="sizes of the hidden layers")
     latent: int = Field(4, ge=1, description="size of the code")
     epochs: int = Field(50, ge=1)
@@ -45,8 +45,6 @@ class TabularParams(DetectorParams):
     weight_decay: float = Field(1e-6, ge=0)
     validation: float = Field(0.1, ge=0, lt=0.5, description="share of training rows held out for early stopping")
     patience: int = Field(5, ge=1, description="epochs without a better validation loss before stopping")
-    threshold: Literal["percentile", "sigma"] = Field("percentile", description="how the alert threshold is set")
-    sigma: float = Field(3.0, gt=0, description="k in mean + k sigma when threshold: sigma")
     max_training_rows: int = Field(200_000, ge=100)
     shap_background: int = Field(100, ge=10, description="training rows SHAP compares against")
     ensemble: int = Field(1, ge=1, le=20, description="networks trained from the seeds seed, seed+1, ...; the score is "
@@ -114,8 +112,7 @@ class TabularDetector(Detector):
             epochs.append(trained)
             losses.append(best)
         scores = self._scores(scaled)
-        self.threshold_ = (float(scores.mean() + p.sigma * scores.std()) if p.threshold == "sigma"
-                           else self.threshold_from(scores))
+        self.threshold_ = self.threshold_from(scores)
         self.background_ = scaled[rng.choice(len(scaled), min(p.shap_background, len(scaled)), replace=False)]
         self.metrics_ = {"training_rows": int(len(X)), "epochs": epochs, "validation_loss": losses,  # per network
                          "score_mean": float(scores.mean()), "score_std": float(scores.std())}
