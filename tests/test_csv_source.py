@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def test_malformed_rows_are_counted_and_quarantined_with_line_numbers(tmp_path: 
         10: "bad timestamp 'yesterday' in column 'time'",
         11: "expected 6 fields, got 2",
         12: "undecodable bytes (invalid start byte)",
-        14: "line longer than 1000 bytes",
+        14: "line longer than 1000 bytes (first 1000 bytes kept)",
     }
     assert all(r["file"] == str(path) for r in quarantine)
     # Reading the same range again (a repeated pass) quarantines nothing twice.
@@ -139,3 +140,123 @@ def test_train_after_the_file_was_consumed(tmp_path: Path):
     siem_gad("run", "-c", str(config), "--once")
     out = siem_gad("train", "-c", str(config)).stdout
     assert "network/iforest: model v2 trained on 2026-01-05T06:00:00Z .. 2026-01-06T06:00:00Z" in out
+
+
+def _quarantine_rows(state: Path) -> list[dict]:
+    csv.field_size_limit(1 << 24)
+    return list(csv.DictReader((state / "quarantine" / "fw.csv").open(newline="")))
+
+
+def _all_lines(src: CsvSource) -> tuple[pd.DataFrame, dict]:
+    """Read the whole file the way a job does, one chunk after another."""
+    first, horizon = src.bounds(None)
+    result = src.read(first, horizon, None)
+    return result.events, result.stats
+
+
+def test_a_stray_quote_costs_only_its_own_line(tmp_path: Path):
+    """Defect 17.1: 1,000 rows with an unbalanced quote at line 502 lost 500 rows and reported line 1002."""
+    lines = rows(250).splitlines(keepends=True)  # 1,000 rows: lines 2..1001
+    lines[500] = lines[500].replace(",443,", ',"443,', 1)  # file line 502
+    path = tmp_path / "fw.csv"
+    path.write_text(HEADER + "".join(lines))
+    events, stats = _all_lines(source(path, tmp_path / "state"))
+    assert len(events) == 999 and stats["quarantined"] == 1
+    [bad] = _quarantine_rows(tmp_path / "state")
+    assert bad["line"] == "502" and bad["raw"] == lines[500].rstrip("\n") and "unbalanced quote" in bad["reason"]
+
+
+def test_many_stray_quotes_and_a_long_quoted_field_lose_nothing_else(tmp_path: Path):
+    """Defect 17.1: the csv module's field-size limit swallowed 1,022 good rows of a corpus."""
+    lines = rows(100).splitlines(keepends=True)  # 400 rows
+    for index in (10, 11, 200, 399):
+        lines[index] = lines[index].replace("success", 'succ"ess"', 1).replace(",10.0.1", ',"10.0.1', 1)
+    # a legitimate quoted field spanning lines, and one larger than the csv module's default limit
+    lines[50] = lines[50].replace("success", '"multi\nline ""quoted"" outcome"')
+    lines[60] = lines[60].replace("success", '"' + "x" * 200_000 + '"')
+    path = tmp_path / "fw.csv"
+    path.write_text(HEADER + "".join(lines))
+    events, stats = _all_lines(source(path, tmp_path / "state"))
+    assert len(events) == 396 and stats["quarantined"] == 4
+    assert 'multi\nline "quoted" outcome' in set(events["event.outcome"])
+    numbers = [int(r["line"]) for r in _quarantine_rows(tmp_path / "state")]
+    assert numbers == [12, 13, 203, 402]  # header is line 1; the quoted record at index 50 spans two lines
+
+
+def test_every_quarantined_row_keeps_its_raw_text_and_right_line(tmp_path: Path):
+    """Defect 17.1: wrong line numbers, empty raw text for bad timestamps and over-long rows,
+    a year-9999 timestamp dropped uncounted."""
+    good = rows(2).splitlines(keepends=True)
+    bad_time = "yesterday,10.0.0.9,10.0.1.1,22,1,success\n"
+    far_future = "9999-01-01T00:00:00Z,10.0.0.9,10.0.1.1,22,1,success\n"
+    long_row = "2026-01-05T00:30:00Z," + "y" * 3000 + ",10.0.1.1,22,1,success\n"
+    quoted = '2026-01-05T00:20:00Z,10.0.0.1,"10.0.1.2\n10.0.1.3",443,1,success\n'  # lines 5-6
+    text = HEADER + "".join(good[:3]) + quoted + bad_time + "".join(good[3:]) + far_future + long_row
+    path = tmp_path / "fw.csv"
+    path.write_text(text)
+    events, stats = _all_lines(source(path, tmp_path / "state", max_line_bytes=1000))
+    assert len(events) == 9 and stats["quarantined"] == 3
+    got = {int(r["line"]): (r["reason"], r["raw"]) for r in _quarantine_rows(tmp_path / "state")}
+    assert got[7] == ("bad timestamp 'yesterday' in column 'time'", bad_time.rstrip("\n"))
+    assert got[13][0].startswith("timestamp '9999-01-01T00:00:00Z' in column 'time' is more than 1 day")
+    assert got[13][1] == far_future.rstrip("\n")
+    assert got[14][0].startswith("line longer than 1000 bytes") and got[14][1] == long_row[:1000]
+    assert src_status(tmp_path, path) == 3
+
+
+def src_status(tmp_path: Path, path: Path) -> int:
+    return source(path, tmp_path / "state").counters()["quarantined"]
+
+
+def test_a_binary_file_is_refused_with_a_short_error_naming_it(tmp_path: Path):
+    """Defect 17.1: an all-binary file ended in a traceback dumping 2.5 KB of garbage header."""
+    path = tmp_path / "fw.csv"
+    path.write_bytes(bytes(range(256)) * 10 + b"\n" + bytes(range(256)) * 10)
+    src = source(path, tmp_path / "state")
+    with pytest.raises(ValueError) as caught:
+        src.bounds(None)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:1: header row") and len(message) < 300
+
+
+def test_a_run_that_quarantined_rows_says_so(tmp_path: Path):
+    """Defect 17.1: a run that quarantined records ended with status `ok` and said nothing."""
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    data = deploy / "events.csv"
+    siem_gad("simulate", "--out", str(data), "--hours", "30", "--hosts", "12")
+    lines = data.read_text().splitlines(keepends=True)
+    lines[-5] = lines[-5].replace(",", ',"', 1)  # in the scored windows, after the training range
+    data.write_text("".join(lines))
+    config = make_config(
+        deploy, sources={"file": {"type": "csv", "path": "events.csv"}}, rules={},
+        jobs={"network": {"source": "file", "graph": {"type": "bipartite"},
+                          "detectors": {"iforest": {"type": "iforest", "training": {"windows": 24}}}}})
+    run = siem_gad("run", "-c", str(config), "--once")
+    assert "1 malformed record(s) quarantined" in run.stderr
+    job = json.loads(siem_gad("status", "-c", str(config), "--json").stdout)[0]
+    assert job["source_counters"]["quarantined"] == 1
+
+
+def test_a_pass_that_quarantined_rows_is_marked_in_its_status(tmp_path: Path):
+    """The pass whose read set records aside is recorded as `quarantined`, not `ok`."""
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    data = deploy / "events.csv"
+    siem_gad("simulate", "--out", str(data), "--hours", "30", "--hosts", "12")
+    config = make_config(
+        deploy, sources={"file": {"type": "csv", "path": "events.csv", "follow": True, "chunk_rows": 100}}, rules={},
+        jobs={"network": {"source": "file", "graph": {"type": "bipartite"},
+                          "detectors": {"iforest": {"type": "iforest", "training": {"windows": 24}}}}})
+    siem_gad("run", "-c", str(config), "--once")
+    with data.open("a") as handle:  # rows arrive after the first run, one of them broken
+        handle.write('2026-01-06T07:10:00Z,x-1,connection,network,success,10.1.0.21,"10.0.0.30,443,tcp,1,,,benign\n')
+        for minute in range(70):  # a stray quote in a growing file waits for up to max_record_lines lines
+            handle.write(f"2026-01-06T07:{20 + minute // 2:02d}:00Z,x-{minute},connection,network,success,10.1.0.21,"
+                         "10.0.0.30,443,tcp,1,,,benign\n")
+        handle.write("2026-01-06T09:00:00Z,x-last,connection,network,success,10.1.0.21,10.0.0.30,443,tcp,1,,,benign\n")
+    siem_gad("run", "-c", str(config), "--once")
+    job = json.loads(siem_gad("status", "-c", str(config), "--json").stdout)[0]
+    marked = [p for p in job["passes"] if p["status"] == "quarantined"]
+    assert len(marked) == 1 and marked[0]["quarantined"] == 1
+    assert "1 malformed record(s) quarantined" in marked[0]["message"]

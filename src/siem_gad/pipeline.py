@@ -107,6 +107,7 @@ class PassOutcome:
     windows: int = 0
     events: int = 0
     alerts: int = 0
+    quarantined: int = 0  # malformed records the source set aside during this pass
     watermark: datetime | None = None
 
 
@@ -260,12 +261,19 @@ class JobRunner:
         return events
 
     # ------------------------------------------------------------------ the pass
+    def _quarantined_so_far(self) -> int:
+        return int(self.source.counters().get("quarantined", 0))
+
     def run_pass(self, stop: threading.Event | None = None, progress: bool = False) -> PassOutcome:
         """Process everything that is due; safe to call again at any time."""
         with self._lock:
             began = utcnow()
             try:
-                return self._run_pass(stop, progress)
+                before = self._quarantined_so_far()
+                outcome = self._run_pass(stop, progress)
+                # Training reads (and quarantines) history too: the run reports all it set aside.
+                outcome.quarantined = max(outcome.quarantined, self._quarantined_so_far() - before)
+                return outcome
             except Exception as exc:  # noqa: BLE001 - recorded, reported, retried next schedule
                 log.exception("%s: pass failed: %s", self.name, exc)
                 self.app.state.record_pass(PassRecord(self.name, began, None, None, 0, 0, 0,
@@ -294,10 +302,11 @@ class JobRunner:
                 outcome.status, outcome.message = "interrupted", "stopped at a batch boundary on request"
                 break
             end = min(start + batch, plan.last_end)
-            cursor, windows, events, alerts = self._run_batch(start, end, cursor)
+            cursor, windows, events, alerts, quarantined = self._run_batch(start, end, cursor)
             outcome.windows += windows
             outcome.events += events
             outcome.alerts += alerts
+            outcome.quarantined += quarantined
             outcome.watermark = end
             bar.update(windows)
             start = end
@@ -310,22 +319,25 @@ class JobRunner:
         self.app.state.record_pass(PassRecord(self.name, now, None, None, 0, 0, 0, 0.0, "waiting", reason))
         return PassOutcome(self.name, "waiting", reason)
 
-    def _run_batch(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[dict | None, int, int, int]:
+    def _run_batch(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[dict | None, int, int, int, int]:
         began, clock = utcnow(), time.monotonic()
         windows, new_cursor, stats = self.windows(start, end, cursor)
         result = self._detect(windows)
         for alert in result.alerts:
             self.app.host.call_each("enrich_alert", alert=alert, job=self.name)
         written = self._deliver(result.alerts)
-        record = PassRecord(self.name, began, start, end, stats.get("events", 0), written, stats.get("quarantined", 0),
-                            time.monotonic() - clock, "ok",
-                            f"{len(result.alerts)} alerts ({result.suppressed} suppressed)" if result.alerts or result.suppressed else "")
+        quarantined = stats.get("quarantined", 0)
+        message = f"{len(result.alerts)} alerts ({result.suppressed} suppressed)" if result.alerts or result.suppressed else ""
+        if quarantined:
+            message = f"{message}; " * bool(message) + f"{quarantined} malformed record(s) quarantined"
+        record = PassRecord(self.name, began, start, end, stats.get("events", 0), written, quarantined,
+                            time.monotonic() - clock, "quarantined" if quarantined else "ok", message)
         self.app.state.commit_pass(record, watermark=end, cursor=new_cursor, suppressions=result.suppressions,
                                    streams=result.streams)
         log.info("%s: %s .. %s: %d events, %d windows, %d alerts (%d new, %d suppressed) in %.2fs", self.name,
                  isoformat(start), isoformat(end), record.events, len(windows), len(result.alerts), written,
                  result.suppressed, record.duration_s)
-        return new_cursor, len(windows), record.events, len(result.alerts)
+        return new_cursor, len(windows), record.events, len(result.alerts), quarantined
 
     def _detect(self, windows: list["GraphWindow"]) -> _BatchResult:
         from .alerts import build_alert

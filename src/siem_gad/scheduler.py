@@ -46,6 +46,9 @@ def run_once(app: App, jobs: Iterable[str], stop: threading.Event, progress: boo
         outcome = app.job(name).run_pass(stop, progress=progress)
         log.info("%s: %s%s (%d windows, %d events, %d alerts)", name, outcome.status,
                  f": {outcome.message}" if outcome.message else "", outcome.windows, outcome.events, outcome.alerts)
+        if outcome.quarantined:
+            log.warning("%s: %d malformed record(s) quarantined this run; see `siem-gad status` and the source's "
+                        "quarantine file", name, outcome.quarantined)
         outcomes.append(outcome)
     return outcomes
 

@@ -90,7 +90,7 @@ class PassRecord:
     alerts: int
     quarantined: int
     duration_s: float
-    status: str  # ok | waiting | error | interrupted
+    status: str  # ok | quarantined (ok, but malformed records were set aside) | waiting | error | interrupted
     message: str = ""
 
 

@@ -5,9 +5,11 @@ a file that grows is read incrementally, and a restart resumes where the last ch
 Rows are expected roughly in time order (as logs are); a row older than the window being read
 (a late row, or one already processed) is counted as `skipped`.
 
-Rows that cannot be used are never fatal: wrong field count, undecodable bytes, NUL bytes,
-over-long lines and unparseable timestamps are counted and written to a quarantine CSV with
-the file name, line number and reason.
+Rows that cannot be used are never fatal and cost only themselves: wrong field count, a stray
+quote, undecodable bytes, NUL bytes, over-long lines, unparseable or far-future timestamps are
+counted and written whole to a quarantine CSV with the file name, line number, byte offset,
+reason and raw text (`csv_records` resynchronises at the next line). A file whose header row
+is not text (a binary file) is refused with an error naming it.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
 from ..components import Params
+from ..config import Duration
 from ..events import EVENT_ID, TIMESTAMP, finalize_events
 from ..hookspecs import hookimpl
+from ..timeutil import utcnow
 from . import Cursor, ReadResult, Source
+from .csv_records import BadRecord, RecordScanner, Scan
 from .timestamps import check_format, parse_timestamps
 
 if TYPE_CHECKING:
@@ -33,23 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TAIL_BLOCK = 64 * 1024
-
-
-@dataclass
-class _Record:
-    line: int
-    offset: int
-    fields: list[str]
-
-
-@dataclass
-class _Scan:
-    """What one pass over a byte range found."""
-
-    records: list[_Record] = field(default_factory=list)
-    bad: list[tuple[int, int, str, str]] = field(default_factory=list)  # (line, offset, reason, raw)
-    end_offset: int = 0
-    end_line: int = 0
 
 
 class CsvSource(Source):
@@ -66,7 +53,11 @@ class CsvSource(Source):
         columns: list[str] | None = Field(None, description="column names when the file has no header row")
         chunk_rows: int = Field(50_000, ge=100)
         follow: bool = Field(False, description="the file is still growing: the last window stays open")
-        max_line_bytes: int = Field(1 << 20, ge=64)
+        max_line_bytes: int = Field(1 << 20, ge=64, description="longest line (and quoted record) accepted, in bytes")
+        max_record_lines: int = Field(64, ge=1, le=100_000,
+                                      description="most lines one quoted record may span before its quote counts as stray")
+        max_future: Duration = Field(timedelta(days=1),
+                                     description="rows stamped further than this past the wall clock are quarantined")
         quarantine: Path | None = Field(None, description="default: <state_dir>/quarantine/<source>.csv")
         encoding: str = "utf-8"
 
@@ -93,10 +84,19 @@ class CsvSource(Source):
         if self.params.columns:
             return list(self.params.columns), 0, 0
         handle.seek(0)
-        first = handle.readline()
+        first = handle.readline(self.params.max_line_bytes + 1)
         if not first.strip():
             return None, len(first), 1
-        text = first.decode(self.params.encoding, errors="replace").lstrip("\ufeff")
+        where = f"{self.path}:1: header row"
+        if len(first) > self.params.max_line_bytes:
+            raise ValueError(f"{where} is longer than {self.params.max_line_bytes} bytes: not a CSV file?")
+        try:
+            text = first.decode(self.params.encoding).lstrip("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{where} is not {self.params.encoding} text ({exc.reason} at byte {exc.start}): "
+                             f"not a CSV file, or set `encoding`") from None
+        if not text.rstrip("\r\n").replace("\t", " ").isprintable():
+            raise ValueError(f"{where} holds control characters: not a CSV file?")
         names = next(csv.reader([text], delimiter=self.params.delimiter))
         return [n.strip() for n in names], len(first), 1
 
@@ -111,65 +111,14 @@ class CsvSource(Source):
             return header_end, header_lines
         return cursor["offset"], cursor.get("line", 0)
 
-    def _lines(self, handle, offset: int, line: int, scan: _Scan, limit: int | None) -> Iterator[str]:
-        """Decoded lines from `offset`; unusable ones go to `scan.bad` and are not yielded."""
-        handle.seek(offset)
-        scan.end_offset, scan.end_line = offset, line
-        max_bytes = self.params.max_line_bytes
-        while limit is None or scan.end_offset < limit:
-            raw = handle.readline(max_bytes + 1)
-            if not raw:
-                return
-            if len(raw) > max_bytes and not raw.endswith(b"\n"):
-                start = scan.end_offset
-                scan.end_offset += len(raw)
-                while raw and not raw.endswith(b"\n"):  # skip the rest of the over-long line
-                    raw = handle.readline(max_bytes + 1)
-                    scan.end_offset += len(raw)
-                scan.end_line += 1
-                scan.bad.append((scan.end_line, start, f"line longer than {max_bytes} bytes", ""))
-                continue
-            if not raw.endswith(b"\n") and self.params.follow:
-                return  # a line still being written: leave it for the next pass
-            start = scan.end_offset
-            scan.end_offset += len(raw)
-            scan.end_line += 1
-            try:
-                text = raw.decode(self.params.encoding)
-            except UnicodeDecodeError as exc:
-                scan.bad.append((scan.end_line, start, f"undecodable bytes ({exc.reason})", raw[:200].rstrip(b"\r\n").decode("latin-1")))
-                continue
-            if "\x00" in text:
-                scan.bad.append((scan.end_line, start, "NUL byte in line", text[:200].replace("\x00", "\\0")))
-                continue
-            if not text.strip():
-                continue
-            yield text
+    def _scan(self, handle, offset: int, line: int, width: int, rows: int, limit: int | None = None) -> Scan:
+        """Up to `rows` records from `offset`; a malformed record costs only itself (see csv_records)."""
+        p = self.params
+        scanner = RecordScanner(handle, delimiter=p.delimiter, encoding=p.encoding, max_record_bytes=p.max_line_bytes,
+                                max_record_lines=p.max_record_lines, follow=p.follow)
+        return scanner.scan(offset, line, width, rows, limit)
 
-    def _scan(self, handle, offset: int, line: int, width: int, rows: int, limit: int | None = None) -> _Scan:
-        """Up to `rows` records from `offset` (multi-line quoted fields supported)."""
-        scan = _Scan()
-        lines = self._lines(handle, offset, line, scan, limit)
-        reader = csv.reader(lines, delimiter=self.params.delimiter)
-        record_offset, record_line = offset, line
-        while len(scan.records) < rows:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                scan.bad.append((scan.end_line, record_offset, f"CSV syntax: {exc}", ""))
-                record_offset, record_line = scan.end_offset, scan.end_line
-                continue
-            if len(fields) != width:
-                scan.bad.append((scan.end_line, record_offset, f"expected {width} fields, got {len(fields)}",
-                                 self.params.delimiter.join(fields)[:200]))
-            else:
-                scan.records.append(_Record(record_line + 1, record_offset, fields))
-            record_offset, record_line = scan.end_offset, scan.end_line
-        return scan
-
-    def _frame(self, header: list[str], scan: _Scan) -> "pd.DataFrame":
+    def _frame(self, header: list[str], scan: Scan) -> "pd.DataFrame":
         """Records -> DataFrame with ECS names, parsed times, `_line` and `_offset`; bad times quarantined."""
         import pandas as pd
 
@@ -179,11 +128,18 @@ class CsvSource(Source):
         frame["_offset"] = [r.offset for r in scan.records]
         p = self.params
         if p.timestamp_field not in frame.columns:
-            raise ValueError(f"{self.path}: no column {p.timestamp_field!r} for timestamps (columns: {', '.join(header)})")
+            shown = ", ".join(repr(h[:40]) for h in header[:20]) + (" ..." if len(header) > 20 else "")
+            raise ValueError(f"{self.path}:1: no column {p.timestamp_field!r} for timestamps (columns: {shown})")
         stamps = parse_timestamps(frame[p.timestamp_field], p.timestamp_format, p.timezone)
-        bad = stamps.isna()
-        for line, offset, raw in zip(frame.loc[bad, "_line"], frame.loc[bad, "_offset"], frame.loc[bad, p.timestamp_field]):
-            scan.bad.append((int(line), int(offset), f"bad timestamp {raw!r} in column {p.timestamp_field!r}", ""))
+        unparsed = stamps.isna()
+        horizon = pd.Timestamp(utcnow() + p.max_future)
+        future = ~unparsed & (stamps > horizon)
+        bad = unparsed | future
+        for position in bad.to_numpy().nonzero()[0]:
+            record, value = scan.records[position], frame[p.timestamp_field].iat[position]
+            why = (f"bad timestamp {value!r} in column {p.timestamp_field!r}" if unparsed.iat[position] else
+                   f"timestamp {value!r} in column {p.timestamp_field!r} is more than {p.max_future} in the future")
+            scan.bad.append(BadRecord(record.line, record.offset, why, record.text))
         frame = frame.loc[~bad].copy()
         frame[p.timestamp_field] = stamps[~bad]
         frame = frame.rename(columns={**p.field_map, p.timestamp_field: TIMESTAMP})
@@ -201,13 +157,15 @@ class CsvSource(Source):
             self._seen_bad = set()
             target = self._quarantine_path()
             if target.exists():
+                if csv.field_size_limit() < 4 * self.params.max_line_bytes:
+                    csv.field_size_limit(4 * self.params.max_line_bytes)  # raw text is kept up to that size
                 with target.open(newline="", encoding="utf-8") as handle:
                     self._seen_bad = {(row["file"], int(row["line"])) for row in csv.DictReader(handle)}
         return self._seen_bad
 
-    def _quarantine(self, bad: list[tuple[int, int, str, str]]) -> int:
+    def _quarantine(self, bad: list[BadRecord]) -> int:
         seen = self._quarantined()
-        fresh = sorted(b for b in bad if (str(self.path), b[0]) not in seen)
+        fresh = sorted((b for b in bad if (str(self.path), b.line) not in seen), key=lambda b: b.line)
         if not fresh:
             return 0
         target = self._quarantine_path()
@@ -216,11 +174,12 @@ class CsvSource(Source):
         with target.open("a", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             if new:
-                writer.writerow(["file", "line", "reason", "raw"])
-            for line, _, reason, raw in fresh:
-                writer.writerow([str(self.path), line, reason, raw])
-                seen.add((str(self.path), line))
-        log.warning("%s: %d malformed rows quarantined to %s", self.path, len(fresh), target)
+                writer.writerow(["file", "line", "offset", "reason", "raw"])
+            for item in fresh:
+                writer.writerow([str(self.path), item.line, item.offset, item.reason, item.raw])
+                seen.add((str(self.path), item.line))
+        log.warning("%s: %d malformed rows quarantined to %s (first: line %d, %s)", self.path, len(fresh), target,
+                    fresh[0].line, fresh[0].reason)
         return len(fresh)
 
     # ------------------------------------------------------------------ contract
