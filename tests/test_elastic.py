@@ -335,3 +335,39 @@ def test_flavor_auto_asks_the_root_endpoint(clone_url: str):
     client.close()
     with pytest.raises(ElasticError, match="GET http://127.0.0.1:9/"):
         connect(ConnectionParams(hosts=["http://127.0.0.1:9"], retry={"attempts": 1}))
+
+
+def _mapped_type(url: str, field: str) -> str:
+    from siem_gad.elastic.mappings import field_types
+
+    mapping = OpenSearch(hosts=[url]).indices.get_mapping(index=ALERTS_INDEX)
+    return field_types(next(iter(mapping.values()))["mappings"])[field]
+
+
+@pytest.mark.parametrize("lost", ["index", "index and template"])
+def test_a_lost_alert_index_is_recreated_from_its_template(tmp_path: Path, clone_url: str, lost: str):
+    """Defect 17.3: after the cluster lost the index, alerts went into an auto-created index
+    with dynamic mapping (source.ip as text)."""
+    sink = _sink(clone_url, tmp_path)
+    assert sink.write(sample_alerts(3)) == 3
+    client = OpenSearch(hosts=[clone_url])
+    client.indices.delete(index=ALERTS_INDEX)
+    if lost == "index and template":  # a new cluster
+        client.indices.delete_index_template(name="siem-gad-alerts")
+    assert sink.write(sample_alerts(5)) == 5
+    assert _mapped_type(clone_url, "source.ip") == "ip"
+    assert len(alert_docs(clone_url)) == 5
+
+
+def test_a_conflicting_index_mapping_is_refused_naming_the_field_and_both_types(tmp_path: Path, clone_url: str):
+    """Defect 17.3: a conflicting existing mapping failed with a bare 'HTTP 400: illegal_argument_exception'."""
+    from siem_gad.sinks.elasticsearch import SinkRejected
+
+    OpenSearch(hosts=[clone_url]).indices.create(index=ALERTS_INDEX, body={
+        "mappings": {"properties": {"source": {"properties": {"ip": {"type": "text"}}}}}})
+    sink = _sink(clone_url, tmp_path)
+    with pytest.raises(SinkRejected, match=r"source\.ip: index siem-gad-alerts maps it as text, the template as ip"):
+        sink.write(sample_alerts(2))
+    deploy = tmp_path / "deploy"
+    out = siem_gad("setup", "-c", str(es_config(deploy, clone_url)), cwd=deploy, check=False)
+    assert out.returncode != 0 and "source.ip: index siem-gad-alerts maps it as text, the template as ip" in out.stderr

@@ -48,6 +48,20 @@ class ElasticError(RuntimeError):
         return self.status == 0 or self.status in RETRYABLE_STATUS
 
 
+def describe_error(error: Any, status: int | None = None) -> str:
+    """'type: reason (cause)' from a cluster's error object (a response body's `error`, or a bulk
+    item's), so that a rejection names the field and the problem, not only an exception class."""
+    if isinstance(error, dict) and "error" in error and isinstance(error["error"], (dict, str)):
+        error = error["error"]
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}".rstrip(": ")
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason") and cause.get("reason") != error.get("reason"):
+            text += f" ({cause['reason']})"
+        return text
+    return str(error or f"HTTP {status}")
+
+
 class RetryPolicy(Params):
     attempts: int = Field(8, ge=1, description="tries per request before giving up")
     initial: float = Field(0.5, gt=0, description="seconds before the first retry; doubles each time")
@@ -180,6 +194,10 @@ class SiemClient(ABC):
     def put_mapping(self, index: str, body: dict) -> None: ...
 
     @abstractmethod
+    def get_mapping(self, index: str) -> dict:
+        """The index's mappings (`{"properties": ...}`); for an alias or pattern, the first index's."""
+
+    @abstractmethod
     def index_exists(self, index: str) -> bool: ...
 
     @abstractmethod
@@ -230,7 +248,8 @@ class _ElasticsearchClient(SiemClient):
         try:
             return fn()
         except ApiError as exc:
-            raise ElasticError(f"{what}: HTTP {exc.meta.status}: {exc.message}", exc.meta.status) from None
+            detail = describe_error(exc.body) if isinstance(exc.body, dict) else exc.message
+            raise ElasticError(f"{what}: HTTP {exc.meta.status}: {detail}", exc.meta.status) from None
         except TransportError as exc:
             raise ElasticError(f"{what}: {exc.message}") from None
 
@@ -254,6 +273,10 @@ class _ElasticsearchClient(SiemClient):
 
     def put_mapping(self, index: str, body: dict) -> None:
         self.call("put mapping", lambda: self.es.indices.put_mapping(index=index, **body))
+
+    def get_mapping(self, index: str) -> dict:
+        body = self.call("get mapping", lambda: self.es.indices.get_mapping(index=index).body)
+        return next(iter(body.values()), {}).get("mappings", {})
 
     def index_exists(self, index: str) -> bool:
         return bool(self.call("index exists", lambda: self.es.indices.exists(index=index)))
@@ -295,7 +318,8 @@ class _OpenSearchClient(SiemClient):
             return fn()
         except TransportError as exc:
             status = _status_of(exc)
-            detail = exc.error if status else (exc.info or exc.error)
+            detail = (describe_error(exc.info) if isinstance(exc.info, dict) else exc.error) if status \
+                else (exc.info or exc.error)
             raise ElasticError(f"{what}: " + (f"HTTP {status}: {detail}" if status else str(detail)), status) from None
 
     def search(self, body: dict, index: str | None = None) -> dict:
@@ -319,6 +343,10 @@ class _OpenSearchClient(SiemClient):
 
     def put_mapping(self, index: str, body: dict) -> None:
         self.call("put mapping", lambda: self.os.indices.put_mapping(index=index, body=body))
+
+    def get_mapping(self, index: str) -> dict:
+        body = self.call("get mapping", lambda: self.os.indices.get_mapping(index=index))
+        return next(iter(body.values()), {}).get("mappings", {})
 
     def index_exists(self, index: str) -> bool:
         return bool(self.call("index exists", lambda: self.os.indices.exists(index=index)))

@@ -13,7 +13,9 @@ nothing twice. Per item:
 
 So `write` returns only when every alert is stored or dead-lettered, as the checkpoint needs.
 The index template (explicit mappings for every alert field, see `elastic.mappings`) is put
-on first use and by `siem-gad setup`; both are safe to repeat.
+on first use and by `siem-gad setup`; both are safe to repeat. Before every batch the sink
+checks that the index exists (re-creating template and index when the cluster lost them), and
+it refuses an index whose mapping contradicts the template, naming each field and both types.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..components import Params
-from ..elastic.client import RETRYABLE_STATUS, ConnectionParams, ElasticError, UsesCluster
-from ..elastic.mappings import alert_mappings
+from ..elastic.client import RETRYABLE_STATUS, ConnectionParams, ElasticError, UsesCluster, describe_error
+from ..elastic.mappings import alert_mappings, field_types
 from ..hookspecs import hookimpl
 from . import Alert, Sink, alert_id_of
 
@@ -105,14 +107,45 @@ class ElasticsearchSink(UsesCluster, Sink):
         done.append(f"index template {p.template} for {p.index}")
         if not p.data_stream:
             if self.client.index_exists(p.index):
+                self.verify_mapping()
                 # New fields (extra_mappings) reach an index that already exists; a type change cannot.
                 self.client.put_mapping(p.index, {"properties": self.template_body()["template"]["mappings"]["properties"]})
                 done.append(f"index {p.index} exists; mappings updated")
             else:
                 self.client.create_index(p.index)
+                self.verify_mapping()
                 done.append(f"index {p.index} created")
         self._ready = True
         return done
+
+    def mapping_conflicts(self) -> list[str]:
+        """Fields whose type in the existing index differs from the template's, named with both types."""
+        wanted = field_types(self.template_body()["template"]["mappings"])
+        actual = field_types(self.client.get_mapping(self.params.index))
+        return [f"{name}: index {self.params.index} maps it as {actual[name]}, the template as {kind}"
+                for name, kind in sorted(wanted.items()) if name in actual and actual[name] != kind]
+
+    def verify_mapping(self) -> None:
+        """Refuse to write into an index whose mapping contradicts the template (an index that
+        was auto-created with dynamic mapping, or made by hand): stored alerts would be unusable."""
+        conflicts = self.mapping_conflicts()
+        if conflicts:
+            shown = "; ".join(conflicts[:10]) + (f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
+            raise SinkRejected(f"{self.name}: index {self.params.index} does not match template {self.params.template}: "
+                               f"{shown}. Reindex it or delete it, then run `siem-gad setup`")
+
+    def ensure_index(self) -> None:
+        """Before each write: the template and the index exist (re-created from the template if
+        the cluster lost them: a restore, a deletion, a new cluster), with a matching mapping.
+        Without this a bulk `create` would auto-create the index with dynamic mapping."""
+        if not self._ready:
+            self.setup()
+            return
+        if self.params.data_stream or self.client.index_exists(self.params.index):
+            return
+        log.warning("%s: index %s is missing (deleted, restored or a new cluster); re-creating it from template %s",
+                    self.name, self.params.index, self.params.template)
+        self.setup()
 
     # ------------------------------------------------------------------ writing
     def write(self, alerts: list[Alert]) -> int:
@@ -135,8 +168,7 @@ class ElasticsearchSink(UsesCluster, Sink):
     def _store(self, alerts: list[Alert]) -> tuple[int, list[tuple[Alert, int, str]]]:
         if not alerts:
             return 0, []
-        if not self._ready:
-            self.setup()
+        self.ensure_index()
         new, rejected = 0, []
         size = self.params.bulk_size
         for begin in range(0, len(alerts), size):
@@ -193,14 +225,7 @@ class ElasticsearchSink(UsesCluster, Sink):
 
 
 def _reason(result: dict) -> str:
-    error = result.get("error")
-    if isinstance(error, dict):
-        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-        cause = error.get("caused_by")
-        if isinstance(cause, dict) and cause.get("reason"):
-            text += f" ({cause['reason']})"
-        return text
-    return str(error or f"HTTP {result.get('status')}")
+    return describe_error(result.get("error"), result.get("status"))
 
 
 @hookimpl

@@ -1,7 +1,8 @@
 """The `jsonl` sink: one alert per line in a local file, flushed and fsynced per batch.
 
-On open it reads the ids already in the file (and drops a torn last line left by a crash in
-the middle of a write), so a repeated pass appends nothing twice.
+On open it reads the ids already in the file (and sets aside a torn last line left by a crash
+in the middle of a write, whatever its length, into `<path>.torn`), so a repeated pass
+appends nothing twice and no complete line is ever lost.
 """
 
 from __future__ import annotations
@@ -44,22 +45,30 @@ class JsonlSink(Sink):
         return self._ids
 
     def _repair(self) -> None:
-        """Truncate a last line without its newline: a write cut short by a crash."""
+        """Set aside a last line without its newline (a write cut short by a crash).
+
+        The file is searched backwards, a block at a time, for the last newline, so a torn line
+        of any length costs only itself; its bytes are moved to `<path>.torn` rather than lost.
+        """
         with self.path.open("rb+") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
+            size = handle.seek(0, os.SEEK_END)
             if size == 0:
                 return
             handle.seek(size - 1)
             if handle.read(1) == b"\n":
                 return
-            block = min(size, 1 << 20)
-            handle.seek(size - block)
-            tail = handle.read(block)
-            cut = tail.rfind(b"\n")
-            keep = size - block + cut + 1 if cut >= 0 else 0
+            keep = last_line_end(handle, size)
+            handle.seek(keep)
+            torn = handle.read()
+            with open(f"{self.path}.torn", "ab") as aside:
+                aside.write(torn + b"\n")
+                aside.flush()
+                os.fsync(aside.fileno())
             handle.truncate(keep)
-            log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", self.path, size - keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+            log.warning("%s: set aside a torn last line (%d bytes) left by an interrupted write in %s.torn",
+                        self.path, size - keep, self.path)
 
     def find(self, alert_id: str) -> Alert | None:
         if not self.path.exists():
@@ -88,6 +97,19 @@ class JsonlSink(Sink):
             os.fsync(handle.fileno())
         known.update(alert_id_of(a) for a in new)
         return len(new)
+
+
+def last_line_end(handle, size: int, block: int = 1 << 20) -> int:
+    """Offset just after the last newline before `size` in a binary file (0 when there is none)."""
+    end = size
+    while end > 0:
+        begin = max(0, end - block)
+        handle.seek(begin)
+        cut = handle.read(end - begin).rfind(b"\n")
+        if cut >= 0:
+            return begin + cut + 1
+        end = begin
+    return 0
 
 
 @hookimpl
