@@ -27,7 +27,8 @@ from conftest import SHARED_DATA, read_alerts, siem_gad, wait_for
 from siem_gad.sources.syslog import SyslogSource
 from siem_gad.state import StateStore
 from siem_gad.syslog.headers import HeaderError, parse_line
-from siem_gad.syslog.inputs import Framer, TcpInput
+from siem_gad.syslog.framing import Framer
+from siem_gad.syslog.inputs import TcpInput
 
 OPENSSH = SHARED_DATA / "loghub" / "OpenSSH" / "OpenSSH_2k.log"
 LINUX = SHARED_DATA / "loghub" / "Linux" / "Linux_2k.log"
@@ -68,10 +69,12 @@ def test_framer_handles_octet_counting_newlines_oversize_and_truncation():
     framer = Framer(64, lambda name, n: counts.__setitem__(name, counts.get(name, 0) + n))
     out = framer.feed(b"11 <13>hello a\n12 <13>hel")
     out += framer.feed(b"lo bb<13>plain line\n" + b"x" * 100 + b"\n<13>after\n")
-    out += framer.feed(b"999 " + b"y" * 30)  # an oversize octet frame: skipped to the next newline
+    out += framer.feed(b"999 <" + b"y" * 30)  # an oversize octet frame: skipped to the next newline
     out += framer.feed(b"\n<13>tail without end")
-    framer.close()
     assert out == [b"<13>hello a", b"<13>hello bb", b"<13>plain line", b"<13>after"]
+    assert framer.close() == [b"<13>tail without end"]  # the peer closed: its last line still counts
+    out = framer.feed(b"20 <13>cut short")
+    assert framer.close() == [b"20 <13>cut short"]  # the rest of the frame never came: kept as a line
     assert counts == {"oversize": 2, "truncated": 1}
 
 
@@ -251,10 +254,13 @@ def test_garbage_is_counted_and_quarantined_and_the_listener_stays_up(tmp_path: 
         src.close()
     assert (events["message"] == good.decode().split(": ", 1)[1]).sum() == 2, "still listening after the garbage"
     assert counters["oversize"] == 2 and counters["truncated"] == 1 and counters["invalid_utf8"] == 1
-    assert counters["quarantined"] == 2  # the binary datagram and the line without a header
+    # the binary datagram, the line without a header, and the truncated frame's bytes (kept, not lost)
+    assert counters["quarantined"] == 3
     quarantine = [json.loads(x) for x in (tmp_path / "state" / "quarantine" / "syslog.jsonl").read_text().splitlines()]
-    assert sorted(q["reason"] for q in quarantine) == ["binary content (NUL bytes)", "no RFC 5424 or RFC 3164 header"]
-    assert all(q["origin"].startswith("udp:") for q in quarantine)
+    assert sorted((q["reason"], q["origin"][:4]) for q in quarantine) == [
+        ("binary content (NUL bytes)", "udp:"), ("no RFC 5424 or RFC 3164 header", "tcp:"),
+        ("no RFC 5424 or RFC 3164 header", "udp:")]
+    assert any(q["line"].startswith("120 <38>") for q in quarantine)
 
 
 def test_late_lines_are_quarantined_and_processed_lines_released(tmp_path: Path):
@@ -541,7 +547,8 @@ def test_tls_listener_and_connection_limit(tmp_path: Path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True)
-    src = source(tmp_path, tcp={"port": 0, "tls": {"cert_file": str(cert), "key_file": str(key)}, "max_connections": 2},
+    src = source(tmp_path, tcp={"port": 0, "tls": {"cert_file": str(cert), "key_file": str(key)}, "max_connections": 2,
+                                        "evict_after": "1h"},
                  query_delay="1s")
     src.start()
     port = src.ports()["tcp"]

@@ -27,7 +27,10 @@ from ..config import Duration
 from ..events import empty_events, finalize_events
 from ..hookspecs import hookimpl
 from ..syslog.headers import HeaderError, parse_line
-from ..syslog.inputs import FileInput, Input, TcpInput, UdpInput
+from ..syslog.connections import Limits
+from ..syslog.inputs import FileInput, TcpInput, UdpInput
+from ..syslog.intake import Input
+from ..syslog.relp import RelpInput
 from ..syslog.parsers import BUILTIN_PARSERS, ParserSet
 from ..syslog.spool import Spool
 from ..timeutil import utcnow
@@ -50,15 +53,25 @@ class TlsConfig(BaseModel):
 
 
 class TcpListen(Listen):
-    tls: TlsConfig | None = None
-    max_connections: int = Field(256, ge=1)
-    idle_timeout: Duration = timedelta(minutes=5)
+    tls: TlsConfig | None = Field(None, description="serve TLS with this certificate")
+    max_connections: int = Field(256, ge=1, description="open connections at most (all peers)")
+    max_connections_per_peer: int = Field(32, ge=1, description="open connections at most from one address")
+    idle_timeout: Duration = Field(timedelta(minutes=5), description="close a connection idle this long")
+    pressure_idle_timeout: Duration = Field(timedelta(seconds=10),
+                                            description="idle timeout once more than half the connections are taken")
+    evict_after: Duration = Field(timedelta(seconds=1), description="when every connection is taken, the one idle "
+                                  "longest is closed for a newcomer if idle at least this long")
+
+    def limits(self) -> Limits:
+        return Limits(self.max_connections, self.max_connections_per_peer, self.idle_timeout.total_seconds(),
+                      self.pressure_idle_timeout.total_seconds(), self.evict_after.total_seconds())
 
 
 class SyslogSource(Source):
     class Params(Params):
-        udp: Listen | None = None
-        tcp: TcpListen | None = None
+        udp: Listen | None = Field(None, description="plain UDP syslog: no acknowledgement, losses counted where seen")
+        tcp: TcpListen | None = Field(None, description="plain TCP syslog (newline or octet-counted frames)")
+        relp: TcpListen | None = Field(None, description="RELP (rsyslog omrelp): each message acknowledged once spooled")
         files: list[str] = Field(default_factory=list, description="paths or globs of log files to tail")
         start_at: Literal["beginning", "end"] = Field("beginning", description="where to start a file seen first")
         follow: bool = Field(True, description="keep tailing files; false reads them once (replays, backfills)")
@@ -78,8 +91,8 @@ class SyslogSource(Source):
 
         @model_validator(mode="after")
         def _some_input(self) -> "SyslogSource.Params":
-            if not (self.udp or self.tcp or self.files):
-                raise ValueError("configure at least one of udp, tcp or files")
+            if not (self.udp or self.tcp or self.relp or self.files):
+                raise ValueError("configure at least one of udp, tcp, relp or files")
             return self
 
     def __init__(self, **params: object) -> None:
@@ -101,7 +114,7 @@ class SyslogSource(Source):
 
     @property
     def listening(self) -> bool:
-        return bool(self.params.udp or self.params.tcp or (self.params.files and self.params.follow))
+        return bool(self.params.udp or self.params.tcp or self.params.relp or (self.params.files and self.params.follow))
 
     def start(self) -> None:
         """Start the listeners and file tails; files read once (`follow: false`) are read now."""
@@ -112,8 +125,11 @@ class SyslogSource(Source):
         if p.udp:
             self.inputs.append(UdpInput(p.udp.host, p.udp.port, p.max_message_bytes, **common))
         if p.tcp:
-            self.inputs.append(TcpInput(p.tcp.host, p.tcp.port, p.max_message_bytes, p.tcp.max_connections,
-                                        _tls_context(p.tcp.tls), p.tcp.idle_timeout.total_seconds(), **common))
+            self.inputs.append(TcpInput(p.tcp.host, p.tcp.port, p.max_message_bytes, p.tcp.limits(),
+                                        _tls_context(p.tcp.tls), **common))
+        if p.relp:
+            self.inputs.append(RelpInput(p.relp.host, p.relp.port, p.max_message_bytes, p.relp.limits(),
+                                         _tls_context(p.relp.tls), **common))
         if p.files:
             self.inputs.append(FileInput(p.files, p.start_at, p.follow, p.poll_interval.total_seconds(),
                                          p.max_message_bytes, **common))
@@ -123,7 +139,7 @@ class SyslogSource(Source):
         for item in self.inputs:
             if isinstance(item, FileInput) and not p.follow:
                 item.join()
-        where = [f"{kind} {p.udp.host if kind == 'udp' else p.tcp.host}:{port}" for kind, port in self.ports().items()]
+        where = [f"{kind} {getattr(p, kind).host}:{port}" for kind, port in self.ports().items()]
         if p.files:
             where.append(f"files {', '.join(p.files)}")
         log.info("%s: receiving on %s", self.name, "; ".join(where))
@@ -138,9 +154,9 @@ class SyslogSource(Source):
             self._spool = None
 
     def ports(self) -> dict[str, int]:
-        """{'udp': port, 'tcp': port} of the running listeners (port 0 in the config picks one)."""
-        return {kind: i.port for i in self.inputs for kind, cls in (("udp", UdpInput), ("tcp", TcpInput))
-                if isinstance(i, cls)}
+        """{'udp': port, 'tcp': port, 'relp': port} of the running listeners (port 0 in the config picks one)."""
+        kinds = (("udp", UdpInput), ("tcp", TcpInput), ("relp", RelpInput))
+        return {kind: i.port for i in self.inputs for kind, cls in kinds if isinstance(i, cls)}
 
     def counters(self) -> dict[str, int]:
         return self.spool.counters()

@@ -4,10 +4,11 @@ Each input runs in its own thread and never lets one bad client or line take it 
 
 - UDP: one datagram is one message. Oversize datagrams are counted and dropped; the kernel's
   own drops (socket buffer overflow) are read from `SO_RXQ_OVFL` and counted.
-- TCP: newline framing and RFC 6587 octet counting (`LEN SP MSG`), detected per frame; optional
-  TLS; a cap on connections and on message size; lines are spooled (committed) before more is
-  read from the socket, so when the spool is full the kernel's receive window closes and the
-  sender slows down (back-pressure) instead of anything being dropped.
+- TCP: newline framing and RFC 6587 octet counting (`framing`), optional TLS, fair connection
+  handling (`connections`); lines are spooled (committed) before more is read from the
+  socket, so when the spool is full the kernel's receive window closes and the sender slows
+  down (back-pressure) instead of anything being dropped.
+- RELP (`relp`): acknowledged delivery, each frame acknowledged once it is in the spool.
 - Files: globs, polled; rename rotation (the old file is read to its end first) and
   copytruncate (the file shrank) are followed; offsets are stored with the lines.
 """
@@ -25,41 +26,13 @@ import time
 from datetime import tzinfo
 from typing import Callable
 
-from .headers import HeaderError, event_time
+from .connections import Connection, ConnectionServer, Limits
+from .framing import Framer
+from .intake import Input
 from .spool import Spool
 
 log = logging.getLogger(__name__)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
-
-
-def header_time(line: bytes, received: float, zone: tzinfo, reference: float | None = None) -> tuple[float, bool]:
-    """(event time, header parsed) for spooling; the receive time when the header is unusable."""
-    from datetime import datetime, timezone
-
-    try:
-        text = line[:512].decode("utf-8", errors="replace")
-        ref = datetime.fromtimestamp(reference if reference is not None else received, tz=timezone.utc)
-        return event_time(text, ref, zone), True
-    except (HeaderError, ValueError, OverflowError):
-        return received, False
-
-
-class Input(threading.Thread):
-    """Base of the input threads: a stop event and failure isolation."""
-
-    def __init__(self, name: str, spool: Spool, zone: tzinfo, stop: threading.Event):
-        super().__init__(name=name, daemon=True)
-        self.spool, self.zone, self.stop_event = spool, zone, stop
-        self.ready = threading.Event()
-
-    def spool_lines(self, lines: list[bytes], origin: str, file_offset=None, reference: float | None = None) -> None:
-        received = time.time()
-        rows = []
-        for line in lines:
-            t, ok = header_time(line, received, self.zone, reference)
-            rows.append((t, received, origin, line, ok))
-        self.spool.count("received", len(rows))  # stored in the same transaction as the lines
-        self.spool.append(rows, file_offset)
 
 
 class UdpInput(Input):
@@ -119,155 +92,53 @@ class UdpInput(Input):
                     self._dropped_seen = total
 
 
-class TcpInput(Input):
-    def __init__(self, host: str, port: int, max_message_bytes: int, max_connections: int,
-                 tls: ssl.SSLContext | None = None, idle_timeout: float = 300.0, **kw):
-        super().__init__(f"syslog-tcp-{port}", **kw)
-        self.max_message_bytes, self.max_connections = max_message_bytes, max_connections
-        self.tls, self.idle_timeout = tls, idle_timeout
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # A modest receive buffer (inherited by connections) bounds what the kernel holds for
-        # a peer beyond what is spooled: back-pressure starts sooner, and less is in flight.
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
-        self.sock.bind((host, port))
-        self.sock.listen(128)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self._connections: set[socket.socket] = set()
-        self._workers: list[threading.Thread] = []
-        self._lock = threading.Lock()
+class TcpInput(ConnectionServer):
+    """Plain TCP syslog: newline or octet-counted framing (see `framing`), optional TLS.
 
-    def run(self) -> None:
-        self.ready.set()
-        while not self.stop_event.is_set():
-            try:
-                conn, peer = self.sock.accept()
-            except (TimeoutError, BlockingIOError):
-                continue
-            except OSError as exc:
-                if not self.stop_event.is_set():
-                    log.warning("%s: accept failed: %s", self.name, exc)
-                continue
-            with self._lock:
-                if len(self._connections) >= self.max_connections:
-                    self.spool.count("rejected_connections")
-                    conn.close()
-                    continue
-                self._connections.add(conn)
-            worker = threading.Thread(target=self._serve, args=(conn, peer), name=f"{self.name}-{peer[1]}", daemon=True)
-            self._workers = [w for w in self._workers if w.is_alive()] + [worker]
-            worker.start()
-        self.sock.close()
+    Lines are spooled (committed) before more is read from the socket, so when the spool is
+    full the kernel's receive window closes and the sender slows down instead of anything being
+    dropped here. What the kernel already accepted for a peer is lost if the process is killed:
+    plain TCP has no acknowledgement (use RELP for that).
+    """
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the acceptor and for every connection to drain (after `stop`)."""
-        super().join(timeout)
-        for worker in list(self._workers):
-            worker.join(timeout)
+    kind = "tcp"
 
-    @property
-    def active_connections(self) -> int:
-        with self._lock:
-            return len(self._connections)
+    def __init__(self, host: str, port: int, max_message_bytes: int, limits: Limits,
+                 tls: ssl.SSLContext | None = None, **kw):
+        super().__init__(host, port, limits, tls, **kw)
+        self.max_message_bytes = max_message_bytes
 
-    def _serve(self, raw: socket.socket, peer) -> None:
-        origin = f"tcp:{peer[0]}"
-        conn = raw
-        try:
-            if self.tls is not None:
-                raw.settimeout(10)
-                conn = self.tls.wrap_socket(raw, server_side=True)
-            conn.settimeout(0.5)
-            framer = Framer(self.max_message_bytes, self.spool.count)
-            idle_since = time.monotonic()
-            drain_until = None
-            while True:
-                if self.stop_event.is_set() and drain_until is None:
-                    # Shutting down: take in what the peer already sent (at most 2 s), then close.
-                    drain_until = time.monotonic() + 2.0
-                    conn.settimeout(0.1)
-                if drain_until is not None and time.monotonic() > drain_until:
-                    break
-                if drain_until is None:
-                    self.spool.wait_for_room(self.stop_event)  # back-pressure: stop reading while full
-                try:
-                    data = conn.recv(65536)
-                except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-                    if drain_until is not None or time.monotonic() - idle_since > self.idle_timeout:
-                        break
-                    continue
-                if not data:
-                    break
-                idle_since = time.monotonic()
-                lines = framer.feed(data)
-                if lines:
-                    self.spool_lines(lines, origin)
-            framer.close()
-        except (OSError, ssl.SSLError) as exc:
-            self.spool.count("connection_errors")
-            log.debug("%s: %s: %s", self.name, peer, exc)
-        finally:
-            with self._lock:
-                self._connections.discard(raw)  # the set holds the accepted socket, not its TLS wrapper
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-
-class Framer:
-    """Splits a TCP byte stream into messages: octet counting when a frame starts with a digit
-    (RFC 6587), else newline-terminated lines. Oversize and truncated frames are counted."""
-
-    def __init__(self, max_bytes: int, count: Callable[[str, int], None]):
-        self.max_bytes, self.count = max_bytes, count
-        self.buffer = b""
-        self.skipping = False  # inside an oversize newline-framed line
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self.buffer += data
-        out: list[bytes] = []
-        while self.buffer:
-            if self.skipping:
-                cut = self.buffer.find(b"\n")
-                if cut < 0:
-                    self.buffer = b""
-                    break
-                self.buffer, self.skipping = self.buffer[cut + 1:], False
-                continue
-            if self.buffer[:1].isdigit():
-                space = self.buffer.find(b" ", 0, 12)
-                if space > 0 and self.buffer[:space].isdigit():
-                    length = int(self.buffer[:space])
-                    if length > self.max_bytes:
-                        self.count("oversize", 1)
-                        self.buffer = self.buffer[space + 1:]
-                        self.skipping = True  # resynchronise at the next newline
-                        continue
-                    if len(self.buffer) < space + 1 + length:
-                        break  # wait for the rest of the frame
-                    out.append(self.buffer[space + 1: space + 1 + length].rstrip(b"\r\n"))
-                    self.buffer = self.buffer[space + 1 + length:].lstrip(b"\n")
-                    continue
-            cut = self.buffer.find(b"\n")
-            if cut < 0:
-                if len(self.buffer) > self.max_bytes:
-                    self.count("oversize", 1)
-                    self.buffer, self.skipping = b"", True
+    def serve(self, conn: Connection, stream: socket.socket) -> None:
+        origin = f"tcp:{conn.peer}"
+        framer = Framer(self.max_message_bytes, self.spool.count)
+        drain_until = None
+        while True:
+            if self.stop_event.is_set() and drain_until is None:
+                # Shutting down: take in what the peer already sent (at most 2 s), then close.
+                drain_until = time.monotonic() + 2.0
+                stream.settimeout(0.1)
+            if drain_until is not None and time.monotonic() > drain_until:
                 break
-            line = self.buffer[:cut].rstrip(b"\r")
-            self.buffer = self.buffer[cut + 1:]
-            if len(line) > self.max_bytes:
-                self.count("oversize", 1)
-            elif line:
-                out.append(line)
-        return [line for line in out if line]
-
-    def close(self) -> None:
-        if self.buffer.strip():
-            self.count("truncated", 1)  # the peer went away mid-frame
-        self.buffer = b""
+            if drain_until is None:
+                self.spool.wait_for_room(self.stop_event)  # back-pressure: stop reading while full
+            try:
+                data = stream.recv(65536)
+            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+                stale = framer.flush_stale()
+                if stale:
+                    self.spool_lines(stale, origin)
+                if drain_until is not None or self.should_close(conn):
+                    break
+                continue
+            if not data:
+                break
+            conn.touch()
+            lines = framer.feed(data)
+            if lines:
+                self.spool_lines(lines, origin)
+        rest = framer.close()
+        if rest:
+            self.spool_lines(rest, origin)
 
 
 class FileInput(Input):

@@ -29,7 +29,11 @@ CREATE INDEX IF NOT EXISTS lines_t ON lines (t, id);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS delivered (origin TEXT NOT NULL, digest BLOB NOT NULL, id INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS delivered_origin ON delivered (origin, id);
 """
+RECENT_PER_ORIGIN = 4096  # more than a RELP client keeps unanswered (rsyslog's window: 128)
+COUNTER_FLUSH_SECONDS = 1.0
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Spool:
         self._db.executescript(SCHEMA)
         self._count = self._db.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
         self._pending_counts: dict[str, int] = {}
+        self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         with self._lock:
@@ -71,14 +76,20 @@ class Spool:
             time.sleep(0.05)
 
     def append(self, rows: Iterable[tuple[float, float, str, bytes, bool]],
-               file_offset: tuple[str, int, int, int] | None = None) -> int:
-        """Insert (t, received, origin, line, header_ok) rows, and a file's new offset, atomically."""
+               file_offset: tuple[str, int, int, int] | None = None, digests: list[bytes] | None = None,
+               counts: dict[str, int] | None = None) -> int:
+        """Insert (t, received, origin, line, header_ok) rows, a file's new offset, the lines'
+        digests (RELP) and counter increments, atomically."""
         rows = list(rows)
         with self._lock:
+            for name, n in (counts or {}).items():
+                self._pending_counts[name] = self._pending_counts.get(name, 0) + n
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO lines (t, received, origin, line, header_ok) VALUES (?, ?, ?, ?, ?)",
                                      rows)
+                if digests:
+                    self._remember(rows[0][2], digests)
                 if file_offset is not None:
                     self._db.execute("INSERT INTO files (path, dev, ino, offset) VALUES (?, ?, ?, ?) ON CONFLICT (path) "
                                      "DO UPDATE SET dev = excluded.dev, ino = excluded.ino, offset = excluded.offset",
@@ -97,6 +108,20 @@ class Spool:
             self._count += len(rows)
         return len(rows)
 
+    def _remember(self, origin: str, digests: list[bytes]) -> None:
+        last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'lines'").fetchone()[0]
+        first = last - len(digests) + 1
+        self._db.executemany("INSERT INTO delivered (origin, digest, id) VALUES (?, ?, ?)",
+                             [(origin, d, first + i) for i, d in enumerate(digests)])
+        self._db.execute("DELETE FROM delivered WHERE origin = ? AND id <= (SELECT id FROM delivered WHERE origin = ? "
+                         "ORDER BY id DESC LIMIT 1 OFFSET ?)", (origin, origin, RECENT_PER_ORIGIN))
+
+    def recent_digests(self, origin: str) -> set[bytes]:
+        """Digests of the last messages committed from `origin` (RELP's duplicate check)."""
+        with self._lock:
+            rows = self._db.execute("SELECT digest FROM delivered WHERE origin = ?", (origin,)).fetchall()
+        return {bytes(r[0]) for r in rows}
+
     def file_offsets(self) -> dict[str, tuple[int, int, int]]:
         with self._lock:
             rows = self._db.execute("SELECT path, dev, ino, offset FROM files").fetchall()
@@ -104,18 +129,19 @@ class Spool:
 
     # ------------------------------------------------------------------ counters
     def count(self, name: str, n: int = 1) -> None:
-        """Add to a counter; stored with the next append (or close)."""
-        self._pending_counts[name] = self._pending_counts.get(name, 0) + n
+        """Add to a counter; stored with the next append, or within a second when no append
+        comes (drops while the spool is full must reach `siem-gad status` too)."""
+        with self._lock:
+            self._pending_counts[name] = self._pending_counts.get(name, 0) + n
+            if time.monotonic() - self._flushed_at >= COUNTER_FLUSH_SECONDS:
+                self._flush_counts()
 
     def _flush_counts(self) -> None:
         counts, self._pending_counts = self._pending_counts, {}
+        self._flushed_at = time.monotonic()
         for name, n in counts.items():
             self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
                              "DO UPDATE SET value = value + excluded.value", (name, n))
-
-    def flush_counts(self) -> None:
-        with self._lock:
-            self._flush_counts()
 
     def counters(self) -> dict[str, int]:
         with self._lock:
