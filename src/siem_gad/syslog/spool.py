@@ -60,10 +60,15 @@ class Spool:
         self._count = self._db.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
         self._pending_counts: dict[str, int] = {}
         self._flushed_at = time.monotonic()
+        self._flush_timer: threading.Timer | None = None
+        self._closed = False
 
     def close(self) -> None:
         with self._lock:
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
             self._flush_counts()
+            self._closed = True
             self._db.close()
 
     # ------------------------------------------------------------------ writing
@@ -133,7 +138,19 @@ class Spool:
         comes (drops while the spool is full must reach `siem-gad status` too)."""
         with self._lock:
             self._pending_counts[name] = self._pending_counts.get(name, 0) + n
+            if self._closed:
+                return
             if time.monotonic() - self._flushed_at >= COUNTER_FLUSH_SECONDS:
+                self._flush_counts()
+            elif self._flush_timer is None:
+                self._flush_timer = threading.Timer(COUNTER_FLUSH_SECONDS, self._timed_flush)
+                self._flush_timer.daemon = True
+                self._flush_timer.start()
+
+    def _timed_flush(self) -> None:
+        with self._lock:
+            self._flush_timer = None
+            if not self._closed and self._pending_counts:
                 self._flush_counts()
 
     def _flush_counts(self) -> None:
