@@ -543,7 +543,28 @@ def kibana_import(config: Path) -> None:
 
 
 def main() -> None:
-    cli(prog_name="siem-gad")
+    """The console entry point: every message leaves with credentials masked, and an unexpected
+    error is one line (the traceback with `--log-level DEBUG`), never a dump."""
+    import logging
+    import traceback
+
+    from .redact import redact
+
+    try:
+        code = cli.main(prog_name="siem-gad", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.message = redact(exc.message)
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a clear message, no secrets
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            click.echo(redact(traceback.format_exc()), err=True)
+        click.echo(f"Error: {type(exc).__name__}: {redact(str(exc))} (--log-level DEBUG shows the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -211,4 +211,26 @@ def validate_components(config: AppConfig, host: PluginHost) -> list[Problem]:
         check("graph_builders", job.graph, ("jobs", job_name, "graph"))
         for det_name, det in job.detectors.items():
             check("detectors", det, ("jobs", job_name, "detectors", det_name))
+    unwritable = unwritable_reason(config.state_path)
+    if unwritable:
+        problems.append(doc.problem(("state_dir",), unwritable))
     return problems
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why siem-gad could not keep its state in `directory`, or None when it can. Tried for
+    real (a temporary file in the directory, or in its first existing parent): permission bits
+    alone say nothing for root or on a read-only file system."""
+    import tempfile
+
+    probe = Path(directory)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{directory} cannot be created: {probe} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"{directory} is not writable: {exc.strerror or exc} ({probe})"
+    return None

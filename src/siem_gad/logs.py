@@ -20,12 +20,22 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["error.stack_trace"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            doc["error.stack_trace"] = record.exc_text
         doc.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
         return json.dumps(doc, default=str)
 
 
+# Client libraries that log every failed request, with a full traceback, at WARNING: the
+# client wrapper already logs each retry in one line, so they speak only at DEBUG.
+CHATTY_LIBRARIES = ("opensearch", "elastic_transport", "elasticsearch", "urllib3")
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    from .redact import RedactingFilter
+
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -33,5 +43,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("apscheduler", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    for noisy in CHATTY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR)

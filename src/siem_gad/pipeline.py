@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import AppConfig, component_params, load_config, validate_components
+from .errors import OperationalError
 from .plugins import PluginHost, load_host
 from .rules import RuleSet, Suppressor, load_rules
 from .state import ModelRecord, PassRecord, StateStore
@@ -275,7 +276,10 @@ class JobRunner:
                 outcome.quarantined = max(outcome.quarantined, self._quarantined_so_far() - before)
                 return outcome
             except Exception as exc:  # noqa: BLE001 - recorded, reported, retried next schedule
-                log.exception("%s: pass failed: %s", self.name, exc)
+                if isinstance(exc, OperationalError):
+                    log.error("%s: pass failed: %s", self.name, exc)
+                else:
+                    log.exception("%s: pass failed: %s", self.name, exc)
                 self.app.state.record_pass(PassRecord(self.name, began, None, None, 0, 0, 0,
                                                       (utcnow() - began).total_seconds(), "error", f"{type(exc).__name__}: {exc}"))
                 return PassOutcome(self.name, "error", f"{type(exc).__name__}: {exc}")

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from .redact import redact
 from .timeutil import isoformat, parse_time, utcnow
 
 SCHEMA = """
@@ -163,7 +164,7 @@ class StateStore:
             "status, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (r.job, isoformat(r.started_at), r.window_start and isoformat(r.window_start),
              r.window_end and isoformat(r.window_end), r.events, r.alerts, r.quarantined, round(r.duration_s, 3),
-             r.status, r.message))
+             r.status, redact(r.message)))
 
     def passes(self, job: str, limit: int = 5) -> list[PassRecord]:
         rows = self._query(
@@ -197,7 +198,7 @@ class StateStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sink, alert_id) DO UPDATE SET "
                     "document = excluded.document, status = excluded.status, error = excluded.error, "
                     "attempts = attempts + 1, updated_at = excluded.updated_at, replayed_at = NULL",
-                    (sink, document["siem_gad"]["alert_id"], json.dumps(document, default=str), status, error, now, now))
+                    (sink, document["siem_gad"]["alert_id"], json.dumps(document, default=str), status, redact(error), now, now))
 
     def dead_letters(self, sink: str | None = None, *, pending: bool = True) -> list[DeadLetter]:
         sql = ("SELECT id, sink, alert_id, document, status, error, attempts, created_at, replayed_at "

@@ -2,6 +2,12 @@
 
 Every error names the file, the line where it can be found, and the key path
 (`jobs.network.window`), so that a user never has to guess where a problem is.
+
+The loader is bounded against hostile files: at most `MAX_FILE_BYTES` of text, and at most
+`MAX_NODES` values once aliases are expanded (a "billion laughs" file of nested aliases is a few
+hundred bytes that expand to billions of values), and no alias that contains itself. The
+check runs on PyYAML's node graph, where an alias is one shared node, before anything is
+expanded or constructed.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from typing import Any, Iterable
 
 import yaml
 
+MAX_FILE_BYTES = 4 << 20
+MAX_NODES = 200_000
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 KeyPath = tuple[str | int, ...]
@@ -70,6 +78,36 @@ class YamlDocument:
         return Problem(self.file, tuple(path), message, self.line_of(tuple(path)))
 
 
+def check_expansion(file: Path, root: yaml.Node) -> None:
+    """Refuse a node graph that expands to more than MAX_NODES values, or holds an alias to
+    one of its own ancestors (which would expand forever)."""
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in ancestors:
+            raise ConfigError([Problem(file, (), "a YAML alias refers to a value that contains it (recursive alias)",
+                                       node.start_mark.line + 1)])
+        ancestors.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        ancestors.discard(key)
+        if total > MAX_NODES:
+            raise ConfigError([Problem(file, (), f"YAML expands to more than {MAX_NODES} values through aliases "
+                                                 "(an alias bomb?); write the values out or use fewer aliases",
+                                       node.start_mark.line + 1)])
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
 def _collect_lines(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
     # setdefault: a key's own line wins over the line where its value starts.
     out.setdefault(path, node.start_mark.line + 1)
@@ -87,14 +125,26 @@ def load_yaml(file: Path, environ: dict[str, str] | None = None) -> YamlDocument
     """Read a YAML file, interpolate `${VAR}` / `${VAR:-default}` in string values."""
     file = Path(file)
     try:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError([Problem(file, (), f"file is {size} bytes; configuration and rule files are limited to "
+                                                 f"{MAX_FILE_BYTES} bytes")])
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(file, (), "file not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(file, (), "is a directory, not a YAML file")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(file, (), f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                check_expansion(file, node)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None

@@ -29,6 +29,8 @@ from typing import Any, Callable, Literal, TypeVar
 from pydantic import Field, SecretStr, model_validator
 
 from ..components import Params
+from ..errors import OperationalError
+from ..redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,11 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
-class ElasticError(RuntimeError):
+class ElasticError(OperationalError):
     """A failed request: `status` is the HTTP status, 0 when the cluster could not be reached."""
 
     def __init__(self, message: str, status: int = 0):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
 
     @property

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..components import Params
+from ..errors import OperationalError
 from ..elastic.client import RETRYABLE_STATUS, ConnectionParams, ElasticError, UsesCluster, describe_error
 from ..elastic.mappings import alert_mappings, field_types
 from ..hookspecs import hookimpl
@@ -42,7 +43,7 @@ class LifecycleParams(Params):
     delete_after: str | None = Field("365d", description="delete alerts this long after rollover; null keeps them")
 
 
-class SinkRejected(RuntimeError):
+class SinkRejected(OperationalError):
     """The sink could not store a batch even after retrying; the checkpoint must not move."""
 
 
