@@ -84,3 +84,11 @@ def read_alerts(path: Path) -> list[dict]:
 @pytest.fixture
 def small_config(tmp_path: Path) -> Path:
     return make_config(tmp_path / "deploy")
+
+
+# Hypothesis: `ci` keeps the fuzz suite short; `HYPOTHESIS_PROFILE=bench` runs 20x as many examples.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", max_examples=300, deadline=None)
+_hypothesis_settings.register_profile("bench", max_examples=6000, deadline=None)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

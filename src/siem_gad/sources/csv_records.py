@@ -146,7 +146,12 @@ class RecordScanner:
             if joined is None:
                 break  # following a growing file: the rest of the record may still come
             record_text, record_end, used = joined
-            fields = next(csv.reader([record_text], delimiter=self.delimiter), [])
+            try:
+                fields = next(csv.reader([record_text], delimiter=self.delimiter), [])
+            except csv.Error as exc:  # e.g. a bare CR inside an unquoted field
+                scan.bad.append(BadRecord(number, start, f"CSV syntax: {exc}", text.rstrip("\r\n")))
+                scan.end_offset, scan.end_line = after, number
+                continue
             if used and len(fields) == width:
                 scan.records.append(Record(number, start, fields, record_text.rstrip("\r\n")))
                 scan.end_offset, scan.end_line = record_end, number + used - 1

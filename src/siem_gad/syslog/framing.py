@@ -21,7 +21,7 @@ import time
 from typing import Callable
 
 NEXT_HEADER = re.compile(rb"\n<\d{1,3}>")
-FRAME_START = re.compile(rb"[<\r\n]|\d{1,10} <|\d{0,10}$")  # what may follow a frame (or is too short to tell)
+FRAME_START = re.compile(rb"[<\r\n]|\d{1,10} <|\d{0,10} ?$")  # what may follow a frame (or is too short to tell)
 
 
 class Framer:
@@ -104,6 +104,8 @@ class Framer:
         """The next octet-counted message; None to wait for more bytes; False when the buffer
         does not start with a trustworthy octet-counted frame (read it as a line)."""
         space = self.buffer.find(b" ", 0, 12)
+        if space < 0 and len(self.buffer) <= 10 and self.buffer.isdigit():
+            return None  # the length has not fully arrived
         if space <= 0 or not self.buffer[:space].isdigit():
             return False
         if len(self.buffer) < space + 2:
