@@ -135,3 +135,38 @@ def test_relp_parser_reads_split_frames_skips_oversize_ones_and_refuses_garbage(
             RelpParser(1024).feed(garbage)
     with pytest.raises(RelpError):
         Session(_Server(_Spool()), "relp:x").handle([(1, "syslog", b"<13>a")])  # before open
+
+
+def test_relp_over_tls_acknowledges_each_message_once_spooled(tmp_path: Path):
+    """RELP with a configured certificate (the same listener code as TCP's TLS)."""
+    import socket
+    import ssl
+    import subprocess
+
+    from siem_gad.sources.syslog import SyslogSource
+    from siem_gad.state import StateStore
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    src = SyslogSource(relp={"port": 0, "tls": {"cert_file": str(cert), "key_file": str(key)}}).bind(
+        "relp", StateStore(tmp_path / "state"))
+    src.start()
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        with socket.create_connection(("127.0.0.1", src.ports()["relp"])) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            messages = [b"<38>1 2026-01-05T00:00:0%dZ h sshd 1 - - Accepted password for bob from 10.0.0.%d" % (n, n)
+                        for n in range(3)]
+            tls.sendall(OPEN + b"".join(b"%d syslog %d %s\n" % (n + 2, len(m), m) for n, m in enumerate(messages)))
+            replies = b""
+            while replies.count(b" rsp ") < 4:
+                replies += tls.recv(4096)
+            assert all(response(n + 2) in replies for n in range(3))
+            # every acknowledged message is already committed
+            assert [line.line for line in src.spool.lines(0, 2e9, src.spool.max_id())] == messages
+            tls.sendall(b"5 close 0\n")
+            assert tls.recv(4096).startswith(b"5 rsp 0\n")
+    finally:
+        src.close()

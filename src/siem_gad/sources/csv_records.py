@@ -7,8 +7,10 @@ lines itself and hands the reader one record at a time:
 - a line without an open quoted field is one record;
 - a line that ends inside a quoted field is joined with the lines after it until the quote
   closes, for at most `max_record_lines` lines and `max_record_bytes` bytes;
-- when the quote never closes within those bounds, or the joined record has the wrong number
-  of fields, only the first line is quarantined and scanning resumes at the line after it.
+- when the quote never closes within those bounds, the joined record does not parse strictly
+  (its closing quote is followed by more text: one stray quote met another), or it has the
+  wrong number of fields, only the first line is quarantined and scanning resumes at the line
+  after it.
 
 Every line is accounted for: it is part of a record, blank, or in `bad` with its 1-based line
 number, byte offset, the reason and its raw text (up to `max_record_bytes`, marked when cut).
@@ -147,9 +149,13 @@ class RecordScanner:
                 break  # following a growing file: the rest of the record may still come
             record_text, record_end, used = joined
             try:
-                fields = next(csv.reader([record_text], delimiter=self.delimiter), [])
-            except csv.Error as exc:  # e.g. a bare CR inside an unquoted field
-                scan.bad.append(BadRecord(number, start, f"CSV syntax: {exc}", text.rstrip("\r\n")))
+                # A quoted field over several lines must close cleanly (strict): a stray quote
+                # that merely meets another stray quote lines later is no record.
+                fields = next(csv.reader([record_text], delimiter=self.delimiter, strict=used > 1), [])
+            except csv.Error as exc:  # a bare CR in an unquoted field, text after a closing quote ...
+                reason = (f"unbalanced quote: the quoted field from this line does not close cleanly ({exc})"
+                          if used > 1 else f"CSV syntax: {exc}")
+                scan.bad.append(BadRecord(number, start, reason, text.rstrip("\r\n")))
                 scan.end_offset, scan.end_line = after, number
                 continue
             if used and len(fields) == width:

@@ -23,13 +23,11 @@ import ssl
 import struct
 import threading
 import time
-from datetime import tzinfo
 from typing import Callable
 
 from .connections import Connection, ConnectionServer, Limits
 from .framing import Framer
 from .intake import Input
-from .spool import Spool
 
 log = logging.getLogger(__name__)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
