@@ -15,11 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
-from .elastic.kibana import KibanaConfig
+from .components import Params
 from .timeutil import parse_duration, parse_time
-from .yamlfile import ConfigError, Problem, YamlDocument, load_yaml
+from .yamlfile import ConfigError, Problem, load_yaml
 
 if TYPE_CHECKING:
     from .plugins import PluginHost
@@ -77,6 +77,20 @@ class JobConfig(Strict):
     detectors: dict[Name, DetectorSpec] = Field(min_length=1)
     sinks: list[Name] = Field(default_factory=list)
 
+class KibanaConfig(Params):
+    """The `kibana:` section of the config: where `siem-gad kibana import` posts the objects."""
+
+    url: str = Field(..., description="Kibana base URL, e.g. https://kibana.example:5601")
+    space: str | None = Field(None, description="Kibana space id (default space when unset)")
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    verify_certs: bool = True
+    sink: str | None = Field(None, description="the elasticsearch sink whose index the data view shows")
+    request_timeout: float = 30.0
+
+
 class AppConfig(Strict):
     state_dir: Path = Path("state")
     plugins_dir: Path | None = None
@@ -124,21 +138,6 @@ class AppConfig(Strict):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _pydantic_problems(doc: YamlDocument, error: ValidationError, prefix: tuple = ()) -> list[Problem]:
-    problems = []
-    for item in error.errors():
-        path = prefix + tuple(item["loc"])
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see docs/configuration.md)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        elif "input" in item and item["type"] not in ("dict_type", "model_type"):
-            message = f"{message} (got {item['input']!r})"
-        problems.append(doc.problem(path, message))
-    return problems
-
-
 def load_config(file: str | Path, environ: dict[str, str] | None = None) -> AppConfig:
     """Parse and validate the structure of a config file (no plugins needed)."""
     file = Path(file).resolve()
@@ -149,7 +148,7 @@ def load_config(file: str | Path, environ: dict[str, str] | None = None) -> AppC
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(doc, exc)) from None
+        raise ConfigError(doc.validation_problems(exc)) from None
     config.file = file
     config.document = doc
     problems = []
@@ -182,7 +181,7 @@ def component_params(config: AppConfig, spec: ComponentSpec, cls: type, path: tu
     try:
         validated = params_model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(config.document, exc, path)) from None
+        raise ConfigError(config.document.validation_problems(exc, path)) from None
     values = {key: getattr(validated, key) for key in type(validated).model_fields}
     return {key: config.resolve(v) if isinstance(v, Path) else v for key, v in values.items()}
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from .config import AppConfig, Duration, Name, Strict, _pydantic_problems
+from .config import AppConfig, Duration, Name, Strict
 from .yamlfile import ConfigError, Problem, load_yaml
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def load_rules(config: AppConfig) -> RuleSet:
         try:
             rule = Rule.model_validate(data)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(doc, exc))
+            problems.extend(doc.validation_problems(exc))
             continue
         rule.file = path
         if rule.id in seen:

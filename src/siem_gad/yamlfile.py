@@ -16,9 +16,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 MAX_FILE_BYTES = 4 << 20
 MAX_NODES = 200_000
@@ -76,6 +79,22 @@ class YamlDocument:
 
     def problem(self, path: KeyPath, message: str) -> Problem:
         return Problem(self.file, tuple(path), message, self.line_of(tuple(path)))
+
+    def validation_problems(self, error: "ValidationError", prefix: KeyPath = ()) -> list[Problem]:
+        """A pydantic validation error as problems with file, line and key path, worded for
+        people who write YAML rather than Python."""
+        problems = []
+        for item in error.errors():
+            path = tuple(prefix) + tuple(item["loc"])
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = "unknown key (check the spelling; see docs/configuration.md)"
+            elif item["type"] == "missing":
+                message = "required key is missing"
+            elif "input" in item and item["type"] not in ("dict_type", "model_type"):
+                message = f"{message} (got {item['input']!r})"
+            problems.append(self.problem(path, message))
+        return problems
 
 
 def check_expansion(file: Path, root: yaml.Node) -> None:

@@ -11,12 +11,10 @@ tests check it is current and that every field it uses is mapped with a fitting 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
 
-from ..components import Params
+from ..config import KibanaConfig
 
 DATA_VIEW_ID = "siem-gad-alerts"
 DASHBOARD_ID = "siem-gad-overview"
@@ -116,20 +114,6 @@ def saved_objects(index: str = "siem-gad-alerts") -> list[dict[str, Any]]:
 
 def to_ndjson(objects: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(obj, sort_keys=True) + "\n" for obj in objects)
-
-
-class KibanaConfig(Params):
-    """The `kibana:` section of the config: where `siem-gad kibana import` posts the objects."""
-
-    url: str = Field(..., description="Kibana base URL, e.g. https://kibana.example:5601")
-    space: str | None = Field(None, description="Kibana space id (default space when unset)")
-    api_key: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    ca_file: Path | None = None
-    verify_certs: bool = True
-    sink: str | None = Field(None, description="the elasticsearch sink whose index the data view shows")
-    request_timeout: float = 30.0
 
 
 def import_saved_objects(config: KibanaConfig, ndjson: str) -> dict[str, Any]:

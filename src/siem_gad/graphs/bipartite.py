@@ -30,7 +30,7 @@ from pydantic import Field
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..hookspecs import hookimpl
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
+from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,8 +103,8 @@ class BipartiteGraphBuilder(GraphBuilder):
         edge_attr = np.empty((m, len(EDGE_FEATURES)), np.float32)
         k = kernels.window_nodes(edge_ptr, edge_key, batch.n_src, batch.n_dst, edge_sums, edge_index, node_kind,
                                  value_index, node_ptr, x, edge_attr)
-        node_kind, x = node_kind[:k], _log_scale(x[:k], keep=(0, 7))
-        edge_attr = _log_scale(edge_attr, keep=(3,))
+        node_kind, x = node_kind[:k], arrays.log_scale(x[:k], keep=(0, 7))
+        edge_attr = arrays.log_scale(edge_attr, keep=(3,))
         node_value = batch.values[value_index[:k]]
 
         # -- slice into windows
@@ -160,9 +160,9 @@ class _EncodedEvents:
     @classmethod
     def of(cls, events: "pd.DataFrame", p: "BipartiteGraphBuilder.Params", grid: WindowGrid) -> "_EncodedEvents":
         n = len(events)
-        stamps = _nanoseconds(events[TIMESTAMP])
-        src, src_values = _codes(events[p.source_field], native=True)
-        dst, dst_values = _codes(events[p.target_field], native=True)
+        stamps = arrays.nanoseconds(events[TIMESTAMP])
+        src, src_values = arrays.codes(events[p.source_field], native=True)
+        dst, dst_values = arrays.codes(events[p.target_field], native=True)
         n_src, n_dst = max(len(src_values), 1), max(len(dst_values), 1)
         values = np.empty(n_src + n_dst, dtype=object)
         values[:len(src_values)], values[n_src:n_src + len(dst_values)] = src_values, dst_values
@@ -175,9 +175,9 @@ class _EncodedEvents:
             columns = [column[order] for column in columns]
         stamps, src, dst, nbytes, outcome, port, event_ids = columns
         key_space, n_dst_keys, pair_key = n_src * n_dst, n_dst, None
-        if key_space > DENSE_LIMIT:  # too many entities for dense slots: number the pairs by hashing first
+        if key_space > arrays.DENSE_LIMIT:  # too many entities for dense slots: number the pairs by hashing first
             present = (src >= 0) & (dst >= 0)
-            pair, pair_key = _group_ids(np.where(present, src.astype(np.int64) * n_dst + dst, 0), key_space)
+            pair, pair_key = arrays.group_ids(np.where(present, src.astype(np.int64) * n_dst + dst, 0), key_space)
             src, dst = np.where(present, pair, -1), np.zeros(n, np.int8)
             key_space, n_dst_keys = max(len(pair_key), 1), 1
         return cls(stamps, grid.start_ns, grid.size_ns, src, dst, n_src,
@@ -224,7 +224,7 @@ def _failure_codes(events: "pd.DataFrame", column: str | None) -> tuple[np.ndarr
     """Outcome codes (-1 missing) and, per code, 1.0 when the value reads as a failure."""
     if not column or column not in events.columns:
         return np.full(len(events), -1, np.int8), np.zeros(0)
-    codes, values = _codes(events[column], native=True)
+    codes, values = arrays.codes(events[column], native=True)
     return codes, np.array([str(v).lower() in FAILURE_VALUES for v in values], dtype=np.float64)
 
 
@@ -232,13 +232,13 @@ def _port_codes(events: "pd.DataFrame", column: str | None) -> tuple[np.ndarray,
     """Port codes (-1 missing) numbered 0 .. count-1, and the count."""
     if not column or column not in events.columns:
         return np.full(len(events), -1, np.int8), 1
-    codes, values = _small_int_codes(events[column])
+    codes, values = arrays.small_int_codes(events[column])
     return codes, max(len(values), 1)
 
 
 def window_numbers(events: "pd.DataFrame", grid: WindowGrid) -> np.ndarray:
     """Each event's window in `grid` (negative before it, >= grid.count after it)."""
-    return (_nanoseconds(events[TIMESTAMP]) - grid.start_ns) // grid.size_ns
+    return (arrays.nanoseconds(events[TIMESTAMP]) - grid.start_ns) // grid.size_ns
 
 
 def windowed_rows(events: "pd.DataFrame", grid: WindowGrid, required: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -258,8 +258,8 @@ def host_codes(events: "pd.DataFrame", source_field: str, target_field: str) -> 
     whichever end of a flow it is on), and the vocabulary."""
     import pandas as pd
 
-    src, src_values = _codes(events[source_field])
-    dst, dst_values = _codes(events[target_field])
+    src, src_values = arrays.codes(events[source_field])
+    dst, dst_values = arrays.codes(events[target_field])
     hosts = pd.Index(src_values, dtype=object).append(pd.Index(dst_values, dtype=object)).unique()
     src_map = np.append(hosts.get_indexer(src_values), -1)
     dst_map = np.append(hosts.get_indexer(dst_values), -1)
@@ -279,7 +279,7 @@ def host_nodes(group: np.ndarray, src: np.ndarray, dst: np.ndarray, n_hosts: int
     n_hosts = max(n_hosts, 1)
     ends = np.empty(2 * len(src), np.int64)
     ends[0::2], ends[1::2] = group * n_hosts + src, group * n_hosts + dst
-    end_node, node_key = _group_ids(ends, groups * n_hosts)
+    end_node, node_key = arrays.group_ids(ends, groups * n_hosts)
     node_group, node_host = np.divmod(node_key, n_hosts)
     return end_node[0::2], end_node[1::2], node_group, node_host
 
@@ -292,75 +292,6 @@ def distinct_per_group(group: np.ndarray, codes: np.ndarray, n_codes: int, group
     width = max(n_codes, 1)
     pairs = pd.unique(group[present] * width + codes[present])
     return np.bincount(pairs // width, minlength=groups).astype(np.float64)
-
-
-def _stack32(columns: list[np.ndarray]) -> np.ndarray:
-    """Columns -> one float32 matrix (filled column by column, without a float64 copy)."""
-    out = np.empty((len(columns[0]), len(columns)), dtype=np.float32)
-    for i, column in enumerate(columns):
-        out[:, i] = column
-    return out
-
-
-def _log_scale(features: np.ndarray, keep: tuple[int, ...]) -> np.ndarray:
-    """log1p of every column but those in `keep`, in place (one contiguous pass is several
-    times faster than column by column)."""
-    kept = features[:, list(keep)].copy()
-    np.log1p(features, out=features)
-    features[:, list(keep)] = kept
-    return features
-
-
-def _nanoseconds(stamps: "pd.Series") -> np.ndarray:
-    """Epoch nanoseconds of a datetime column of any resolution (pandas 3 parses to us or s)."""
-    if getattr(stamps.dt, "unit", "ns") != "ns":
-        stamps = stamps.dt.as_unit("ns")
-    return stamps.array.asi8
-
-
-def _codes(column: "pd.Series", native: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes (-1 for missing) and the values they stand for; no hashing for categoricals.
-
-    Codes are int64, or with `native` a categorical's own narrow integers (no copy; for kernels,
-    not for arithmetic that could overflow them).
-    """
-    import pandas as pd
-
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
-        return codes if native else codes.astype(np.int64), np.asarray(column.cat.categories, dtype=object)
-    codes, values = pd.factorize(column, use_na_sentinel=True)
-    return codes.astype(np.int64), np.asarray(values, dtype=object)
-
-
-DENSE_LIMIT = 1 << 24  # slot-array entries (int64: 128 MiB at most); beyond it, hash
-
-
-def _group_ids(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Number the distinct values of `keys` (all in [0, size)) in order of first occurrence.
-
-    Returns (id of each element, the distinct keys by id): one compiled pass over a dense slot
-    array within the dense limit, hashing (pandas) beyond it.
-    """
-    import pandas as pd
-
-    if size > DENSE_LIMIT:
-        codes, uniques = pd.factorize(keys)
-        return codes.astype(np.int64), uniques.astype(np.int64)
-    from . import kernels
-
-    return kernels.dense_ids(np.ascontiguousarray(keys, dtype=np.int64), size)
-
-
-def _small_int_codes(column: "pd.Series") -> tuple[np.ndarray, np.ndarray]:
-    """Codes for a column of ports and similar small non-negative integers, without hashing."""
-    import pandas as pd
-
-    if not isinstance(column.dtype, pd.CategoricalDtype) and pd.api.types.is_integer_dtype(column.dtype):
-        values = column.to_numpy()
-        if len(values) and values.min() >= 0 and values.max() < 1 << 17:
-            return _group_ids(values.astype(np.int64), int(values.max()) + 1)
-    return _codes(column)
 
 
 @hookimpl

@@ -23,7 +23,6 @@ With `label_field` set, each flow node carries its label ('benign', the attack c
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,8 +32,8 @@ from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..hookspecs import hookimpl
 from ..labeling import event_classes
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
-from .bipartite import _codes, _stack32, distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
+from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from .bipartite import distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -151,9 +150,9 @@ class HostFlowGraphBuilder(GraphBuilder):
         into = np.bincount(dst_node, minlength=count).astype(np.float64)
         both = np.concatenate([src_node, dst_node])
         peers = distinct_per_group(both, np.concatenate([dst_node, src_node]), count, count)
-        info = np.array([_address_info(h, self.params.ip_bits) for h in hosts], dtype=np.float64).reshape(len(hosts), -1)
+        info = np.array([arrays.address_info(h, self.params.ip_bits) for h in hosts], dtype=np.float64).reshape(len(hosts), -1)
         columns = [np.log1p(out), np.log1p(into), np.log1p(peers)]
-        return np.hstack([_stack32(columns), info[node_host].astype(np.float32)]) if count else np.zeros(
+        return np.hstack([arrays.stack32(columns), info[node_host].astype(np.float32)]) if count else np.zeros(
             (0, len(self.host_feature_names)), np.float32)
 
     def _flow_features(self, events: "pd.DataFrame", rows: np.ndarray) -> np.ndarray:
@@ -172,7 +171,7 @@ class HostFlowGraphBuilder(GraphBuilder):
             port = event_numbers(events, p.port_field, rows, n)
             columns += [(port < 1024).astype(float), ((port >= 1024) & (port < 49152)).astype(float),
                         (port >= 49152).astype(float), np.log1p(port) / np.log(65536)]
-        return _stack32([np.asarray(c, dtype=np.float64) for c in columns]) if n else np.zeros(
+        return arrays.stack32([np.asarray(c, dtype=np.float64) for c in columns]) if n else np.zeros(
             (0, len(self.flow_feature_names)), np.float32)
 
     def _empty(self, grid: WindowGrid, index: int, names: tuple[str, ...], kinds) -> GraphWindow:
@@ -184,25 +183,12 @@ class HostFlowGraphBuilder(GraphBuilder):
                            edge_feature_names=(), kind_features=kinds)
 
 
-def _address_info(value: object, bits: bool) -> list[float]:
-    """[private] (+ 16 bits of the last two octets): zeros for values that are not addresses."""
-    try:
-        address = ipaddress.ip_address(str(value))
-    except ValueError:
-        return [0.0] * (17 if bits else 1)
-    info = [float(address.is_private)]
-    if bits:
-        low = int(address) & 0xFFFF
-        info += [float((low >> (15 - b)) & 1) for b in range(16)]
-    return info
-
-
 def _one_hot(events: "pd.DataFrame", field_name: str, values: list[str], rows: np.ndarray) -> list[np.ndarray]:
     """One column per listed value (compared case-insensitively) and one for any other value."""
     n = len(rows)
     if field_name not in events.columns:
         return [np.zeros(n) for _ in values] + [np.zeros(n)]
-    codes, seen = _codes(events[field_name])
+    codes, seen = arrays.codes(events[field_name])
     codes = codes[rows]
     wanted = {str(v).lower(): i for i, v in enumerate(values)}
     slot = np.array([wanted.get(str(v).lower(), len(values)) for v in seen] + [-1], dtype=np.int64)
@@ -215,7 +201,7 @@ def _history_flags(events: "pd.DataFrame", field_name: str, rows: np.ndarray) ->
     letters = list(HISTORY_FLAGS) + list(HISTORY_FLAGS.lower())
     if field_name not in events.columns:
         return [np.zeros(len(rows)) for _ in letters]
-    codes, seen = _codes(events[field_name])
+    codes, seen = arrays.codes(events[field_name])
     table = np.array([[float(c in str(v)) for c in letters] for v in seen] + [[0.0] * len(letters)])
     flags = table[codes[rows]]
     return [flags[:, i] for i in range(len(letters))]

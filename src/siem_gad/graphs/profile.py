@@ -31,8 +31,8 @@ from ..components import Params
 from ..events import EVENT_ID
 from ..hookspecs import hookimpl
 from ..labeling import BENIGN, MALICIOUS, event_classes
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
-from .bipartite import _codes, _group_ids, distinct_per_group, event_failures, event_numbers, window_numbers
+from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from .bipartite import distinct_per_group, event_failures, event_numbers, window_numbers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,12 +70,12 @@ class ProfileGraphBuilder(GraphBuilder):
         if len(events) == 0 or p.source_field not in events.columns:
             return [self._window(grid, i, *self._nothing()) for i in range(grid.count)]
         window = window_numbers(events, grid)
-        src, src_values = _codes(events[p.source_field])
+        src, src_values = arrays.codes(events[p.source_field])
         keep = np.flatnonzero((src >= 0) & (window >= 0) & (window < grid.count))
         keep = keep[np.argsort(window[keep], kind="stable")]
         window, src = window[keep], src[keep]
         n_src = max(len(src_values), 1)
-        group, group_key = _group_ids(window * n_src + src, grid.count * n_src) if len(keep) else (
+        group, group_key = arrays.group_ids(window * n_src + src, grid.count * n_src) if len(keep) else (
             np.zeros(0, np.int64), np.zeros(0, np.int64))
         groups = len(group_key)
         g_window, g_src = np.divmod(group_key, n_src)
@@ -128,7 +128,7 @@ class ProfileGraphBuilder(GraphBuilder):
                   groups: int) -> np.ndarray:
         if not column or column not in events.columns:
             return np.zeros(groups)
-        codes, values = _codes(events[column])
+        codes, values = arrays.codes(events[column])
         return distinct_per_group(group, codes[keep], len(values), groups)
 
     def _port_buckets(self, events: "pd.DataFrame", keep: np.ndarray) -> np.ndarray:

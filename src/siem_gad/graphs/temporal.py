@@ -26,10 +26,8 @@ from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..hookspecs import hookimpl
 from ..labeling import BENIGN, event_classes
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid
-from .bipartite import (_nanoseconds, _small_int_codes, _stack32, distinct_per_group, event_numbers, host_codes,
-                        host_nodes, windowed_rows)
-from .host_flow import _address_info
+from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from .bipartite import distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,21 +60,21 @@ class TemporalGraphBuilder(GraphBuilder):
         src_all, dst_all, hosts = host_codes(events, p.source_field, p.target_field)
         rows, window = windowed_rows(events, grid, [src_all, dst_all])
         src, dst, n = src_all[rows], dst_all[rows], len(rows)
-        seconds = (_nanoseconds(events[TIMESTAMP])[rows] - grid.start_ns - window * grid.size_ns) / 1e9
+        seconds = (arrays.nanoseconds(events[TIMESTAMP])[rows] - grid.start_ns - window * grid.size_ns) / 1e9
 
         src_node, dst_node, node_window, node_host = host_nodes(window, src, dst, len(hosts), grid.count)
         count = len(node_host)
 
         nbytes = event_numbers(events, p.bytes_field, rows, n)
-        ports, port_values = _small_int_codes(events[p.port_field]) if p.port_field in events.columns else (
+        ports, port_values = arrays.small_int_codes(events[p.port_field]) if p.port_field in events.columns else (
             np.full(len(events), -1), np.zeros(0))
         first = np.full(count, np.inf)
         last = np.full(count, -np.inf)
         for node in (src_node, dst_node):
             np.minimum.at(first, node, seconds)
             np.maximum.at(last, node, seconds)
-        info = np.array([_address_info(h, False) for h in hosts], dtype=np.float64).reshape(len(hosts), -1)
-        x = _stack32([
+        info = np.array([arrays.address_info(h, False) for h in hosts], dtype=np.float64).reshape(len(hosts), -1)
+        x = arrays.stack32([
             np.log1p(np.bincount(src_node, minlength=count)), np.log1p(np.bincount(dst_node, minlength=count)),
             np.log1p(distinct_per_group(src_node, dst_node, count, count)),
             np.log1p(distinct_per_group(dst_node, src_node, count, count)),
@@ -84,7 +82,7 @@ class TemporalGraphBuilder(GraphBuilder):
             np.log1p(np.bincount(src_node, weights=nbytes, minlength=count)),
             np.log1p(np.bincount(dst_node, weights=nbytes, minlength=count)),
             (last - first) / grid.size.total_seconds() if count else np.zeros(0), info[node_host, 0] if count else np.zeros(0)])
-        edge_attr = _stack32([np.log1p(np.maximum(event_numbers(events, f, rows, n), 0)) for f in p.numeric_fields]) \
+        edge_attr = arrays.stack32([np.log1p(np.maximum(event_numbers(events, f, rows, n), 0)) for f in p.numeric_fields]) \
             if edge_names else np.zeros((n, 0), np.float32)
         node_label = self._node_labels(events, rows, src_node, dst_node, count)
 

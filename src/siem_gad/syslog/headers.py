@@ -13,6 +13,7 @@ modification time), so December lines read in January land in the previous year.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
@@ -43,6 +44,7 @@ class HeaderError(ValueError):
 _TIME_TOKEN = re.compile(r"(?:<(\d{1,3})>)?(?:1 (\S+) |([A-Z][a-z]{2}  ?\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?) |"
                          r"(\d{4}-\d\d-\d\dT\S+) )")
 _time_cache: dict[tuple, float] = {}
+_time_cache_lock = threading.Lock()  # the listener threads share the cache
 
 
 def event_time(line: str, reference: datetime, zone: tzinfo) -> float:
@@ -56,10 +58,11 @@ def event_time(line: str, reference: datetime, zone: tzinfo) -> float:
     key = (token, reference.date(), zone)
     cached = _time_cache.get(key)
     if cached is None:
-        if len(_time_cache) > 50_000:
-            _time_cache.clear()
         cached = parse_line(line, reference, zone).timestamp.timestamp()
-        _time_cache[key] = cached
+        with _time_cache_lock:
+            if len(_time_cache) > 50_000:
+                _time_cache.clear()
+            _time_cache[key] = cached
     return cached
 
 
