@@ -21,7 +21,7 @@ import yaml
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
-from conftest import siem_gad, wait_for
+from conftest import require_data, siem_gad, wait_for
 from elastic_support import FaultProxy, index_documents, iot23_documents, sample_alerts
 from siem_gad.elastic.mappings import field_types
 
@@ -39,6 +39,7 @@ FLAVORS = {
 @pytest.fixture(scope="module")
 def base():
     """A server whose base holds the events; each test works on a copy-on-write clone."""
+    require_data("iot23")
     server = OsmemServer.start(japanese=False)
     index_documents(OpenSearch(hosts=[server.url]), EVENTS_INDEX, iot23_documents())
     server.freeze()

@@ -91,6 +91,7 @@ def test_evaluate_on_the_simulator_writes_report_metrics_and_plots(small_config:
     assert not (small_config.parent / "state").exists(), "production state is not touched"
 
 
+@pytest.mark.needs_data("iot23")
 def test_evaluate_on_a_real_iot23_capture(tmp_path: Path):
     capture = SHARED_DATA / "iot23" / "CTU-Malware-Capture-34-1-labeled.csv"
     config = make_config(tmp_path / "iot", sources={"flows": {

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SHARED_DATA, make_config, read_alerts, siem_gad
+from conftest import ROOT, SHARED_DATA, make_config, read_alerts, require_data, siem_gad
 from flow_data import IOT23_CAPTURES, iot23
 from graph_detectors import build
 
@@ -24,6 +24,7 @@ LABELS = {"label_field": "label", "class_field": "label.detailed"}
 @pytest.fixture(scope="module")
 def flows():
     """The first 4,000 flows of the Mirai capture: benign traffic, C&C and DDoS."""
+    require_data("iot23")
     return iot23(MIRAI, rows=4000)
 
 
@@ -206,6 +207,7 @@ ZEEK_FIELDS = {"id.orig_h": "source.ip", "id.resp_h": "destination.ip", "id.resp
 
 def zeek_source(directory: Path, rows: int, keep_labels: bool = True) -> dict:
     """The first `rows` flows of the Mirai capture as a Zeek conn.csv read by the `csv` source."""
+    require_data("iot23")
     flows = pd.read_csv(SHARED_DATA / "iot23" / f"{MIRAI}-labeled.csv", nrows=rows, dtype=str, keep_default_na=False)
     if not keep_labels:
         flows = flows.drop(columns=["label", "detailed-label"])
@@ -284,6 +286,7 @@ def test_documented_incidents_plugin_labels_flows_for_hetero_gnn(tmp_path: Path)
         ("185.244.25.235", "malicious")}
 
 
+@pytest.mark.needs_data("iot23", "luflow")
 @pytest.mark.parametrize("bench", ["iot23-flows", "iot23-hosts", "luflow"])
 def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path, capsys):
     """The benchmarks of docs/benchmarks.md on small slices with 5 epochs and one seed."""
@@ -314,6 +317,7 @@ def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path, capsys):
         assert f"| {rare['with outliers']['auc']:.3f} (" in table["rare_links"]
 
 
+@pytest.mark.needs_data("iot23")
 def test_iot23_label_correction_relabels_only_the_cc_network():
     """Capture 42-1's heartbeat to the Mirai C&C network is benign in the dataset, C&C once corrected."""
     from flow_data import IOT23_CC_NETWORK
@@ -329,6 +333,7 @@ def test_iot23_label_correction_relabels_only_the_cc_network():
     assert (corrected.loc[~changed, "label.detailed"] == dataset.loc[~changed, "label.detailed"]).all()
 
 
+@pytest.mark.needs_data("iot23")
 def test_label_audit_sorts_every_held_out_attack_flow_by_what_training_says():
     from graph_detectors import SIGNATURE, iot23_labels
 

@@ -110,6 +110,7 @@ def actions(events, action: str, outcome: str | None = None, method: str | None 
     return int(mask.sum())
 
 
+@pytest.mark.needs_data("loghub", "authlog-ec2")
 def test_real_auth_logs_through_file_tailing_match_direct_counts(tmp_path: Path):
     events, counters = read_files_once(source(tmp_path, files=[str(OPENSSH), str(EC2), str(LINUX)], follow=False))
     lines = sum(len(p.read_bytes().splitlines()) for p in (OPENSSH, EC2, LINUX))
@@ -370,6 +371,7 @@ def _port_open(port: int) -> bool:
         return False
 
 
+@pytest.mark.needs_data("loghub", "authlog-ec2")
 @pytest.mark.parametrize("log, window, attackers", [
     (OPENSSH, "15m", {"183.62.140.253", "187.141.143.180", "103.99.0.122"}),
     (EC2, "1h", {"24.151.103.17"}),
@@ -488,6 +490,7 @@ def test_a_parser_plugin_reads_a_device_format(tmp_path: Path):
     assert any("openvpn" in p["components"].get("log_parsers", []) for p in described.values())
 
 
+@pytest.mark.needs_data("loghub", "authlog-ec2")
 def test_real_logs_replayed_through_the_listeners_match_direct_counts(tmp_path: Path):
     """OpenSSH_2k over TCP with octet counting, the EC2 auth.log over UDP, as a relay forwards them."""
     src = listening_source(tmp_path)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SIM, make_config, read_alerts, siem_gad
+from conftest import SIM, make_config, read_alerts, require_data, siem_gad
 from siem_gad.detectors import standardizer
 from siem_gad.detectors.vae import VaeDetector
 from siem_gad.evaluate.labels import LabelIndex
@@ -191,6 +191,7 @@ def test_min_variance_floors_the_decoders_variance():
     assert np.median(variance[0.1][:, 2:]) > 0.5  # the noise features keep their own, larger variance
 
 
+@pytest.mark.needs_data("kddcup99")
 def test_reduced_kdd_cup_99_outlier_protocol():
     """The benchmark's protocol (bench/kdd_outliers.py) on the first 100,000 rows, 3 epochs."""
     from kdd_outliers import load, protocol, tail_position
@@ -216,6 +217,7 @@ def test_reduced_kdd_cup_99_outlier_protocol():
 @pytest.fixture(scope="module")
 def nsl_kdd_matrices():
     """bench/nsl_kdd.py's matrices (X_train, y_train, X_test, y_test), read once for the module."""
+    require_data("nsl-kdd")
     from nsl_kdd import load
 
     return load()
@@ -484,6 +486,7 @@ def test_reduced_window_series_benchmark():
     assert baseline["roc_auc"] is not None
 
 
+@pytest.mark.needs_data("luflow")
 def test_reduced_luflow_window_series_benchmark():
     """bench/window_series.py --data luflow with one seed and 30 epochs: real traffic, where the
     quiet windows after the training stretch drift a little. The threshold from held-out windows

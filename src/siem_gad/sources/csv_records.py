@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 QUOTE = '"'
+PLAIN_BLOCK = 1 << 20  # bytes read at a time by the fast path
 
 
 @dataclass
@@ -125,6 +126,8 @@ class RecordScanner:
         byte `limit` when given."""
         scan = Scan(end_offset=offset, end_line=line)
         while len(scan.records) < rows and (limit is None or scan.end_offset < limit):
+            if self._plain_lines(scan, width, rows, limit):
+                continue
             first = self._physical(scan.end_offset)
             if first is None:
                 break
@@ -173,6 +176,47 @@ class RecordScanner:
             scan.bad.append(BadRecord(number, start, reason, text.rstrip("\r\n")))
             scan.end_offset, scan.end_line = after, number
         return scan
+
+    def _plain_lines(self, scan: Scan, width: int, rows: int, limit: int | None) -> bool:
+        """The fast path: a block of complete lines without quotes, NUL bytes or undecodable
+        bytes goes through one `csv.reader` (one line, one record). It stops before the first
+        line that needs the careful path above; True when it consumed anything."""
+        offset = scan.end_offset
+        self.handle.seek(offset)
+        block = self.handle.read(min(self.max_record_bytes, PLAIN_BLOCK, limit - offset if limit is not None else PLAIN_BLOCK))
+        part = block[:block.rfind(b"\n") + 1]
+        for marker in (b'"', b"\x00"):
+            at = part.find(marker)
+            if at >= 0:
+                part = part[:part.rfind(b"\n", 0, at) + 1]
+        try:
+            text = part.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            part = part[:part.rfind(b"\n", 0, exc.start) + 1]
+            text = part.decode(self.encoding)
+        if not part:
+            return False
+        raws, lines = part.split(b"\n"), text.split("\n")
+        reader = csv.reader(lines[:-1], delimiter=self.delimiter)
+        number, position = scan.end_line, offset
+        for raw, line in zip(raws, lines[:-1]):
+            if len(scan.records) >= rows:
+                break
+            try:
+                fields = next(reader)
+            except csv.Error:
+                break  # the careful path reports this line
+            number += 1
+            if line.strip():
+                if len(fields) == width:
+                    scan.records.append(Record(number, position, fields, line.rstrip("\r")))
+                else:
+                    scan.bad.append(BadRecord(number, position, f"expected {width} fields, got {len(fields)}",
+                                              line.rstrip("\r")))
+            position += len(raw) + 1
+        consumed = position > offset
+        scan.end_offset, scan.end_line = position, number
+        return consumed
 
     def _join(self, text: str, after: int) -> tuple[str, int, int] | None:
         """(record text, offset after it, lines used) for a record whose first line ends inside
