@@ -267,3 +267,21 @@ def test_profile_builder_rows_per_source_with_idf_weighted_port_buckets():
     assert table["port other"].sum() == 0
     evidence, count = window.node_evidence(0)
     assert count == 9 and len(evidence) == 9
+
+
+def test_detectors_answer_to_the_estimator_names_data_scientists_know(sim_windows, tmp_path: Path):
+    """decision_function = score, predict = over the threshold, get_params/set_params from the
+    Params model, and load refuses a file that another detector class saved."""
+    windows = sim_windows[2]
+    detector = IsolationForestDetector(n_estimators=20, seed=1).fit(windows[:24])
+    scores, labels = detector.decision_function(windows[24:]), detector.predict(windows[24:])
+    for s, expected, got in zip(detector.score(windows[24:]), scores, labels):
+        assert np.array_equal(s, expected) and np.array_equal(got, (s >= detector.threshold_).astype(np.int8))
+    assert detector.get_params()["n_estimators"] == 20
+    assert detector.set_params(n_estimators=30).get_params()["n_estimators"] == 30
+    with pytest.raises(Exception, match="n_estimators"):
+        detector.set_params(n_estimators=0)
+    detector.save(tmp_path / "model.pt")
+    assert IsolationForestDetector.load(tmp_path / "model.pt").threshold_ == detector.threshold_
+    with pytest.raises(ValueError, match="saved by detector siem_gad.detectors.iforest.IsolationForestDetector"):
+        RareLinksDetector.load(tmp_path / "model.pt")

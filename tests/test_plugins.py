@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from siem_gad.pipeline import App
 from siem_gad.plugins import load_host
 
-from conftest import make_config, read_alerts, siem_gad
+from conftest import ROOT, make_config, read_alerts, siem_gad
 
 IFOREST_ONLY = {
     "network": {
@@ -92,6 +94,7 @@ def test_plugins_command_lists_origin_location_and_status(tmp_path: Path):
 
 def test_register_commands_adds_a_cli_command(tmp_path: Path):
     directory = write_plugins(tmp_path / "plugins", greeter=COMMAND)
+    assert load_host(directory).plugins["greeter"].hooks == ["register_commands"]
     assert "hello" in siem_gad("--plugins-dir", str(directory), "--help").stdout
     assert siem_gad("--plugins-dir", str(directory), "hello").stdout.strip() == "hello from a plugin command"
 
@@ -109,6 +112,10 @@ def test_entry_point_plugins_are_discovered(tmp_path: Path, monkeypatch: pytest.
     host = load_host(None)
     assert host.components("sinks")["loud"].plugin == "demo"
     assert host.plugins["demo"].origin == "entry point (siem-gad-demo)"
+    assert host.plugins["demo"].as_dict()["version"] == "1.0"  # what `siem-gad plugins --json` shows
+    from siem_gad import __version__
+
+    assert host.plugins["siem_gad.sinks.jsonl"].version == __version__
 
 
 def test_hooks_run_and_a_raising_plugin_does_not_stop_the_job(tmp_path: Path, caplog: pytest.LogCaptureFixture):
@@ -228,3 +235,49 @@ def test_third_party_source_builder_and_detector_run_a_job(tmp_path: Path):
     assert {a["siem_gad"]["detector_type"] for a in alerts} == {"fan_out"}
     status = json.loads(siem_gad("status", "-c", str(config), "--json").stdout)
     assert status[0]["models"][0]["state"] == "current" and status[0]["checkpoint"] == "2026-01-06T06:00:00Z"
+
+
+def test_register_commands_beside_the_config_add_commands(tmp_path: Path):
+    """One plugins-directory rule for every command: `plugins/` beside the config adds its
+    commands when the config is given (it used to look only in the working directory)."""
+    deploy = tmp_path / "deploy"
+    config = make_config(deploy)
+    write_plugins(deploy / "plugins", greeter=COMMAND.replace("    @cli.command()\n", "    @cli.command()\n    @click.option('-c', '--config')\n").replace("def hello():", "def hello(config):"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert siem_gad("hello", "-c", str(config), cwd=elsewhere, check=False).stdout.strip() == "hello from a plugin command"
+    assert "hello" not in siem_gad("--help", cwd=elsewhere).stdout  # no config, no plugins/ here
+    other = write_plugins(tmp_path / "other", nothing="x = 1\n")
+    refused = siem_gad("--plugins-dir", str(other), "hello", "-c", str(config), cwd=elsewhere, check=False)
+    assert refused.returncode != 0 and "No such command 'hello'" in refused.stderr  # --plugins-dir replaces it
+
+
+def doc_block(marker: str) -> str:
+    """The fenced code block of docs/plugins.md whose first line is `marker`."""
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    for block in re.findall(r"```(?:python|yaml)\n(.*?)```", text, re.S):
+        if block.startswith(marker):
+            return block
+    raise AssertionError(f"docs/plugins.md has no block starting {marker!r}")
+
+
+def test_register_detectors_example_in_the_plugin_guide_runs_as_written(tmp_path: Path):
+    """The custom detector of docs/plugins.md, copied verbatim into plugins/, with the config and
+    rule the guide shows: check, run and explain work, and the alerts come from it."""
+    assert "def register_detectors(register):" in doc_block("# plugins/fan_out.py")
+    deploy = tmp_path / "deploy"
+    write_plugins(deploy / "plugins", fan_out=doc_block("# plugins/fan_out.py"))
+    excerpt = yaml.safe_load(doc_block("# config.yaml"))
+    rule = yaml.safe_load("\n".join(line.removeprefix("#   ") for line in doc_block("# config.yaml").splitlines()
+                                    if line.startswith("#   ")))
+    jobs = excerpt["jobs"]
+    jobs["network"]["graph"].update(source_field="source.ip", target_field="destination.ip")
+    config = make_config(deploy, sources={"sim": {"type": "simulate", "seed": 3, "hosts": 20, "hours": 36}}, jobs=jobs,
+                         rules={"fan-out": {**rule, "condition": {"top_k": 1}}})
+    assert "OK" in siem_gad("check", "-c", str(config)).stdout
+    siem_gad("run", "-c", str(config), "--once")
+    alerts = read_alerts(deploy / "state" / "alerts.jsonl")
+    assert alerts and {a["siem_gad"]["detector_type"] for a in alerts} == {"fan_out"}
+    assert all(a["siem_gad"]["explanation"][0]["name"] == "degree" for a in alerts)
+    explained = siem_gad("explain", alerts[0]["siem_gad"]["alert_id"], "-c", str(config)).stdout
+    assert "degree" in explained

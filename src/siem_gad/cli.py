@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -18,10 +17,26 @@ import click
 
 from . import __version__
 from .logs import setup_logging
+from .plugins import config_argument
 from .yamlfile import ConfigError
 
 log = logging.getLogger("siem_gad")
 CONFIG_HELP = "Configuration file (YAML)."
+
+
+def _plugin_sources(option: Path | None, config: Path | None) -> tuple[Path, list[str]]:
+    """(plugins directory, plugin modules) by the rule of `plugins.plugins_directory`."""
+    from .plugins import plugins_directory
+
+    if config is None or not config.is_file():
+        return plugins_directory(option, None), []
+    from .config import load_config
+
+    try:
+        app_config = load_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    return plugins_directory(option, app_config.plugins_path), list(app_config.plugins)
 
 
 class PluginGroup(click.Group):
@@ -35,9 +50,7 @@ class PluginGroup(click.Group):
         self._loaded = True
         from .plugins import load_host
 
-        root = ctx.find_root()
-        plugins_dir = root.params.get("plugins_dir") or Path(os.environ.get("SIEM_GAD_PLUGINS_DIR", "plugins"))
-        host = load_host(plugins_dir)
+        host = load_host(*_plugin_sources(ctx.find_root().params.get("plugins_dir"), config_argument(sys.argv[1:])))
         host.call_each("register_commands", cli=self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -180,7 +193,7 @@ def check(ctx: click.Context, config: Path) -> None:
         app_config = load_config(config)
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
-    host = load_host(ctx.obj["plugins_dir"] or app_config.plugins_path, app_config.plugins)
+    host = load_host(*_plugin_sources(ctx.obj["plugins_dir"], config))
     problems = [str(p) for p in validate_components(app_config, host)]
     rules = None
     try:
@@ -235,16 +248,9 @@ def plugins(ctx: click.Context, config: Path | None, as_json: bool) -> None:
     """List the loaded plugins, where each came from, and what it provides."""
     from .plugins import load_host
 
-    plugins_dir, modules = ctx.obj["plugins_dir"], []
-    if config:
-        from .config import load_config
-
-        try:
-            app_config = load_config(config)
-        except ConfigError as exc:
-            raise click.ClickException(f"invalid configuration:\n{exc}") from None
-        plugins_dir, modules = plugins_dir or app_config.plugins_path, app_config.plugins
-    host = load_host(plugins_dir or Path("plugins"), modules)
+    if config is not None and not config.is_file():
+        raise click.BadParameter(f"{config}: file not found", param_hint="-c")
+    host = load_host(*_plugin_sources(ctx.obj["plugins_dir"], config))
     described = host.describe()
     if as_json:
         click.echo(json.dumps(described, indent=2))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import AppConfig, component_params, load_config, validate_components
 from .errors import OperationalError
-from .plugins import PluginHost, load_host
+from .plugins import PluginHost, load_host, plugins_directory
 from .rules import RuleSet, Suppressor, load_rules
 from .state import ModelRecord, PassRecord, StateStore
 from .timeutil import align_down, align_up, isoformat, parse_time, utcnow
@@ -60,7 +60,7 @@ class App:
         config = load_config(config_path)
         if state_dir is not None:
             config.state_dir = Path(state_dir).resolve()
-        host = load_host(plugins_dir or config.plugins_path, config.plugins)
+        host = load_host(plugins_directory(plugins_dir, config.plugins_path), config.plugins)
         problems = validate_components(config, host)
         if problems:
             raise ConfigError(problems)
@@ -200,9 +200,12 @@ class JobRunner:
                 continue
             record = self.app.state.latest_model(self.name, name)
             if record and record.config_hash == wanted and record.path.exists():
-                self.models[name] = LoadedModel(self.detector_class(name).load(record.path), record)
-                continue
-            if record:
+                try:
+                    self.models[name] = LoadedModel(self.detector_class(name).load(record.path), record)
+                    continue
+                except ValueError as exc:  # another detector class or format: never reuse it silently
+                    log.warning("%s/%s: model v%d cannot be used (%s); retraining", self.name, name, record.version, exc)
+            elif record:
                 log.info("%s/%s: model v%d was trained with another configuration; retraining", self.name, name, record.version)
             start, end = self.training_range(name, plan)
             if plan.last_end is None or end > plan.last_end:

@@ -82,10 +82,12 @@ class PluginInfo:
     components: dict[str, list[str]] = field(default_factory=dict)
     status: str = "loaded"
     error: str | None = None
+    version: str | None = None  # the distribution's (entry points), siem-gad's (built-ins), or `__version__`
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "version": self.version,
             "origin": self.origin,
             "location": self.location,
             "status": self.status,
@@ -146,7 +148,8 @@ class PluginHost:
             except Exception as exc:  # noqa: BLE001
                 self._fail(entry.name, f"entry point ({dist})", entry.value, "import", exc)
                 continue
-            self.register(obj, entry.name, f"entry point ({dist})", entry.value)
+            if self.register(obj, entry.name, f"entry point ({dist})", entry.value) and entry.dist:
+                self.plugins[entry.name].version = entry.dist.version
 
     def _load_file(self, path: Path) -> None:
         name = path.stem
@@ -184,7 +187,10 @@ class PluginHost:
         except Exception as exc:  # noqa: BLE001 - pluggy validates signatures
             self._fail(name, origin, location, "registration", exc, status="rejected")
             return False
-        self.plugins[name] = PluginInfo(name, origin, location, sorted(hooks))
+        version = getattr(obj, "__version__", None)
+        if version is None and origin == "builtin":
+            from . import __version__ as version
+        self.plugins[name] = PluginInfo(name, origin, location, sorted(hooks), version=str(version) if version else None)
         self._registries = None
         return True
 
@@ -254,6 +260,29 @@ class PluginHost:
     def describe(self) -> list[dict[str, Any]]:
         self.components("sources")  # make sure component lists are filled in
         return [info.as_dict() for info in self.plugins.values()]
+
+
+def plugins_directory(option: Path | None, config_plugins_path: Path | None) -> Path:
+    """The one rule for where local plugins live: `--plugins-dir DIR` when given (it replaces
+    the directory beside the config); else the config's `plugins_dir` (default `plugins/`
+    beside the config file); without a config, `plugins/` in the working directory. Every
+    command, `register_commands` included, follows it."""
+    if option is not None:
+        return Path(option)
+    if config_plugins_path is not None:
+        return config_plugins_path
+    return Path("plugins")
+
+
+def config_argument(args: list[str]) -> Path | None:
+    """The value of `-c`/`--config` in a command line, before click has parsed it (the plugin
+    commands must be known before the command is chosen)."""
+    for index, arg in enumerate(args):
+        if arg in ("-c", "--config") and index + 1 < len(args):
+            return Path(args[index + 1])
+        if arg.startswith("--config="):
+            return Path(arg.split("=", 1)[1])
+    return None
 
 
 def load_host(plugins_dir: Path | None = None, modules: Iterable[str] = (), entry_points: bool = True) -> PluginHost:

@@ -92,6 +92,25 @@ class Detector(ABC):
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore what `get_state` returned."""
 
+    # The names data scientists know from scikit-learn and PyOD.
+    def decision_function(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        """Alias of `score` (PyOD's name): higher is more anomalous."""
+        return self.score(windows)
+
+    def predict(self, windows: list[GraphWindow]) -> list[np.ndarray]:
+        """1 where the score reaches the fitted threshold, else 0 (PyOD's labels), per window."""
+        self.check_fitted()
+        return [(np.asarray(s) >= self.threshold_).astype(np.int8) for s in self.score(windows)]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The parameters, as `__init__` takes them (scikit-learn's contract)."""
+        return self.params.model_dump()
+
+    def set_params(self, **params: Any) -> "Detector":
+        """Change parameters (validated like `__init__`); fitted state is kept as it is."""
+        self.params = self.Params.model_validate({**self.params.model_dump(), **params})
+        return self
+
     @property
     def is_fitted(self) -> bool:
         return self.threshold_ is not None
@@ -136,6 +155,9 @@ class Detector(ABC):
         payload = torch.load(Path(path), weights_only=True)
         if payload.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported model format {payload.get('format')!r}")
+        saved_by, loading = payload.get("detector"), f"{cls.__module__}.{cls.__qualname__}"
+        if saved_by != loading:
+            raise ValueError(f"{path}: saved by detector {saved_by}, not {loading}; load it with that class")
         detector = cls(**payload["params"])
         detector.set_state(payload["state"])
         detector.threshold_ = float(payload["threshold"])
