@@ -207,34 +207,3 @@ def readable(window: GraphWindow, feature: int, value: float) -> float:
 
 def nodes_summary(contributors: list[dict[str, Any]], limit: int = 3) -> str:
     return ", ".join(f"{c['name']}={c['value']} ({c['weight']:+.2f})" for c in contributors[:limit])
-
-
-class EarlyStopping:
-    """Early stopping for a torch network: keeps the weights of the epoch with the lowest
-    validation loss, and says when `patience` epochs in a row have not lowered it by `min_delta`.
-
-        stopping = EarlyStopping(network, patience)
-        for epoch in ...:
-            ...train...
-            if stopping.step(validation_loss):
-                break
-        stopping.restore()  # the best epoch's weights
-    """
-
-    def __init__(self, network: Any, patience: int, min_delta: float = 1e-6) -> None:
-        self.network, self.patience, self.min_delta = network, patience, min_delta
-        self.best, self.best_state, self.waited = float("inf"), None, 0
-
-    def step(self, loss: float) -> bool:
-        """Record one epoch's validation loss; True when training should stop."""
-        if loss < self.best - self.min_delta:
-            self.best, self.waited = loss, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
-            return False
-        self.waited += 1
-        return self.waited >= self.patience
-
-    def restore(self) -> None:
-        """Load the best epoch's weights, if any epoch was recorded."""
-        if self.best_state is not None:
-            self.network.load_state_dict(self.best_state)

@@ -27,6 +27,7 @@ from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from ..labeling import BENIGN
 from .tabular import TabularDetector, TabularParams
+from .training import fit_network
 
 if TYPE_CHECKING:
     import torch
@@ -80,16 +81,16 @@ class DeepSadDetector(TabularDetector):
 
         p = self.params
         decoder = _decoder(p.latent, p.hidden, rows.shape[1])
-        optimizer = torch.optim.Adam([*model.parameters(), *decoder.parameters()], lr=p.learning_rate,
-                                     weight_decay=p.weight_decay)
-        model.train()
-        for _ in range(p.pretrain_epochs):
+
+        def step_losses(epoch: int):
             order = torch.from_numpy(rng.permutation(len(rows)))
             for start in range(0, len(rows), p.batch_size):
                 batch = rows[order[start:start + p.batch_size]]
-                optimizer.zero_grad()
-                ((decoder(model(batch)) - batch) ** 2).sum(dim=1).mean().backward()
-                optimizer.step()
+                yield ((decoder(model(batch)) - batch) ** 2).sum(dim=1).mean()
+
+        fit_network(model, step_losses, epochs=p.pretrain_epochs, learning_rate=p.learning_rate,
+                    weight_decay=p.weight_decay, parameters=[*model.parameters(), *decoder.parameters()],
+                    desc="deep_sad: pretraining")
 
     def fit(self, windows: list[GraphWindow], progress: bool = False) -> "DeepSadDetector":
         labels = [self.row_labels(w) for w in windows if w.num_nodes]

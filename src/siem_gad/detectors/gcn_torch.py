@@ -15,9 +15,9 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv
 from torch_geometric.utils import to_undirected
-from tqdm.auto import tqdm
 
 from ..graphs import GraphWindow
+from .training import fit_network
 
 
 class GcnEncoder(nn.Module):
@@ -61,26 +61,20 @@ def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray,
     torch.manual_seed(seed)
     batch = Batch.from_data_list([window_data(w, mean, std) for w in windows])
     encoder = GcnEncoder(batch.x.shape[1], hidden, embedding)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=learning_rate)
     loss_fn = nn.BCEWithLogitsLoss()
     positive = batch.pos_edge_index  # "index" in the name: PyG offsets it per graph
     corrupt = TargetCorruptor(batch, seed)
     graph_of_edge = batch.batch[positive[1]]
-    losses = []
-    bar = tqdm(range(epochs), desc="gcn_hmm: training encoder", unit="epoch", disable=not progress, leave=False)
-    for _ in bar:
-        encoder.train()
-        optimizer.zero_grad()
+
+    def step_losses(epoch: int):  # one step per epoch: the whole batch of windows at once
         z = encoder(batch.x, batch.edge_index)
         negative = corrupt(positive, graph_of_edge)
         logits = torch.cat([(z[positive[0]] * z[positive[1]]).sum(-1), (z[negative[0]] * z[negative[1]]).sum(-1)])
         labels = torch.cat([torch.ones(positive.shape[1]), torch.zeros(negative.shape[1])])
-        loss = loss_fn(logits, labels)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    encoder.eval()
+        yield loss_fn(logits, labels)
+
+    losses = fit_network(encoder, step_losses, epochs=epochs, learning_rate=learning_rate, progress=progress,
+                         desc="gcn_hmm: training encoder").losses
     return encoder, losses
 
 

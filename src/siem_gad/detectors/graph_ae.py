@@ -77,9 +77,9 @@ class GraphAeDetector(Detector):
     # ------------------------------------------------------------------ fit / score
     def fit(self, windows: list[GraphWindow], progress: bool = False) -> "GraphAeDetector":
         import torch
-        from tqdm.auto import tqdm
 
         from .graph_nets import DominantNet
+        from .training import fit_network
 
         p = self.params
         windows = [w for w in windows if w.num_nodes]
@@ -89,20 +89,10 @@ class GraphAeDetector(Detector):
         torch.manual_seed(p.seed)
         generator = torch.Generator().manual_seed(p.seed)
         self.model_ = DominantNet(len(self.mean_), p.hidden, p.layers, p.dropout)
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
         batches = [self._tensors(group) for group in window_groups(windows, p.batch_nodes)]
-        self.losses_ = []
-        for _ in tqdm(range(p.epochs), desc="graph_ae: training", unit="epoch", disable=not progress, leave=False):
-            self.model_.train()
-            total = 0.0
-            for batch in batches:
-                optimizer.zero_grad()
-                loss = self._errors(batch, generator)[0].mean()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-            self.losses_.append(total / len(batches))
-        self.model_.eval()
+        self.losses_ = fit_network(self.model_, lambda epoch: (self._errors(b, generator)[0].mean() for b in batches),
+                                   epochs=p.epochs, learning_rate=p.learning_rate, weight_decay=p.weight_decay,
+                                   progress=progress, desc="graph_ae: training").losses
         train_scores = np.concatenate(self.score(windows))
         self.threshold_ = self.threshold_from(train_scores)
         self.metrics_ = {"training_nodes": int(len(train_scores)), "training_windows": len(windows),

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, HeteroConv, SAGEConv, TransformerConv
-from tqdm.auto import tqdm
 
-from . import EarlyStopping
+from .training import fit_network
 
 HOST_SENDS = ("host", "sends", "flow")
 FLOW_REACHES = ("flow", "reaches", "host")
@@ -34,32 +33,20 @@ def train_classifier(model: nn.Module, batches: list[dict[str, Any]], *, weight:
     The model's `training_loss(batch, mask, weight)` gives the loss (the causal intervener adds
     its own term); the weights of the best validation epoch are kept.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    stopping, history = EarlyStopping(model, patience, min_delta=1e-5), []
     has_val = any(bool(b["val"].any()) for b in batches)
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
-    for _ in bar:
-        model.train()
-        for batch in batches:
-            if not batch["train"].any():
-                continue
-            optimizer.zero_grad()
-            loss = model.training_loss(batch, batch["train"], weight)
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            mask_name = "val" if has_val else "train"
-            total = sum(float(nn.functional.cross_entropy(model(b)[b[mask_name]], b["y"][b[mask_name]], weight=weight,
-                                                          reduction="sum")) for b in batches if b[mask_name].any())
-            count = sum(int(b[mask_name].sum()) for b in batches)
-        history.append(total / max(count, 1))
-        bar.set_postfix(val_loss=f"{history[-1]:.4f}")
-        if stopping.step(history[-1]):
-            break
-    stopping.restore()
-    model.eval()
-    return history
+
+    def step_losses(epoch: int):
+        return (model.training_loss(b, b["train"], weight) for b in batches if b["train"].any())
+
+    def validation() -> float:
+        mask_name = "val" if has_val else "train"
+        total = sum(float(nn.functional.cross_entropy(model(b)[b[mask_name]], b["y"][b[mask_name]], weight=weight,
+                                                      reduction="sum")) for b in batches if b[mask_name].any())
+        return total / max(sum(int(b[mask_name].sum()) for b in batches), 1)
+
+    return fit_network(model, step_losses, epochs=epochs, learning_rate=learning_rate, weight_decay=weight_decay,
+                       validation=validation, patience=patience, min_delta=1e-5, progress=progress,
+                       desc=desc).validation
 
 
 class Classifier(nn.Module):

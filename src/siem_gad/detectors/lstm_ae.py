@@ -31,7 +31,8 @@ from pydantic import Field
 from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from ..timeutil import isoformat
-from . import Detector, EarlyStopping, ErrorThresholdParams, Explanation, standardizer
+from . import Detector, ErrorThresholdParams, Explanation, standardizer
+from .training import fit_network
 
 if TYPE_CHECKING:
     import torch
@@ -101,27 +102,18 @@ class LstmAeDetector(Detector):
         """Fit the network; with validation sequences, stop when their error has not fallen for
         `patience` epochs and keep the best weights. Returns the epochs run."""
         import torch
-        from tqdm.auto import tqdm
 
         p = self.params
-        optimizer = torch.optim.Adam(self.model_.parameters(), lr=p.learning_rate)
-        stopping, epoch = EarlyStopping(self.model_, p.patience), 0
-        for epoch in tqdm(range(1, p.epochs + 1), desc="lstm_ae: epochs", disable=not progress, leave=False):
-            self.model_.train()
+
+        def step_losses(epoch: int):
             order = torch.from_numpy(rng.permutation(len(fitted)))
             for start in range(0, len(fitted), p.batch_size):
                 batch = fitted[order[start:start + p.batch_size]]
-                optimizer.zero_grad()
-                ((self.model_(batch) - batch) ** 2).mean().backward()
-                optimizer.step()
-            if not len(validation):
-                continue
-            self.model_.eval()
-            if stopping.step(float(self._errors(validation).mean())):
-                break
-        stopping.restore()
-        self.model_.eval()
-        return epoch
+                yield ((self.model_(batch) - batch) ** 2).mean()
+
+        return fit_network(self.model_, step_losses, epochs=p.epochs, learning_rate=p.learning_rate,
+                           patience=p.patience, progress=progress, desc="lstm_ae: epochs",
+                           validation=lambda: float(self._errors(validation).mean()) if len(validation) else None).epochs
 
     def _errors(self, sequences: "torch.Tensor") -> np.ndarray:
         """Per-feature squared error of the last step of each sequence."""

@@ -30,7 +30,8 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from . import Detector, EarlyStopping, ErrorThresholdParams, Explanation, readable, standardizer
+from . import Detector, ErrorThresholdParams, Explanation, readable, standardizer
+from .training import fit_network
 
 if TYPE_CHECKING:
     import torch
@@ -150,34 +151,19 @@ class TabularDetector(Detector):
         import torch
 
         p = self.params
-        optimizer = torch.optim.Adam(network.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
-        stopping, epoch = EarlyStopping(network, p.patience), 0
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        rows, labels = train
 
-            bar = tqdm(total=p.epochs, desc=f"{type(self).__name__}: {label}epochs", leave=False)
-        for epoch in range(1, p.epochs + 1):
-            network.train()
-            rows, labels = train
+        def step_losses(epoch: int):
             order = torch.from_numpy(rng.permutation(len(rows)))
             for start in range(0, len(rows), p.batch_size):
                 pick = order[start:start + p.batch_size]
-                optimizer.zero_grad()
-                self.loss(network, rows[pick], labels[pick]).backward()
-                optimizer.step()
-            if bar is not None:
-                bar.update(1)
-            if not len(val[0]):
-                continue
-            network.eval()
-            with torch.no_grad():
-                if stopping.step(float(self.loss(network, *val))):
-                    break
-        if bar is not None:
-            bar.close()
-        stopping.restore()
-        return epoch, (stopping.best if stopping.best_state is not None else None)
+                yield self.loss(network, rows[pick], labels[pick])
+
+        result = fit_network(network, step_losses, epochs=p.epochs, learning_rate=p.learning_rate,
+                             weight_decay=p.weight_decay, patience=p.patience, progress=progress,
+                             desc=f"{type(self).__name__}: {label}epochs",
+                             validation=lambda: float(self.loss(network, *val)) if len(val[0]) else None)
+        return result.epochs, result.best
 
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
         self.check_fitted()
