@@ -50,3 +50,14 @@ def test_repair_never_loses_a_complete_line(tmp_path: Path, count, pads, torn, b
     assert path.read_bytes() == complete
     if torn:
         assert Path(f"{path}.torn").read_bytes() == torn + b"\n"
+
+
+def test_the_default_replay_checks_that_each_alert_is_stored(tmp_path: Path):
+    """Sink.replay's default used to report success without checking."""
+
+    class Forgetful(JsonlSink):
+        def write(self, alerts):
+            return len(alerts)  # says it stored them, stores nothing
+
+    assert Forgetful(path=tmp_path / "a.jsonl").replay([alert(1)]) == {"a-1": "not found in the sink after the write"}
+    assert JsonlSink(path=tmp_path / "b.jsonl").replay([alert(2)]) == {}

@@ -189,6 +189,19 @@ class JobRunner:
         end = max(plan.watermark, plan.start + span)
         return end - span, end
 
+    def requested_training_range(self, detector: str, start: datetime | None = None,
+                                 end: datetime | None = None) -> tuple[datetime, datetime]:
+        """The range `siem-gad train` fits on: from `start` (aligned to the window) to `end`, or
+        `training.windows` windows after it; without `start`, the default training range."""
+        span = self.config.detectors[detector].training.windows * self.window
+        if start is not None:
+            begin = align_down(start, self.window)
+            return begin, align_down(end, self.window) if end is not None else begin + span
+        plan = self.plan()
+        if plan.start is None:
+            raise ValueError(f"{self.name}: the source holds no events to train on")
+        return self.training_range(detector, plan)
+
     # ------------------------------------------------------------------ models
     def ensure_models(self, plan: _Plan, progress: bool = False) -> str:
         """Load or train every detector; return why the job must wait, or '' when ready."""
@@ -420,17 +433,7 @@ class JobRunner:
         }
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled or total <= 1:
-        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="window", leave=False)
+    return tqdm(total=total, desc=desc, unit="window", leave=False, disable=not enabled or total <= 1)

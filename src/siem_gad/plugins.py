@@ -52,6 +52,8 @@ DEFAULT_PLUGINS = (
     "siem_gad.sinks.jsonl",
     "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",
+    "siem_gad.commands.deadletter",
+    "siem_gad.commands.kibana",
 )
 COMPONENT_HOOKS = {
     "sources": "register_sources",

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday
@@ -137,6 +139,22 @@ class Enterprise:
         events = pd.concat(frames, ignore_index=True)
         mask = (events["@timestamp"] >= start) & (events["@timestamp"] < end)
         return events.loc[mask].reset_index(drop=True)
+
+    def write_csv(self, path: "Path") -> int:
+        """Write every hour to a CSV file (ISO timestamps, a header row) an hour at a time, so
+        memory stays flat however long the run; return the number of events."""
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        total = 0
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            for h in range(self.hours):
+                frame = self.hour(h)
+                frame["@timestamp"] = frame["@timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                frame.to_csv(handle, index=False, header=(h == 0))
+                total += len(frame)
+        return total
 
     def hour(self, h: int) -> "pd.DataFrame":
         import pandas as pd

@@ -32,15 +32,6 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def format_duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit in ("w", "d", "h", "m"):
-        size = _UNITS[unit]
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def parse_time(value: str | datetime, *, now: datetime | None = None) -> datetime:
     """An ISO 8601 time (naive means UTC), 'now', or a relative '-7d' -> aware UTC datetime."""
     if isinstance(value, datetime):

@@ -35,6 +35,14 @@ class Sink(Component, ABC):
         return None
 
     def replay(self, alerts: list[Alert]) -> dict[str, str]:
-        """Write dead-lettered alerts again; return {alert_id: error} for those still rejected."""
-        self.write(alerts)
-        return {}
+        """Write dead-lettered alerts again; return {alert_id: error} for those still rejected.
+
+        The default writes them and, for a sink that can read back (`find`), checks that each
+        is stored; a write that raises rejects the whole batch with its error."""
+        try:
+            self.write(alerts)
+        except Exception as exc:  # noqa: BLE001 - reported per alert, kept in the queue
+            return {alert_id_of(a): f"{type(exc).__name__}: {exc}" for a in alerts}
+        if type(self).find is Sink.find:
+            return {}
+        return {alert_id_of(a): "not found in the sink after the write" for a in alerts if self.find(alert_id_of(a)) is None}

@@ -225,6 +225,18 @@ class ElasticsearchSink(UsesCluster, Sink):
         return operations
 
 
+def configured_alert_index(app_config, sink: str | None = None) -> str:
+    """The alert index of the config's `sink` (or of its first elasticsearch sink), else the
+    sink's default index; KeyError naming the choices when `sink` is not an elasticsearch sink."""
+    default = ElasticsearchSink.Params.model_fields["index"].default
+    specs = {name: spec for name, spec in (app_config.sinks.items() if app_config else []) if spec.type == "elasticsearch"}
+    if sink:
+        if sink not in specs:
+            raise KeyError(f"no elasticsearch sink named {sink!r} (have: {', '.join(specs) or 'none'})")
+        return specs[sink].params.get("index", default)
+    return next(iter(specs.values())).params.get("index", default) if specs else default
+
+
 def _reason(result: dict) -> str:
     return describe_error(result.get("error"), result.get("status"))
 

@@ -1,0 +1,1 @@
+"""Built-in command groups, registered through the `register_commands` hook like a plugin's."""
