@@ -182,7 +182,7 @@ def test_a_model_trained_with_another_config_is_stale_and_retrained(tmp_path: Pa
     assert app.job("network").status()["models"][0]["state"] == "stale"
     app.job("network").ensure_models(app.job("network").plan())
     assert app.job("network").status()["models"][0]["version"] == 2
-    assert app.job("network").models["iforest"].detector.params.n_estimators == 60
+    assert app.job("network").models.loaded["iforest"].detector.params.n_estimators == 60
     app.close()
 
 

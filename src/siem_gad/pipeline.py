@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import AppConfig, component_params, load_config, validate_components
+from .models import ModelManager
 from .errors import OperationalError
 from .plugins import PluginHost, load_host, plugins_directory
 from .rules import RuleSet, Suppressor, load_rules
@@ -34,7 +35,6 @@ from .yamlfile import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .detectors import Detector
     from .graphs import GraphBuilder, GraphWindow
     from .sinks import Sink
     from .sources import Source
@@ -113,9 +113,13 @@ class PassOutcome:
 
 
 @dataclass
-class LoadedModel:
-    detector: "Detector"
-    record: ModelRecord
+class WindowBatch:
+    """The events of a time range and the window graphs built from them."""
+
+    events: "pd.DataFrame"
+    windows: list["GraphWindow"]
+    cursor: dict | None
+    stats: dict
 
 
 @dataclass
@@ -144,7 +148,7 @@ class JobRunner:
         self.config = app.config.jobs[name]
         self.window = self.config.window
         self.builder: GraphBuilder = app._component("graph_builders", self.config.graph, ("jobs", name, "graph"), name)
-        self.models: dict[str, LoadedModel] = {}
+        self.models = ModelManager(app, name)
         self._first: datetime | None = None
         self._lock = threading.Lock()
 
@@ -207,19 +211,8 @@ class JobRunner:
         """Load or train every detector; return why the job must wait, or '' when ready."""
         waiting = []
         for name in self.config.detectors:
-            wanted = self.app.config.detector_config_hash(self.name, name)
-            loaded = self.models.get(name)
-            if loaded and loaded.record.config_hash == wanted:
+            if self.models.current(name) is not None:
                 continue
-            record = self.app.state.latest_model(self.name, name)
-            if record and record.config_hash == wanted and record.path.exists():
-                try:
-                    self.models[name] = LoadedModel(self.detector_class(name).load(record.path), record)
-                    continue
-                except ValueError as exc:  # another detector class or format: never reuse it silently
-                    log.warning("%s/%s: model v%d cannot be used (%s); retraining", self.name, name, record.version, exc)
-            elif record:
-                log.info("%s/%s: model v%d was trained with another configuration; retraining", self.name, name, record.version)
             start, end = self.training_range(name, plan)
             if plan.last_end is None or end > plan.last_end:
                 have = max(0, int(((plan.last_end or start) - start) / self.window))
@@ -229,46 +222,20 @@ class JobRunner:
             self.train(name, start, end, progress=progress)
         return "; ".join(waiting)
 
-    def detector_class(self, name: str) -> type["Detector"]:
-        """The plugin class of the job's detector `name`."""
-        return self.app.host.component("detectors", self.config.detectors[name].type)
-
-    def new_detector(self, name: str) -> "Detector":
-        """An unfitted detector `name` with its validated parameters."""
-        spec = self.config.detectors[name]
-        cls = self.detector_class(name)
-        return cls(**component_params(self.app.config, spec, cls, ("jobs", self.name, "detectors", name)))
-
     def train(self, name: str, start: datetime, end: datetime, progress: bool = False) -> ModelRecord:
-        """Fit detector `name` on [start, end), save it and record the version."""
-        began = time.monotonic()
-        windows = self.windows(start, end, cursor=None)[0]
-        if not any(w.num_nodes for w in windows):
-            raise ValueError(f"{self.name}/{name}: no events in the training range {isoformat(start)} .. {isoformat(end)}")
-        log.info("%s/%s: training on %d windows (%s .. %s)", self.name, name, len(windows), isoformat(start), isoformat(end))
-        detector = self.new_detector(name).fit(windows, progress=progress)
-        state = self.app.state
-        version = state.next_model_version(self.name, name)
-        path = state.model_path(self.name, name, version)
-        detector.save(path)
-        metrics = {**detector.metrics_, "threshold": detector.threshold_, "fit_seconds": round(time.monotonic() - began, 2)}
-        record = ModelRecord(self.name, name, version, self.app.config.detector_config_hash(self.name, name), path,
-                             start, end, metrics, utcnow())
-        state.add_model(record)
-        self.models[name] = LoadedModel(detector, record)
-        log.info("%s/%s: model v%d trained in %.1fs, threshold %.4f", self.name, name, version,
-                 metrics["fit_seconds"], detector.threshold_)
-        return record
+        """Fit detector `name` on [start, end) of the job's data (see ModelManager.train)."""
+        return self.models.train(name, self.read_windows(start, end, cursor=None).windows, start, end, progress=progress)
 
     # ------------------------------------------------------------------ data
-    def windows(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[list["GraphWindow"], dict | None, dict]:
-        """Read [start, end), run the enrich_events hooks and build one graph per window."""
+    def read_windows(self, start: datetime, end: datetime, cursor: dict | None) -> WindowBatch:
+        """Read [start, end), run the enrich_events hooks and build one graph per window: the one
+        way the pass, training and `evaluate` turn the source's events into windows."""
         from .graphs import WindowGrid
 
         result = self.source.read(start, end, cursor)
         events = self.enrich(result.events)
         grid = WindowGrid(start, self.window, int((end - start) / self.window))
-        return self.builder.build(events, grid), result.cursor, {**result.stats, "events": len(events)}
+        return WindowBatch(events, self.builder.build(events, grid), result.cursor, {**result.stats, "events": len(events)})
 
     def enrich(self, events: "pd.DataFrame") -> "pd.DataFrame":
         """Run the `enrich_events` hooks over a batch of events."""
@@ -341,22 +308,25 @@ class JobRunner:
 
     def _run_batch(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[dict | None, int, int, int, int]:
         began, clock = utcnow(), time.monotonic()
-        windows, new_cursor, stats = self.windows(start, end, cursor)
+        batch = self.read_windows(start, end, cursor)
+        windows, new_cursor, stats = batch.windows, batch.cursor, batch.stats
         result = self._detect(windows)
         for alert in result.alerts:
             self.app.host.call_each("enrich_alert", alert=alert, job=self.name)
-        written = self._deliver(result.alerts)
+        new = self._deliver(result.alerts)
         quarantined = stats.get("quarantined", 0)
-        message = f"{len(result.alerts)} alerts ({result.suppressed} suppressed)" if result.alerts or result.suppressed else ""
+        stored = ", ".join(f"{count} new in {sink}" for sink, count in new.items())
+        message = (f"{len(result.alerts)} alerts ({result.suppressed} suppressed; {stored or 'none to store'})"
+                   if result.alerts or result.suppressed else "")
         if quarantined:
             message = f"{message}; " * bool(message) + f"{quarantined} malformed record(s) quarantined"
-        record = PassRecord(self.name, began, start, end, stats.get("events", 0), written, quarantined,
+        record = PassRecord(self.name, began, start, end, stats.get("events", 0), len(result.alerts), quarantined,
                             time.monotonic() - clock, "quarantined" if quarantined else "ok", message)
         self.app.state.commit_pass(record, watermark=end, cursor=new_cursor, suppressions=result.suppressions,
                                    streams=result.streams)
-        log.info("%s: %s .. %s: %d events, %d windows, %d alerts (%d new, %d suppressed) in %.2fs", self.name,
-                 isoformat(start), isoformat(end), record.events, len(windows), len(result.alerts), written,
-                 result.suppressed, record.duration_s)
+        log.info("%s: %s .. %s: %d events, %d windows, %d alerts (%s, %d suppressed) in %.2fs", self.name,
+                 isoformat(start), isoformat(end), record.events, len(windows), len(result.alerts),
+                 stored or "none to store", result.suppressed, record.duration_s)
         return new_cursor, len(windows), record.events, len(result.alerts), quarantined
 
     def _detect(self, windows: list["GraphWindow"]) -> _BatchResult:
@@ -364,7 +334,7 @@ class JobRunner:
 
         result = _BatchResult()
         state = self.app.state
-        for name, loaded in self.models.items():
+        for name, loaded in self.models.loaded.items():
             detector, record = loaded.detector, loaded.record
             if detector.stateful:
                 detector.stream_state_ = state.stream_state(self.name, name, record.version)
@@ -386,18 +356,17 @@ class JobRunner:
                 result.suppressions.update({(rule.id, key): until for key, until in suppressor.decided.items()})
         return result
 
-    def _deliver(self, alerts: list[dict[str, Any]]) -> int:
-        """Hand each alert to its rule's sinks; raises (so nothing is committed) if one fails."""
+    def _deliver(self, alerts: list[dict[str, Any]]) -> dict[str, int]:
+        """Hand each alert to its rule's sinks; return how many were new to each sink (a batch
+        repeated after a crash stores nothing twice: 0 new). Raises, so that nothing is
+        committed, when a sink fails."""
         by_sink: dict[str, list[dict[str, Any]]] = {}
         rules = {r.id: r for r in self.app.rules.rules}
         default = self.config.sinks or list(self.app.config.sinks)
         for alert in alerts:
             for sink in rules[alert["rule"]["id"]].sinks or default:
                 by_sink.setdefault(sink, []).append(alert)
-        written = 0
-        for sink_name, batch in by_sink.items():
-            written = max(written, self.app.sink(sink_name).write(batch))
-        return written
+        return {sink_name: self.app.sink(sink_name).write(batch) for sink_name, batch in by_sink.items()}
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -405,12 +374,11 @@ class JobRunner:
         checkpoint = state.checkpoint(self.name)
         models = []
         for name in self.config.detectors:
-            record = state.latest_model(self.name, name)
-            wanted = self.app.config.detector_config_hash(self.name, name)
+            model_state, record = self.models.state(name)
             models.append({
                 "detector": name, "type": self.config.detectors[name].type,
                 "version": record.version if record else None,
-                "state": "current" if record and record.config_hash == wanted else ("stale" if record else "not trained"),
+                "state": model_state,
                 "trained_on": f"{isoformat(record.train_start)} .. {isoformat(record.train_end)}" if record and record.train_start else None,
                 "threshold": record.metrics.get("threshold") if record else None,
             })

@@ -88,7 +88,7 @@ class PassRecord:
     window_start: datetime | None
     window_end: datetime | None
     events: int
-    alerts: int
+    alerts: int  # the alerts the batch produced (each sink stores only those new to it)
     quarantined: int
     duration_s: float
     status: str  # ok | quarantined (ok, but malformed records were set aside) | waiting | error | interrupted

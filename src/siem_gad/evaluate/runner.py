@@ -70,8 +70,6 @@ def evaluate(app: "App", *, label_field: str, positives: Iterable[str] | None = 
 
 def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_field: str, positives: list[str],
                   start: datetime | None, end: datetime | None, use_models: bool, progress: bool) -> None:
-    from ..graphs import WindowGrid
-
     source = runner.source
     source.start()
     plan = runner.plan()
@@ -79,15 +77,13 @@ def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_fie
     finish = (align_up(end, runner.window) if end else plan.last_end)
     if begin is None or finish is None or finish <= begin:
         raise EvaluationError(f"job {runner.name}: the source holds no events in the range to evaluate")
-    read = source.read(begin, finish, None)
-    events = runner.enrich(read.events)
+    batch = runner.read_windows(begin, finish, None)
+    events, windows = batch.events, batch.windows
     if events.empty:
         raise EvaluationError(f"job {runner.name}: no events between {isoformat(begin)} and {isoformat(finish)}")
     if label_field not in events.columns:
         known = ", ".join(sorted(c for c in events.columns if not c.startswith("@")))
         raise EvaluationError(f"job {runner.name}: the events have no field {label_field!r} (fields: {known})")
-    grid = WindowGrid(begin, runner.window, int((finish - begin) / runner.window))
-    windows = runner.builder.build(events, grid)
     data = {"events": int(len(events)), "windows": len(windows), "from": isoformat(begin), "to": isoformat(finish),
             "positive_events": int(positive_mask(events[label_field], positives).sum())}
     result.data[runner.name] = data
@@ -112,13 +108,14 @@ def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_fie
 def _detector(app: "App", runner: "JobRunner", name: str, windows: list, use_models: bool, progress: bool):
     spec = runner.config.detectors[name]
     if use_models:
-        record = app.state.latest_model(runner.name, name)
-        wanted = app.config.detector_config_hash(runner.name, name)
-        if record is None or record.config_hash != wanted or not record.path.exists():
-            state = "trained with another configuration" if record else "not trained"
-            raise EvaluationError(f"detector {runner.name}/{name} is {state}: run `siem-gad train -c FILE "
-                                  f"--job {runner.name} --detector {name}`, or evaluate without --use-models")
-        return runner.detector_class(name).load(record.path), None, windows
+        loaded = runner.models.current(name)
+        if loaded is None:
+            state, _ = runner.models.state(name)
+            why = {"stale": "trained with another configuration", "current": "unusable"}.get(state, state)
+            raise EvaluationError(f"detector {runner.name}/{name} is {why}: "
+                                  f"run `siem-gad train -c FILE --job {runner.name} --detector {name}`, or evaluate "
+                                  f"without --use-models")
+        return loaded.detector, None, windows
     needed = spec.training.windows
     if len(windows) <= needed:
         raise EvaluationError(f"detector {runner.name}/{name} trains on {needed} windows, but the range has only "
@@ -128,7 +125,7 @@ def _detector(app: "App", runner: "JobRunner", name: str, windows: list, use_mod
         raise EvaluationError(f"detector {runner.name}/{name} cannot be trained: no events in its training windows "
                               f"{isoformat(training[0].start)} .. {isoformat(training[-1].end)}")
     log.info("%s/%s: training on %d windows, scoring %d", runner.name, name, len(training), len(scored))
-    detector = runner.new_detector(name).fit(training, progress=progress)
+    detector = runner.models.new_detector(name).fit(training, progress=progress)
     return detector, (training[0].start, training[-1].end), scored
 
 
