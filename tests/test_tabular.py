@@ -51,7 +51,7 @@ def test_vae_ranks_attack_entity_windows_high_and_round_trips(sim_windows, tmp_p
 
 def test_sigma_threshold_is_mean_plus_k_std_of_training_scores(sim_windows):
     windows, _ = sim_windows
-    detector = VaeDetector(**FAST, threshold="sigma", sigma=3.0).fit(windows[:12])
+    detector = VaeDetector(**FAST, threshold_method="sigma", sigma=3.0).fit(windows[:12])
     training = detector.score_matrix(np.concatenate([w.x for w in windows[:12]]))
     assert detector.threshold_ == pytest.approx(training.mean() + 3 * training.std(), rel=1e-5)
 
@@ -499,3 +499,16 @@ def test_reduced_luflow_window_series_benchmark():
     assert (lstm["items"], lstm["positives"]) == (216, 39)
     assert lstm["roc_auc"] > 0.95 and lstm["at_threshold"]["f1"] > 0.8, lstm
     assert lstm["at_threshold"]["precision"] > fitted["at_threshold"]["precision"] + 0.1, (lstm, fitted)
+
+
+def test_old_threshold_keys_keep_working_with_a_deprecation_warning():
+    """`threshold: sigma` (the method) was renamed `threshold_method`; `threshold` is a score value."""
+    from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
+
+    with pytest.warns(DeprecationWarning, match="write threshold_method: 'sigma'"):
+        old = VaeDetector(threshold="sigma")
+    assert old.params.threshold_method == "sigma" and VaeDetector(threshold_method="sigma").get_params() == old.get_params()
+    with pytest.raises(Exception, match="give only 'threshold_method'"):
+        VaeDetector(threshold="sigma", threshold_method="percentile")
+    supervised = HeteroGnnDetector(threshold_percentile=90, threshold=0.7)  # the percentile does not apply: ignored
+    assert supervised.params.threshold == 0.7 and "threshold_percentile" not in supervised.get_params()

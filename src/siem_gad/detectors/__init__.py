@@ -19,10 +19,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+import logging
+import warnings
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..components import Params
 from ..graphs import GraphWindow
@@ -31,17 +33,44 @@ Level = Literal["window", "node", "edge"]
 FORMAT_VERSION = 1
 
 
-class DetectorParams(Params):
-    threshold_percentile: float = Field(99.0, gt=0, lt=100, description="percentile of training scores used as threshold")
+def renamed_key(data: Any, old: str, new: str, owner: str, accept: Callable[[Any], bool] = lambda v: True) -> Any:
+    """Move a deprecated key to its new name (with a warning naming both), so old configs keep
+    working; the value goes on to the new key's validation."""
+    if isinstance(data, dict) and old in data and accept(data[old]):
+        if new in data:
+            raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
+        message = f"{owner}: {old!r} is deprecated, write {new}: {data[old]!r} instead"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        logging.getLogger("siem_gad.config").warning("%s", message)
+        data = {**data, new: data[old]}
+        del data[old]
+    return data
+
+
+class BaseDetectorParams(Params):
+    """What every detector takes. `threshold` is always a score value (the score an item must
+    reach); how a detector derives its own from the training scores is its `threshold_method`."""
+
     seed: int = Field(0, description="random seed: the same data and seed give the same model")
+
+
+class DetectorParams(BaseDetectorParams):
+    """Detectors whose threshold comes from their training scores."""
+
+    threshold_percentile: float = Field(99.0, gt=0, lt=100, description="percentile of training scores used as threshold")
 
 
 class ErrorThresholdParams(DetectorParams):
     """Parameters of detectors whose scores are reconstruction errors: besides the percentile,
     the usual rule for such errors, mean + k sigma (`threshold_from` applies either)."""
 
-    threshold: Literal["percentile", "sigma"] = Field("percentile", description="how the alert threshold is set")
-    sigma: float = Field(3.0, gt=0, description="k in mean + k sigma when threshold: sigma")
+    threshold_method: Literal["percentile", "sigma"] = Field("percentile", description="how the alert threshold is set")
+    sigma: float = Field(3.0, gt=0, description="k in mean + k sigma when threshold_method: sigma")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_threshold_key(cls, data: Any) -> Any:
+        return renamed_key(data, "threshold", "threshold_method", "detector", lambda v: v in ("percentile", "sigma"))
 
 
 @dataclass
@@ -63,7 +92,7 @@ class NotFittedError(RuntimeError):
 class Detector(ABC):
     level: ClassVar[Level] = "node"
     stateful: ClassVar[bool] = False
-    Params: ClassVar[type[DetectorParams]] = DetectorParams
+    Params: ClassVar[type[BaseDetectorParams]] = DetectorParams
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params.model_validate(params)
@@ -121,11 +150,11 @@ class Detector(ABC):
 
     def threshold_from(self, scores: np.ndarray) -> float:
         """The alert threshold from reference scores: their `threshold_percentile`, or mean +
-        `sigma` x std where the params ask for it (`ErrorThresholdParams`)."""
+        `sigma` x std where the params ask for it (`ErrorThresholdParams.threshold_method`)."""
         scores = np.asarray(scores, dtype=np.float64)
         if len(scores) == 0:
             raise ValueError("no training scores to set a threshold from (were the training windows empty?)")
-        if isinstance(self.params, ErrorThresholdParams) and self.params.threshold == "sigma":
+        if isinstance(self.params, ErrorThresholdParams) and self.params.threshold_method == "sigma":
             return float(scores.mean() + self.params.sigma * scores.std())
         return float(np.percentile(scores, self.params.threshold_percentile))
 

@@ -59,7 +59,7 @@ class LstmAeDetector(Detector):
         epochs: int = Field(60, ge=1)
         batch_size: int = Field(16, ge=1)
         learning_rate: float = Field(5e-3, gt=0)
-        threshold: Literal["percentile", "sigma"] = Field("sigma", description="how the alert threshold is set")
+        threshold_method: Literal["percentile", "sigma"] = Field("sigma", description="how the alert threshold is set")
         validation: float = Field(0.2, ge=0, lt=0.5, description="share of the training windows, the latest, held "
                                                                   "out for early stopping and the threshold; 0 "
                                                                   "takes the threshold from the fitted windows")

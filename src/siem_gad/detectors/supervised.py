@@ -19,20 +19,24 @@ which nodes are scored.
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..graphs import GraphWindow
 from ..labeling import BENIGN
-from . import Detector, DetectorParams
+from . import BaseDetectorParams, Detector
 
 OTHER_ATTACK = "other attack"
 
 
-class SupervisedParams(DetectorParams):
+class SupervisedParams(BaseDetectorParams):
+    """Supervised graph networks set their threshold from labeled held-out nodes, not from a
+    percentile of training scores: `threshold_percentile` does not apply to them."""
+
     hidden: int = Field(64, ge=4, description="width of the hidden layers")
     layers: int = Field(2, ge=1, le=4, description="message-passing layers")
     epochs: int = Field(100, ge=1, description="most training epochs (early stopping usually ends sooner)")
@@ -45,6 +49,16 @@ class SupervisedParams(DetectorParams):
     threshold: float | None = Field(None, gt=0, lt=1,
                                     description="fixed alert threshold on P(not benign); default: best F1 on held-out nodes")
     batch_nodes: int = Field(200_000, ge=100, description="windows are trained in batches of about this many nodes")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_percentile(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "threshold_percentile" in data:
+            logging.getLogger("siem_gad.config").warning(
+                "supervised detector: threshold_percentile does not apply (the threshold is the best F1 on held-out "
+                "labeled nodes, or `threshold`); ignored")
+            data = {k: v for k, v in data.items() if k != "threshold_percentile"}
+        return data
 
 
 def class_vocabulary(labels: np.ndarray, min_rows: int) -> list[str]:

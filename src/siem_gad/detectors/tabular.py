@@ -10,7 +10,7 @@ base does for every subclass:
   network's score in the far tail depends on which rare training rows it happened to fit; the
   mean does not (docs/benchmarks.md, KDD Cup 99);
 - the threshold: the `threshold_percentile` of the training scores, or mean + k sigma
-  (`threshold: sigma`), the usual rule for reconstruction errors;
+  (`threshold_method: sigma`), the usual rule for reconstruction errors;
 - explanations: SHAP values of the score for the row (expected gradients against a background
   sample of training rows), falling back to the per-feature scores (reconstruction error per
   feature) when SHAP is not installed;
