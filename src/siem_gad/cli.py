@@ -20,7 +20,6 @@ from .cli_support import config_option, load_config_or_fail, open_app, plugin_so
 from .logs import setup_logging
 from .plugins import config_argument
 from .views import alert_lines, plugin_lines, status_lines
-from .yamlfile import ConfigError
 
 log = logging.getLogger("siem_gad")
 
@@ -142,23 +141,15 @@ def train(ctx: click.Context, config: Path, job: str | None, detector: str | Non
 @click.pass_context
 def check(ctx: click.Context, config: Path) -> None:
     """Validate the config, the rules and the plugins without running anything heavy."""
-    from .config import validate_components
-    from .plugins import load_host
-    from .rules import load_rules
+    from .pipeline import inspect_config
 
-    app_config = load_config_or_fail(config)
-    host = load_host(*plugin_sources(ctx.obj["plugins_dir"], config))
-    problems = [str(p) for p in validate_components(app_config, host)]
-    rules = None
-    try:
-        rules = load_rules(app_config)
-    except ConfigError as exc:
-        problems.extend(str(p) for p in exc.problems)
-    problems.extend(f"plugin problem: {failure}" for failure in host.failures)
+    load_config_or_fail(config)
+    found = inspect_config(config, plugins_dir=ctx.obj["plugins_dir"])
+    problems = [str(p) for p in found.problems] + [f"plugin problem: {failure}" for failure in found.host.failures]
     if problems:
         raise click.ClickException("\n".join(problems))
-    click.echo(f"{config}: OK - {len(app_config.jobs)} job(s), {len(rules.rules) if rules else 0} rule(s), "
-               f"{len(host.plugins)} plugin(s)")
+    click.echo(f"{config}: OK - {len(found.config.jobs)} job(s), {len(found.rules.rules) if found.rules else 0} "
+               f"rule(s), {len(found.host.plugins)} plugin(s)")
 
 
 @cli.command()

@@ -57,15 +57,11 @@ class App:
     @classmethod
     def open(cls, config_path: str | Path, *, plugins_dir: Path | None = None, state_dir: Path | None = None) -> "App":
         """Load everything; `state_dir` replaces the config's (evaluate keeps production state apart)."""
-        config = load_config(config_path)
-        if state_dir is not None:
-            config.state_dir = Path(state_dir).resolve()
-        host = load_host(plugins_directory(plugins_dir, config.plugins_path), config.plugins)
-        problems = validate_components(config, host)
-        if problems:
-            raise ConfigError(problems)
-        rules = load_rules(config)
-        return cls(config, host, rules, StateStore(config.state_path))
+        found = inspect_config(config_path, plugins_dir=plugins_dir, state_dir=state_dir)
+        if found.problems:
+            raise ConfigError(found.problems)
+        assert found.rules is not None
+        return cls(found.config, found.host, found.rules, StateStore(found.config.state_path))
 
     def _component(self, kind: str, spec: Any, path: tuple, name: str) -> Any:
         cls = self.host.component(kind, spec.type)
@@ -110,6 +106,34 @@ class PassOutcome:
     alerts: int = 0
     quarantined: int = 0  # malformed records the source set aside during this pass
     watermark: datetime | None = None
+
+
+@dataclass
+class Inspection:
+    """A config with its plugins and rules loaded, and every problem found in them."""
+
+    config: AppConfig
+    host: PluginHost
+    rules: RuleSet | None
+    problems: list
+
+
+def inspect_config(config_path: str | Path, *, plugins_dir: Path | None = None,
+                   state_dir: Path | None = None) -> Inspection:
+    """Load a config, its plugins and its rules, and collect every problem (component types
+    and parameters, rules) instead of stopping at the first kind: what `App.open` refuses and
+    `siem-gad check` reports. Raises ConfigError only when the config file itself is invalid."""
+    config = load_config(config_path)
+    if state_dir is not None:
+        config.state_dir = Path(state_dir).resolve()
+    host = load_host(plugins_directory(plugins_dir, config.plugins_path), config.plugins)
+    problems = list(validate_components(config, host))
+    rules = None
+    try:
+        rules = load_rules(config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    return Inspection(config, host, rules, problems)
 
 
 @dataclass
