@@ -285,3 +285,16 @@ def test_detectors_answer_to_the_estimator_names_data_scientists_know(sim_window
     assert IsolationForestDetector.load(tmp_path / "model.pt").threshold_ == detector.threshold_
     with pytest.raises(ValueError, match="saved by detector siem_gad.detectors.iforest.IsolationForestDetector"):
         RareLinksDetector.load(tmp_path / "model.pt")
+
+
+def test_explanations_show_features_as_their_builder_scaled_them(sim_windows):
+    """Builders declare their log1p-scaled features; the detector base no longer guesses them
+    from bipartite's feature names (which showed address bits and one-hots as expm1)."""
+    from siem_gad.detectors import readable
+    from siem_gad.graphs.host_flow import HostFlowGraphBuilder
+
+    window = next(w for w in sim_windows[2] if w.num_nodes)
+    degree, ratio = window.feature_names.index("degree"), window.feature_names.index("failure_ratio")
+    assert readable(window, degree, np.log1p(4.0)) == 4.0 and readable(window, ratio, 0.25) == 0.25
+    builder = HostFlowGraphBuilder(ip_bits=True)
+    assert {"flows_out", "peers"} <= builder.log_scaled and not any(n.startswith("ip_bit") for n in builder.log_scaled)

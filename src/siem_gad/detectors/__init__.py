@@ -227,11 +227,11 @@ def feature_contributors(window: GraphWindow, node: int, mean: np.ndarray, std: 
 
 
 def readable(window: GraphWindow, feature: int, value: float) -> float:
-    """Undo the log1p scaling of count-like features for display."""
-    name = window.feature_names[feature]
-    if name in ("is_source", "failure_ratio", "private") or name.endswith(("_ratio", "_share")):
-        return round(float(value), 3)
-    return round(float(np.expm1(value)), 1)
+    """A feature value for display: features the builder declares log1p-scaled
+    (`GraphWindow.log_scaled`) back in counts, the others as they are."""
+    if window.feature_names[feature] in window.log_scaled:
+        return round(float(np.expm1(value)), 1)
+    return round(float(value), 3)
 
 
 def nodes_summary(contributors: list[dict[str, Any]], limit: int = 3) -> str:

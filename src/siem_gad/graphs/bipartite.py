@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 NODE_FEATURES = ("is_source", "degree", "events", "bytes", "max_edge_bytes", "services", "failures",
                  "failure_ratio", "rare_peers")
 EDGE_FEATURES = ("events", "bytes", "ports", "failure_ratio")
+LOG_SCALED = frozenset(NODE_FEATURES) - {"is_source", "failure_ratio"}  # see log_scale(keep=(0, 7)) below
 FAILURE_VALUES = ("failure", "failed", "fail", "denied", "deny", "blocked")
 MIN_EVENTS_PER_THREAD = 200_000  # below this, a thread costs more than it saves
 
@@ -115,7 +116,7 @@ class BipartiteGraphBuilder(GraphBuilder):
             start, end = grid.bounds(w0 + i)
             graphs.append(GraphWindow(
                 index=w0 + i, start=start, end=end, node_fields=self.entity_fields, node_kind=node_kind[n0:n1],
-                node_value=node_value[n0:n1], x=x[n0:n1], feature_names=NODE_FEATURES,
+                node_value=node_value[n0:n1], x=x[n0:n1], feature_names=NODE_FEATURES, log_scaled=LOG_SCALED,
                 edge_index=edge_index[:, m0:m1], edge_attr=edge_attr[m0:m1], edge_feature_names=EDGE_FEATURES,
                 num_events=int(events_per_window[i]), evidence=evidence, edge_offset=int(m0)))
         return graphs
@@ -125,7 +126,7 @@ class BipartiteGraphBuilder(GraphBuilder):
         return GraphWindow(
             index=index, start=start, end=end, node_fields=self.entity_fields, node_kind=np.zeros(0, np.int8),
             node_value=np.zeros(0, object), x=np.zeros((0, len(NODE_FEATURES)), np.float32),
-            feature_names=NODE_FEATURES, edge_index=np.zeros((2, 0), np.int64),
+            feature_names=NODE_FEATURES, log_scaled=LOG_SCALED, edge_index=np.zeros((2, 0), np.int64),
             edge_attr=np.zeros((0, len(EDGE_FEATURES)), np.float32), edge_feature_names=EDGE_FEATURES)
 
 

@@ -75,6 +75,12 @@ class HostFlowGraphBuilder(GraphBuilder):
         return ("flows_out", "flows_in", "peers", "private", *bits)
 
     @property
+    def log_scaled(self) -> frozenset[str]:
+        """Host counts and the numeric flow fields are log1p-scaled; flags, one-hots, address
+        bits, times of day and the port features are not."""
+        return frozenset(("flows_out", "flows_in", "peers", *self.params.numeric_fields))
+
+    @property
     def flow_feature_names(self) -> tuple[str, ...]:
         p = self.params
         names = list(p.numeric_fields)
@@ -138,7 +144,8 @@ class HostFlowGraphBuilder(GraphBuilder):
                 index=i, start=start, end=end, node_fields=self.entity_fields,
                 node_kind=np.concatenate([np.zeros(nh, np.int8), np.ones(nf, np.int8)]),
                 node_value=np.concatenate([host_values[h0:h1], event_ids[e0:e1].astype(object)]),
-                x=x, feature_names=names, edge_index=edge_index, edge_attr=np.zeros((2 * nf, 0), np.float32),
+                x=x, feature_names=names, log_scaled=self.log_scaled, edge_index=edge_index,
+                edge_attr=np.zeros((2 * nf, 0), np.float32),
                 edge_feature_names=(), num_events=int(nf), evidence=evidence, edge_offset=int(2 * e0),
                 node_label=node_label, kind_features=kinds))
         return graphs
@@ -178,7 +185,7 @@ class HostFlowGraphBuilder(GraphBuilder):
         start, end = grid.bounds(index)
         return GraphWindow(index=index, start=start, end=end, node_fields=self.entity_fields,
                            node_kind=np.zeros(0, np.int8), node_value=np.zeros(0, object),
-                           x=np.zeros((0, len(names)), np.float32), feature_names=names,
+                           x=np.zeros((0, len(names)), np.float32), feature_names=names, log_scaled=self.log_scaled,
                            edge_index=np.zeros((2, 0), np.int64), edge_attr=np.zeros((0, 0), np.float32),
                            edge_feature_names=(), kind_features=kinds)
 

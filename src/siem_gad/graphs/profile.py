@@ -155,7 +155,8 @@ class ProfileGraphBuilder(GraphBuilder):
         nodes = np.arange(len(values), dtype=np.int64)
         return GraphWindow(index=index, start=start, end=end, node_fields=self.entity_fields,
                            node_kind=np.zeros(len(values), np.int8), node_value=values, x=x,
-                           feature_names=self.feature_names, edge_index=np.vstack([nodes, nodes]),
+                           feature_names=self.feature_names, log_scaled=frozenset(self.feature_names) - {"failure_ratio"},
+                           edge_index=np.vstack([nodes, nodes]),
                            edge_attr=np.zeros((len(values), 1), np.float32), edge_feature_names=("self",),
                            num_events=num_events, evidence=evidence, edge_offset=offset, node_label=labels)
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 NODE_FEATURES = ("flows_out", "flows_in", "peers_out", "peers_in", "ports_out", "bytes_out", "bytes_in",
                  "active_share", "private")
+LOG_SCALED = frozenset(NODE_FEATURES[:7])  # counts and bytes; the share and the private flag are not
 
 
 class TemporalGraphBuilder(GraphBuilder):
@@ -119,7 +120,7 @@ class TemporalGraphBuilder(GraphBuilder):
                 evidence=None, offset: int = 0) -> GraphWindow:
         start, end = grid.bounds(index)
         return GraphWindow(index=index, start=start, end=end, node_fields=self.entity_fields, node_kind=kind,
-                           node_value=values, x=x, feature_names=NODE_FEATURES, edge_index=edge_index,
+                           node_value=values, x=x, feature_names=NODE_FEATURES, log_scaled=LOG_SCALED, edge_index=edge_index,
                            edge_attr=edge_attr, edge_feature_names=tuple(self.params.numeric_fields),
                            num_events=edge_index.shape[1], evidence=evidence, edge_offset=offset,
                            node_label=node_label, edge_time=edge_time)
