@@ -67,10 +67,10 @@ class ConnectionServer(Input):
 
     kind = "tcp"
 
-    def __init__(self, host: str, port: int, limits: Limits, tls: ssl.SSLContext | None = None, *, spool: Spool,
-                 zone: tzinfo, stop: threading.Event):
+    def __init__(self, host: str, port: int, max_message_bytes: int, limits: Limits,
+                 tls: ssl.SSLContext | None = None, *, spool: Spool, zone: tzinfo, stop: threading.Event):
         super().__init__(f"syslog-{self.kind}-{port}", spool, zone, stop)
-        self.limits, self.tls = limits, tls
+        self.max_message_bytes, self.limits, self.tls = max_message_bytes, limits, tls
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # A modest receive buffer (inherited by connections) bounds what the kernel holds for

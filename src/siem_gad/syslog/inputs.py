@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Callable
 
-from .connections import Connection, ConnectionServer, Limits
+from .connections import Connection, ConnectionServer
 from .framing import Framer
 from .intake import Input
 
@@ -100,11 +100,6 @@ class TcpInput(ConnectionServer):
     """
 
     kind = "tcp"
-
-    def __init__(self, host: str, port: int, max_message_bytes: int, limits: Limits,
-                 tls: ssl.SSLContext | None = None, **kw):
-        super().__init__(host, port, limits, tls, **kw)
-        self.max_message_bytes = max_message_bytes
 
     def serve(self, conn: Connection, stream: socket.socket) -> None:
         origin = f"tcp:{conn.peer}"

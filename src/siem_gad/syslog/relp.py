@@ -26,7 +26,7 @@ import re
 import socket
 import ssl
 
-from .connections import Connection, ConnectionServer, Limits
+from .connections import Connection, ConnectionServer
 
 log = logging.getLogger(__name__)
 SOFTWARE = "siem-gad,1,https://github.com/siem-gad"
@@ -110,11 +110,6 @@ class RelpInput(ConnectionServer):
     """A RELP listener; see the module docstring for what it guarantees."""
 
     kind = "relp"
-
-    def __init__(self, host: str, port: int, max_message_bytes: int, limits: Limits,
-                 tls: ssl.SSLContext | None = None, **kw):
-        super().__init__(host, port, limits, tls, **kw)
-        self.max_message_bytes = max_message_bytes
 
     def serve(self, conn: Connection, stream: socket.socket) -> None:
         origin = f"relp:{conn.peer}"
