@@ -50,9 +50,9 @@ def digest(detector, windows) -> dict:
 
 
 def main() -> None:
-    import torch
+    from siem_gad.threads import decide
 
-    torch.set_num_threads(1)
+    decide(1).apply()
     from siem_gad.graphs import WindowGrid
     from siem_gad.graphs.bipartite import BipartiteGraphBuilder
     from siem_gad.simulator import Enterprise

@@ -88,6 +88,7 @@ def run(ctx: click.Context, config: Path, once: bool, jobs: tuple[str, ...]) -> 
     unknown = [j for j in names if j not in app.config.jobs]
     if unknown:
         raise click.BadParameter(f"unknown job(s) {', '.join(unknown)}; jobs: {', '.join(app.config.jobs)}", param_hint="--job")
+    log.info("threads: %s", app.threads.describe() if app.threads else "library defaults")
     stop = threading.Event()
     install_signal_handlers(stop)
     try:

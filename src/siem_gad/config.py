@@ -97,6 +97,8 @@ class AppConfig(Strict):
     plugins: list[str] = Field(default_factory=list)
     rules_dir: Path = Path("rules")
     logging: LoggingConfig = LoggingConfig()
+    threads: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = Field(
+        "auto", description="intra-op threads for torch, BLAS and numba (see threads.py); auto: 1, or OMP_NUM_THREADS")
     sources: dict[Name, ComponentSpec] = Field(min_length=1)
     sinks: dict[Name, ComponentSpec] = Field(min_length=1)
     jobs: dict[Name, JobConfig] = Field(min_length=1)

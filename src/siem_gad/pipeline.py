@@ -29,6 +29,7 @@ from .errors import OperationalError
 from .plugins import PluginHost, load_host, plugins_directory
 from .rules import RuleSet, Suppressor, load_rules
 from .state import ModelRecord, PassRecord, StateStore
+from .threads import ThreadPolicy, decide
 from .timeutil import align_down, align_up, isoformat, parse_time, utcnow
 from .yamlfile import ConfigError
 
@@ -53,6 +54,7 @@ class App:
         self._sources: dict[str, Source] = {}
         self._sinks: dict[str, Sink] = {}
         self._jobs: dict[str, JobRunner] = {}
+        self.threads: ThreadPolicy | None = None  # set by open(); tests may build an App without it
 
     @classmethod
     def open(cls, config_path: str | Path, *, plugins_dir: Path | None = None, state_dir: Path | None = None) -> "App":
@@ -61,7 +63,9 @@ class App:
         if found.problems:
             raise ConfigError(found.problems)
         assert found.rules is not None
-        return cls(found.config, found.host, found.rules, StateStore(found.config.state_path))
+        app = cls(found.config, found.host, found.rules, StateStore(found.config.state_path))
+        app.threads = decide(found.config.threads).apply()  # before any detector loads torch
+        return app
 
     def _component(self, kind: str, spec: Any, path: tuple, name: str) -> Any:
         cls = self.host.component(kind, spec.type)
