@@ -73,3 +73,17 @@ def test_json_logs_on_request(tmp_path: Path):
     records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert records and all({"@timestamp", "log.level", "log.logger", "message"} <= set(r) for r in records)
     assert any("waiting for training data" in r["message"] for r in records)
+
+
+def test_help_imports_none_of_the_heavy_libraries():
+    """`siem-gad --help` (and listing the commands) loads no numpy, pandas, torch, pydantic or
+    scikit-learn: only the command plugins are imported to find their commands."""
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, sys\nsys.argv = ['siem-gad', '--help']\nfrom siem_gad.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n    try:\n        main()\n    except SystemExit:\n"
+            "        pass\nassert 'deadletter' in out.getvalue() and 'kibana' in out.getvalue(), out.getvalue()\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'pydantic', 'sklearn') if m in sys.modules))")
+    heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert heavy == "[]"

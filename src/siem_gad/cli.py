@@ -33,9 +33,10 @@ class PluginGroup(click.Group):
         if self._loaded:
             return
         self._loaded = True
-        from .plugins import load_host
+        from .plugins import COMMAND_PLUGINS, load_host
 
-        host = load_host(*plugin_sources(ctx.find_root().params.get("plugins_dir"), config_argument(sys.argv[1:])))
+        host = load_host(*plugin_sources(ctx.find_root().params.get("plugins_dir"), config_argument(sys.argv[1:])),
+                         builtins=COMMAND_PLUGINS)
         host.call_each("register_commands", cli=self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -29,6 +29,9 @@ from . import hookspecs
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "siem_gad"
+# The built-ins that add CLI commands: all the command line loads to list its commands, so that
+# `siem-gad --help` imports none of numpy, pandas, torch or pydantic.
+COMMAND_PLUGINS = ("siem_gad.commands.deadletter", "siem_gad.commands.kibana")
 DEFAULT_PLUGINS = (
     "siem_gad.sources.csv_source",
     "siem_gad.sources.simulate",
@@ -52,8 +55,7 @@ DEFAULT_PLUGINS = (
     "siem_gad.sinks.jsonl",
     "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",
-    "siem_gad.commands.deadletter",
-    "siem_gad.commands.kibana",
+    *COMMAND_PLUGINS,
 )
 COMPONENT_HOOKS = {
     "sources": "register_sources",
@@ -121,8 +123,9 @@ class PluginHost:
         self._registries: dict[str, dict[str, Component]] | None = None
 
     # ----------------------------------------------------------------- discovery
-    def load(self, *, plugins_dir: Path | None = None, modules: Iterable[str] = (), entry_points: bool = True) -> None:
-        for module_name in DEFAULT_PLUGINS:
+    def load(self, *, plugins_dir: Path | None = None, modules: Iterable[str] = (), entry_points: bool = True,
+             builtins: Iterable[str] = DEFAULT_PLUGINS) -> None:
+        for module_name in builtins:
             self._load_module(module_name, origin="builtin")
         if entry_points:
             self._load_entry_points()
@@ -287,8 +290,11 @@ def config_argument(args: list[str]) -> Path | None:
     return None
 
 
-def load_host(plugins_dir: Path | None = None, modules: Iterable[str] = (), entry_points: bool = True) -> PluginHost:
+def load_host(plugins_dir: Path | None = None, modules: Iterable[str] = (), entry_points: bool = True,
+              builtins: Iterable[str] = DEFAULT_PLUGINS) -> PluginHost:
+    """A host with the built-ins (`builtins`: all by default), entry points, the plugins
+    directory and the config's modules loaded."""
     host = PluginHost()
-    host.load(plugins_dir=plugins_dir, modules=modules, entry_points=entry_points)
+    host.load(plugins_dir=plugins_dir, modules=modules, entry_points=entry_points, builtins=builtins)
     return host
 

@@ -1,0 +1,63 @@
+"""Start-up time of the light commands, idle and with the machine loaded, against `python -c pass`.
+
+    .venv/bin/python bench/startup.py --repeat 7 --load 1
+
+Prints a Markdown table for docs/benchmarks.md (median wall time of `--repeat` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = {
+    "python -c pass (baseline)": [sys.executable, "-c", "pass"],
+    "siem-gad --help": [sys.executable, "-m", "siem_gad", "--help"],
+    "siem-gad check -c config.example.yaml": [sys.executable, "-m", "siem_gad", "check", "-c", "config.example.yaml"],
+}
+
+
+def burn(stop_at: float) -> None:
+    while time.time() < stop_at:
+        sum(i * i for i in range(10_000))
+
+
+def median_seconds(command: list[str], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--load", type=int, default=1)
+    args = parser.parse_args()
+    results = {}
+    for loaded in (False, True):
+        burners = [multiprocessing.Process(target=burn, args=(time.time() + 300,)) for _ in range(args.load if loaded else 0)]
+        for b in burners:
+            b.start()
+        try:
+            for label, command in COMMANDS.items():
+                results[(label, loaded)] = median_seconds(command, args.repeat)
+        finally:
+            for b in burners:
+                b.terminate()
+    print(f"| command | idle (s) | loaded, {args.load} CPU burner(s) (s) |")
+    print("|---|---|---|")
+    for label in COMMANDS:
+        print(f"| `{label}` | {results[(label, False)]:.3f} | {results[(label, True)]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
