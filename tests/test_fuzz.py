@@ -220,3 +220,16 @@ def test_timestamps_of_rows_never_overflow():
     values = pd.Series(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1e30", "-1e30", "99999999999999999999"])
     parsed = parse_timestamps(values, "auto", "UTC")
     assert len(parsed) == 5 and parsed.iloc[2:].isna().all()
+
+
+# ---------------------------------------------------------------------------- credentials
+@given(st.sampled_from(["http", "https", "relp"]), st.from_regex(r"[A-Za-z0-9._-]{0,12}", fullmatch=True),
+       st.from_regex(r"[A-Za-z0-9!$%&*+,;=._~-]{6,24}", fullmatch=True), st.text(max_size=40), st.text(max_size=40))
+def test_redact_removes_every_password_from_any_text_around_a_url(scheme, user, password, before, after):
+    from siem_gad.redact import redact
+
+    text = f"{before} {scheme}://{user}:{password}@host.example:9200/x {after}"
+    cleaned = redact(text)
+    assert f"{scheme}://{user}:***@host.example:9200/x" in cleaned
+    assert redact(cleaned) == cleaned  # masking twice changes nothing
+    assert password not in cleaned.replace(before, "").replace(after, "").replace(user, "")

@@ -45,9 +45,10 @@ def test_repair_never_loses_a_complete_line(tmp_path: Path, count, pads, torn, b
     path.write_bytes(complete + torn)
     with path.open("rb") as handle:
         assert last_line_end(handle, len(complete + torn), block) == len(complete)
-    JsonlSink(path=path).write([])
-    JsonlSink(path=path)._known_ids()
+    JsonlSink(path=path).write([])  # opening the file for a write repairs it
     assert path.read_bytes() == complete
+    JsonlSink(path=path).write([alert(10_000)])  # and later writes append after the complete lines
+    assert path.read_bytes() == complete + json.dumps(alert(10_000), sort_keys=True).encode() + b"\n"
     if torn:
         assert Path(f"{path}.torn").read_bytes() == torn + b"\n"
 

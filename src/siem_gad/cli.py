@@ -20,6 +20,7 @@ from .cli_support import config_option, load_config_or_fail, open_app, plugin_so
 from .logs import setup_logging
 from .plugins import config_argument
 from .views import alert_lines, plugin_lines, status_lines
+from .yamlfile import ConfigError
 
 log = logging.getLogger("siem_gad")
 
@@ -145,8 +146,10 @@ def check(ctx: click.Context, config: Path) -> None:
     """Validate the config, the rules and the plugins without running anything heavy."""
     from .pipeline import inspect_config
 
-    load_config_or_fail(config)
-    found = inspect_config(config, plugins_dir=ctx.obj["plugins_dir"])
+    try:
+        found = inspect_config(config, plugins_dir=ctx.obj["plugins_dir"])
+    except ConfigError as exc:  # the config file itself is invalid
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
     problems = [str(p) for p in found.problems] + [f"plugin problem: {failure}" for failure in found.host.failures]
     if problems:
         raise click.ClickException("\n".join(problems))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from abc import ABC, abstractmethod
 import ssl
 import threading
 import time
@@ -57,7 +58,7 @@ class Connection:
         return now - self.active
 
 
-class ConnectionServer(Input):
+class ConnectionServer(Input, ABC):
     """Accepts connections and runs `serve(conn, stream)` for each in its own thread.
 
     Subclasses implement `serve`; it reads from `stream` (the socket, or its TLS wrapper),
@@ -167,8 +168,9 @@ class ConnectionServer(Input):
             except OSError:
                 pass
 
+    @abstractmethod
     def serve(self, conn: Connection, stream: socket.socket) -> None:
-        raise NotImplementedError
+        """Serve one connection until the peer is done or `should_close(conn)`."""
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the acceptor and for every connection to drain (after `stop`)."""
