@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
 print(json.dumps({{"torch": torch.get_num_threads(), "numba": numba.get_num_threads(), "blas": blas,
                    "omp": os.environ["OMP_NUM_THREADS"], "why": app.threads.source}}))
 """
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                     env=env).stdout)
     assert out["torch"] == 2 and out["omp"] == "2" and out["why"] == "config"
@@ -52,3 +53,23 @@ def test_nothing_but_the_policy_sets_library_threads():
             if isinstance(node, ast.Attribute) and node.attr in setters or isinstance(node, ast.Name) and node.id in setters:
                 found.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert found == [], "set threads through siem_gad.threads only"
+
+
+def test_a_second_policy_does_not_break_numba_compiling():
+    """numba raises on its next compile when NUMBA_NUM_THREADS changes once its pool runs
+    (seen in CI when one process opened apps with different `threads`)."""
+    code = """
+import numba
+launched = numba.get_num_threads()  # the pool starts as wide as the machine
+from siem_gad.threads import ThreadPolicy
+ThreadPolicy(1, "test").apply()
+ThreadPolicy(3, "test").apply()
+@numba.njit
+def plus_one(x):
+    return x + 1
+print(plus_one(1), numba.get_num_threads() <= min(3, launched))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.split() == ["2", "True"]

@@ -34,6 +34,8 @@ class ThreadPolicy:
     def apply(self) -> "ThreadPolicy":
         """Make the libraries use `threads` (loaded ones now, the others when they load)."""
         for name in ENV_VARS:
+            if name == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
+                continue  # numba refuses to compile once this variable changes under its pool
             os.environ[name] = str(self.threads)
         if "torch" in sys.modules:
             import torch
