@@ -48,6 +48,7 @@ class GcnHmmDetector(Detector):
         hmm_dims: int = Field(4, ge=1, description="principal components of the pooled embedding fed to the HMM")
         hmm_iterations: int = Field(100, ge=1)
         rare_state_fraction: float = Field(0.05, ge=0, lt=1)
+        batch_nodes: int = Field(200_000, ge=1, description="windows are embedded in batches of about this many nodes")
 
     # ------------------------------------------------------------------ fit
     def fit(self, windows: list[GraphWindow], progress: bool = False) -> "GcnHmmDetector":
@@ -64,7 +65,7 @@ class GcnHmmDetector(Detector):
         self.encoder_, losses = train_encoder(train, self.feature_mean_, self.feature_std_, hidden=p.hidden,
                                               embedding=p.embedding, epochs=p.epochs, learning_rate=p.learning_rate,
                                               seed=p.seed, progress=progress)
-        pooled = np.stack([self._pool(self._embed(w)) for w in train])
+        pooled = np.stack([self._pool(z) for z in self._embed(train)])
         self.pool_mean_, self.pool_std_ = standardizer(pooled)
         standard = (pooled - self.pool_mean_) / self.pool_std_
         dims = max(1, min(p.hmm_dims, len(train) - 1, standard.shape[1]))
@@ -91,10 +92,10 @@ class GcnHmmDetector(Detector):
         return self
 
     # ------------------------------------------------------------------ pieces
-    def _embed(self, window: GraphWindow) -> np.ndarray:
+    def _embed(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         from .gcn_torch import embed
 
-        return embed(self.encoder_, window, self.feature_mean_, self.feature_std_)
+        return embed(self.encoder_, windows, self.feature_mean_, self.feature_std_, self.params.batch_nodes)
 
     @staticmethod
     def _pool(z: np.ndarray) -> np.ndarray:
@@ -137,7 +138,7 @@ class GcnHmmDetector(Detector):
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         self.check_fitted()
         present = [bool(w.num_nodes) for w in windows]
-        embeddings = [self._embed(w) for w in windows if w.num_nodes]
+        embeddings = self._embed([w for w in windows if w.num_nodes])
         observed = np.stack([self._observe(z) for z in embeddings]) if embeddings else np.zeros((0, self.components_.shape[1]))
         alpha = self._resume(windows[0]) if windows else None
         scores, steps = self._filter(observed, present, alpha)

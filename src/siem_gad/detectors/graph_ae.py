@@ -27,7 +27,7 @@ from ..graphs import GraphWindow
 from ..hookspecs import hookimpl
 from . import Detector, DetectorParams, Explanation, readable
 from . import standardizer
-from .supervised import window_groups
+from .batching import split_rows, window_groups
 
 
 class GraphAeDetector(Detector):
@@ -42,7 +42,7 @@ class GraphAeDetector(Detector):
         weight_decay: float = Field(0.0, ge=0)
         dropout: float = Field(0.0, ge=0, lt=1)
         dense_limit: int = Field(3000, ge=10, description="windows with more nodes use a sampled structure error")
-        batch_nodes: int = Field(200_000, ge=100, description="windows are trained in batches of about this many nodes")
+        batch_nodes: int = Field(200_000, ge=1, description="windows are trained and scored in batches of about this many nodes")
 
     # ------------------------------------------------------------------ tensors
     def _tensors(self, windows: list[GraphWindow]) -> dict[str, Any]:
@@ -108,23 +108,28 @@ class GraphAeDetector(Detector):
         return [parts[0] for parts in self._window_parts(windows)]
 
     def _window_parts(self, windows: list[GraphWindow]) -> list[tuple[np.ndarray, ...]]:
-        """Per window: (node scores, attribute errors, structure errors, edge probabilities)."""
+        """Per window: (node scores, attribute errors, structure errors, edge probabilities),
+        for many windows per forward pass (`batch_nodes`). Sampled structure errors draw from
+        one generator, window after window in either path, so they repeat exactly."""
         import torch
 
         self._check()
-        out = []
-        generator = torch.Generator().manual_seed(self.params.seed)  # sampled structure errors repeat exactly
-        for w in windows:
-            if not w.num_nodes:
-                out.append((np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)))
-                continue
+        generator = torch.Generator().manual_seed(self.params.seed)
+        present = [w for w in windows if w.num_nodes]
+        parts: list[tuple[np.ndarray, ...]] = []
+        for group in window_groups(present, self.params.batch_nodes):
             with torch.no_grad():
-                tensors = self._tensors([w])
+                tensors = self._tensors(group)
                 scores, attribute, structure, z = self._errors(tensors, generator)
                 src, dst = tensors["edge_index"]
                 probability = torch.sigmoid((z[src] * z[dst]).sum(-1))
-            out.append(tuple(t.numpy().astype(np.float64) for t in (scores, attribute, structure, probability)))
-        return out
+            nodes = [split_rows(t.numpy().astype(np.float64), [w.num_nodes for w in group])
+                     for t in (scores, attribute, structure)]
+            edges = split_rows(probability.numpy().astype(np.float64), [w.num_edges for w in group])
+            parts.extend(zip(*nodes, edges))
+        filled = iter(parts)
+        empty = (np.zeros(0),) * 4
+        return [next(filled) if w.num_nodes else empty for w in windows]
 
     def score_edges(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """Per edge: alpha * mean attribute error of its endpoints + (1 - alpha) * (1 - P(edge))."""

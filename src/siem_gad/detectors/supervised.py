@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from ..graphs import GraphWindow
 from ..labeling import BENIGN
 from . import BaseDetectorParams, Detector
+from .batching import split_rows, window_groups
 
 OTHER_ATTACK = "other attack"
 
@@ -48,7 +49,7 @@ class SupervisedParams(BaseDetectorParams):
     min_class_rows: int = Field(100, ge=1, description="attack classes with fewer training nodes join 'other attack'")
     threshold: float | None = Field(None, gt=0, lt=1,
                                     description="fixed alert threshold on P(not benign); default: best F1 on held-out nodes")
-    batch_nodes: int = Field(200_000, ge=100, description="windows are trained in batches of about this many nodes")
+    batch_nodes: int = Field(200_000, ge=1, description="windows are trained and scored in batches of about this many nodes")
 
     @model_validator(mode="before")
     @classmethod
@@ -173,19 +174,20 @@ class SupervisedGraphDetector(Detector):
         return (1 - probability[:, 0]).numpy().astype(np.float64)
 
     def predict_proba(self, windows: list[GraphWindow]) -> list[np.ndarray]:
-        """Class probabilities (columns: `classes_`) of each window's target-kind nodes."""
+        """Class probabilities (columns: `classes_`) of each window's target-kind nodes,
+        computed for many windows per forward pass (`batch_nodes`)."""
         import torch
 
         self.check_fitted()
-        out = []
-        for window in windows:
-            if not (window.node_kind == self.target_kind).any():
-                out.append(np.zeros((0, len(self.classes_))))
-                continue
-            self.model_.eval()
+        targets = [int((w.node_kind == self.target_kind).sum()) for w in windows]
+        scored = [w for w, n in zip(windows, targets) if n]
+        self.model_.eval()
+        rows = []
+        for group in window_groups(scored, self.params.batch_nodes):
             with torch.no_grad():
-                out.append(torch.softmax(self.model_(self._tensors([window])), dim=-1).numpy().astype(np.float64))
-        return out
+                rows.append(torch.softmax(self.model_(self._tensors(group)), dim=-1).numpy().astype(np.float64))
+        per_window = iter(split_rows(np.concatenate(rows), [n for n in targets if n]) if rows else [])
+        return [next(per_window) if n else np.zeros((0, len(self.classes_))) for n in targets]
 
     def target_scores(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """P(not benign) of each window's target-kind nodes."""
@@ -210,17 +212,3 @@ class SupervisedGraphDetector(Detector):
         self.model_ = self._new_model(self.dims_, len(self.classes_))
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
-
-
-def window_groups(windows: list[GraphWindow], nodes: int) -> list[list[GraphWindow]]:
-    """Consecutive windows in groups of about `nodes` nodes (one window may exceed it alone)."""
-    groups: list[list[GraphWindow]] = [[]]
-    size = 0
-    for window in windows:
-        if groups[-1] and size + window.num_nodes > nodes:
-            groups.append([])
-            size = 0
-        groups[-1].append(window)
-        size += window.num_nodes
-    return groups if groups[0] else []
-

@@ -1,0 +1,204 @@
+"""The default config's scoring pass on about 1 M simulated events, idle and loaded, in one run.
+
+The jobs of `config.example.yaml` (`network`: bipartite source.ip x destination.ip scored by
+`gcn_hmm` and `iforest`; `auth`: user.name x host.name scored by `iforest`) run on the
+simulated enterprise grown to `--hosts` workstations over `--hours` hours (1,000 x 90: 1.0 M
+events). Each measurement is a fresh process:
+
+1. `train`: the first pass's model training (`training.windows: 48` per detector), timed per
+   detector (`fit_seconds` of the model record) with the threshold it chose;
+2. `score`: a pass over every window with those models loaded, from a copy of the trained
+   state, so every measurement scores the same windows. Reported: events/s of the whole pass
+   and of the pass without the source's own read time (the simulator generating events is not
+   siem-gad's scoring work; a SIEM source has its own read cost), and the seconds in each
+   detector's `score`.
+
+Loaded means `--load` CPU-bound processes (started by this bench) running beside it.
+`--baseline REV` runs the same measurements with the code of git revision REV (its `src/`),
+so a speed-up is measured against the old code in the same run.
+
+    .venv/bin/python bench/scoring_pass.py --baseline 70ebd77 --load 1
+
+Prints a Markdown table for docs/benchmarks.md and writes bench/results/scoring_pass.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PHASE = r"""
+import json, sys, time
+phase, config = sys.argv[1], sys.argv[2]
+import torch, torch_geometric  # imported before the clock starts: a scheduled pass has them loaded
+from siem_gad.pipeline import App
+app = App.open(config)
+out = {"jobs": {}, "threads": torch.get_num_threads()}
+for job in app.config.jobs:
+    runner = app.job(job)
+    if phase == "train":
+        runner.ensure_models(runner.plan())
+        out["jobs"][job] = {name: {"fit_seconds": m.record.metrics["fit_seconds"],
+                                   "threshold": m.record.metrics["threshold"]} for name, m in runner.models.loaded.items()}
+        continue
+    for name in app.config.jobs[job].detectors:
+        assert runner.models.current(name) is not None, f"{job}/{name}: not trained"
+    read_seconds, score_seconds = [0.0], {}
+    source_read = runner.source.read
+    def timed_read(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return source_read(*args, **kwargs)
+        finally:
+            read_seconds[0] += time.perf_counter() - began
+    runner.source.read = timed_read
+    for name, loaded in runner.models.loaded.items():
+        def timed_score(windows, _score=loaded.detector.score, _name=name):
+            began = time.perf_counter()
+            try:
+                return _score(windows)
+            finally:
+                score_seconds[_name] = score_seconds.get(_name, 0.0) + time.perf_counter() - began
+        loaded.detector.score = timed_score
+    began = time.perf_counter()
+    outcome = runner.run_pass()
+    seconds = time.perf_counter() - began
+    assert outcome.status == "ok", outcome.message
+    out["jobs"][job] = {"seconds": seconds, "read_seconds": read_seconds[0], "score_seconds": score_seconds,
+                        "events": outcome.events, "windows": outcome.windows, "alerts": outcome.alerts}
+print(json.dumps(out))
+"""
+
+
+def burn(stop_at: float) -> None:
+    while time.time() < stop_at:
+        sum(i * i for i in range(10_000))
+
+
+def write_config(folder: Path, hosts: int, hours: int, threads: str) -> Path:
+    text = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    text = text.replace("    hosts: 40\n", f"    hosts: {hosts}\n").replace("    hours: 72\n", f"    hours: {hours}\n")
+    text = text.replace("rules_dir: rules", f"rules_dir: {ROOT / 'rules'}")
+    if threads != "auto":
+        text = f"threads: {threads}\n" + text
+    config = folder / "config.yaml"
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def phase(name: str, config: Path, src: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(src)
+    result = subprocess.run([sys.executable, "-c", PHASE, name, str(config)], capture_output=True, text=True, env=env,
+                            cwd=config.parent)
+    if result.returncode:
+        raise SystemExit(f"{name} failed with the code in {src}:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def code_of(revision: str, folder: Path) -> Path:
+    """The `src/` of a git revision, extracted into `folder`."""
+    archive = subprocess.run(["git", "archive", revision, "src"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "src"
+
+
+def measure(label: str, src: Path, tmp: Path, args: argparse.Namespace, threads: str) -> list[dict]:
+    trained = tmp / f"{label}-trained"
+    trained.mkdir()
+    config = write_config(trained, args.hosts, args.hours, threads)
+    rows = []
+    for loaded in (False, True):
+        burners = [multiprocessing.Process(target=burn, args=(time.time() + 3600,)) for _ in range(args.load if loaded else 0)]
+        for b in burners:
+            b.start()
+        try:
+            if not loaded:  # train once, idle; the loaded row trains again to time it under load
+                training = phase("train", config, src)
+                shutil.copytree(trained, tmp / f"{label}-models")
+            else:
+                shutil.rmtree(trained)
+                shutil.copytree(tmp / f"{label}-models", trained)
+                (trained / "state").joinpath("state.db").unlink()
+                training = phase("train", config, src)
+            scoring = tmp / f"{label}-{loaded}"
+            shutil.copytree(tmp / f"{label}-models", scoring)
+            score = phase("score", scoring / "config.yaml", src)
+            shutil.rmtree(scoring)
+        finally:
+            for b in burners:
+                b.terminate()
+        rows.append({"code": label, "loaded": loaded, "train": training, "score": score})
+    return rows
+
+
+def summary(row: dict) -> dict:
+    jobs = row["score"]["jobs"]
+    events = jobs["network"]["events"]  # both jobs read the same events
+    seconds = sum(j["seconds"] for j in jobs.values())
+    reading = sum(j["read_seconds"] for j in jobs.values())
+    network = row["train"]["jobs"]["network"]["gcn_hmm"]
+    return {"events": events, "pass_seconds": seconds, "read_seconds": reading,
+            "events_per_s": events / seconds, "events_per_s_without_read": events / (seconds - reading),
+            "gcn_hmm_score_s": jobs["network"]["score_seconds"]["gcn_hmm"],
+            "gcn_hmm_fit_s": network["fit_seconds"], "gcn_hmm_threshold": network["threshold"],
+            "alerts": sum(j["alerts"] for j in jobs.values())}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--hours", type=int, default=90)
+    parser.add_argument("--load", type=int, default=1, help="CPU-bound processes beside the loaded runs")
+    parser.add_argument("--baseline", help="git revision whose code is measured the same way, in the same run")
+    parser.add_argument("--baseline-threads", default="auto",
+                        help="`threads` for the baseline's config (revisions before the policy ignore it)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scoring_pass.json")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        if args.baseline:
+            (tmp / "baseline").mkdir()
+            rows += measure(f"baseline {args.baseline}", code_of(args.baseline, tmp / "baseline"), tmp, args,
+                            args.baseline_threads)
+        rows += measure("this code", ROOT / "src", tmp, args, "auto")
+    for row in rows:
+        row["summary"] = summary(row)
+    idle = {r["code"]: r["summary"] for r in rows if not r["loaded"]}
+    now = idle["this code"]
+    print(f"{now['events']:,} events, {args.hosts} hosts x {args.hours} h, {os.cpu_count()} cores; "
+          f"loaded = {args.load} CPU-bound process(es) beside it")
+    print("| code | machine | pass events/s | without source read | vs idle | gcn_hmm score (s) | "
+          "gcn_hmm training (s) | threshold | alerts |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        s = row["summary"]
+        print(f"| {row['code']} | {'loaded' if row['loaded'] else 'idle'} | {s['events_per_s']:,.0f} | "
+              f"{s['events_per_s_without_read']:,.0f} | "
+              f"{s['events_per_s_without_read'] / idle[row['code']]['events_per_s_without_read']:.2f}x | "
+              f"{s['gcn_hmm_score_s']:.2f} | {s['gcn_hmm_fit_s']:.1f} | {s['gcn_hmm_threshold']:.4g} | {s['alerts']} |")
+    if args.baseline:
+        base = {r["loaded"]: r["summary"] for r in rows if r["code"] != "this code"}
+        for row in rows:
+            if row["code"] == "this code":
+                b, s = base[row["loaded"]], row["summary"]
+                print(f"{'loaded' if row['loaded'] else 'idle'}: gcn_hmm training {b['gcn_hmm_fit_s'] / s['gcn_hmm_fit_s']:.1f}x "
+                      f"faster, scoring pass {s['events_per_s_without_read'] / b['events_per_s_without_read']:.1f}x")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
