@@ -54,14 +54,13 @@ for job in app.config.jobs:
     for name in app.config.jobs[job].detectors:
         assert runner.models.current(name) is not None, f"{job}/{name}: not trained"
     read_seconds, score_seconds = [0.0], {}
-    source_read = runner.source.read
-    def timed_read(*args, **kwargs):
+    def timed_read(*args, _read=type(runner.source).read, _source=runner.source, **kwargs):
         began = time.perf_counter()
         try:
-            return source_read(*args, **kwargs)
+            return _read(_source, *args, **kwargs)
         finally:
             read_seconds[0] += time.perf_counter() - began
-    runner.source.read = timed_read
+    runner.source.read = timed_read  # the jobs share the source: each job times its own reads
     for name, loaded in runner.models.loaded.items():
         def timed_score(windows, _score=loaded.detector.score, _name=name):
             began = time.perf_counter()

@@ -18,18 +18,21 @@ from torch_geometric.utils import to_undirected
 
 from ..graphs import GraphWindow
 from .batching import window_groups
+from .sparse_gcn import normalized_adjacency, propagate
 from .training import fit_network
 
 
 class GcnEncoder(nn.Module):
+    """Two GCN layers; `forward` takes the batch's `sparse_gcn.normalized_adjacency`."""
+
     def __init__(self, in_dim: int, hidden: int, out_dim: int):
         super().__init__()
         self.conv1 = GCNConv(in_dim, hidden)
         self.act = nn.ReLU()
         self.conv2 = GCNConv(hidden, out_dim)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.act(self.conv1(x, edge_index)), edge_index)
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        return propagate(self.conv2, self.act(propagate(self.conv1, x, adjacency)), adjacency)
 
 
 def window_data(window: GraphWindow, mean: np.ndarray, std: np.ndarray) -> Data:
@@ -37,6 +40,12 @@ def window_data(window: GraphWindow, mean: np.ndarray, std: np.ndarray) -> Data:
     directed = torch.from_numpy(np.ascontiguousarray(window.edge_index))
     return Data(x=x, edge_index=to_undirected(directed, num_nodes=window.num_nodes), pos_edge_index=directed,
                 kind=torch.from_numpy(window.node_kind.astype(np.int64)), num_nodes=window.num_nodes)
+
+
+def batch_of(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray) -> tuple[Batch, torch.Tensor]:
+    """The windows as one block-diagonal graph, and its normalized adjacency."""
+    batch = Batch.from_data_list([window_data(w, mean, std) for w in windows])
+    return batch, normalized_adjacency(batch.edge_index, batch.num_nodes)
 
 
 class TargetCorruptor:
@@ -57,10 +66,16 @@ class TargetCorruptor:
         return torch.stack([positive[0], self.targets[self.first[graph_of_edge] + offset]])
 
 
+def pair_logits(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """z_u . z_v for each pair (u, v). `index_select`, not z[pairs[0]]: its gradient is an
+    index_add, where advanced indexing's is a sorting index_put (twice as slow on CPU)."""
+    return (z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])).sum(-1)
+
+
 def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray, *, hidden: int, embedding: int,
                   epochs: int, learning_rate: float, seed: int, progress: bool) -> tuple[GcnEncoder, list[float]]:
     torch.manual_seed(seed)
-    batch = Batch.from_data_list([window_data(w, mean, std) for w in windows])
+    batch, adjacency = batch_of(windows, mean, std)
     encoder = GcnEncoder(batch.x.shape[1], hidden, embedding)
     loss_fn = nn.BCEWithLogitsLoss()
     positive = batch.pos_edge_index  # "index" in the name: PyG offsets it per graph
@@ -68,9 +83,9 @@ def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray,
     graph_of_edge = batch.batch[positive[1]]
 
     def step_losses(epoch: int):  # one step per epoch: the whole batch of windows at once
-        z = encoder(batch.x, batch.edge_index)
+        z = encoder(batch.x, adjacency)
         negative = corrupt(positive, graph_of_edge)
-        logits = torch.cat([(z[positive[0]] * z[positive[1]]).sum(-1), (z[negative[0]] * z[negative[1]]).sum(-1)])
+        logits = torch.cat([pair_logits(z, positive), pair_logits(z, negative)])
         labels = torch.cat([torch.ones(positive.shape[1]), torch.zeros(negative.shape[1])])
         yield loss_fn(logits, labels)
 
@@ -88,7 +103,7 @@ def embed(encoder: GcnEncoder, windows: list[GraphWindow], mean: np.ndarray, std
     at a fraction of the per-call cost of one forward pass per window."""
     out: list[np.ndarray] = []
     for group in window_groups(windows, batch_nodes):
-        batch = Batch.from_data_list([window_data(w, mean, std) for w in group])
-        z = encoder(batch.x, batch.edge_index).numpy().astype(np.float64)
+        batch, adjacency = batch_of(group, mean, std)
+        z = encoder(batch.x, adjacency).numpy().astype(np.float64)
         out.extend(np.split(z, batch.ptr[1:-1].numpy()))
     return out

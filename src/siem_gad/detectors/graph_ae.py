@@ -57,8 +57,11 @@ class GraphAeDetector(Detector):
         edge_index = torch.from_numpy(np.concatenate(edges, axis=1).astype(np.int64))
         from torch_geometric.utils import to_undirected
 
+        from .sparse_gcn import normalized_adjacency
+
+        undirected = to_undirected(edge_index, num_nodes=offset)
         return {"x": torch.from_numpy(np.concatenate(xs).astype(np.float32)), "edge_index": edge_index,
-                "undirected": to_undirected(edge_index, num_nodes=offset),
+                "undirected": undirected, "adjacency": normalized_adjacency(undirected, offset),
                 "graph": torch.from_numpy(np.concatenate(graphs).astype(np.int64))}
 
     def _errors(self, tensors: dict[str, Any], generator=None) -> tuple[Any, Any, Any, Any]:
@@ -67,7 +70,7 @@ class GraphAeDetector(Detector):
 
         from .graph_nets import structure_errors
 
-        x_hat, z = self.model_(tensors["x"], tensors["undirected"])
+        x_hat, z = self.model_(tensors["x"], tensors["adjacency"])
         attribute = torch.sqrt(((tensors["x"] - x_hat) ** 2).sum(dim=1) + 1e-12)
         structure = torch.sqrt(structure_errors(z, tensors["undirected"], tensors["graph"], self.params.dense_limit,
                                                 generator) + 1e-12)
@@ -150,7 +153,7 @@ class GraphAeDetector(Detector):
         self._check()
         with torch.no_grad():
             tensors = self._tensors([window])
-            x_hat, z = self.model_(tensors["x"], tensors["undirected"])
+            x_hat, z = self.model_(tensors["x"], tensors["adjacency"])
         error = (tensors["x"][item] - x_hat[item]).numpy()
         order = np.argsort(-np.abs(error))[:top_k]
         rebuilt = x_hat[item].numpy() * self.std_ + self.mean_

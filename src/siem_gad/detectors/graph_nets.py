@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, HeteroConv, SAGEConv, TransformerConv
 
+from .sparse_gcn import propagate
 from .training import fit_network
 
 HOST_SENDS = ("host", "sends", "flow")
@@ -215,12 +216,13 @@ class DominantNet(nn.Module):
         self.act = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`adjacency`: the batch's `sparse_gcn.normalized_adjacency`."""
         h = x
         for conv in self.encoder:
-            h = self.dropout(self.act(conv(h, edge_index)))
-        x_hat = self.attr_decoder[1](self.act(self.attr_decoder[0](h, edge_index)), edge_index)
-        z = self.act(self.struct_decoder(h, edge_index))
+            h = self.dropout(self.act(propagate(conv, h, adjacency)))
+        x_hat = propagate(self.attr_decoder[1], self.act(propagate(self.attr_decoder[0], h, adjacency)), adjacency)
+        z = self.act(propagate(self.struct_decoder, h, adjacency))
         return x_hat, z
 
 
