@@ -1,6 +1,6 @@
 """The default config's scoring pass on about 1 M simulated events, idle and loaded, in one run.
 
-The jobs of `config.example.yaml` (`network`: bipartite source.ip x destination.ip scored by
+The jobs `network` and `auth` of `config.example.yaml` (`network`: bipartite source.ip x destination.ip scored by
 `gcn_hmm` and `iforest`; `auth`: user.name x host.name scored by `iforest`) run on the
 simulated enterprise grown to `--hosts` workstations over `--hours` hours (1,000 x 90: 1.0 M
 events). Each measurement is a fresh process:
@@ -84,15 +84,25 @@ def burn(stop_at: float) -> None:
         sum(i * i for i in range(10_000))
 
 
+JOBS = ("network", "auth")  # the example config's jobs when issue 19 was measured (the baseline knows no others)
+
+
 def write_config(folder: Path, hosts: int, hours: int, threads: str) -> Path:
-    text = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
-    text = text.replace("    hosts: 40\n", f"    hosts: {hosts}\n").replace("    hours: 72\n", f"    hours: {hours}\n")
-    text = text.replace("rules_dir: rules", f"rules_dir: {ROOT / 'rules'}")
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config.example.yaml").read_text(encoding="utf-8"))
+    config["sources"]["sim"].update(hosts=hosts, hours=hours)
+    config["jobs"] = {name: job for name, job in config["jobs"].items() if name in JOBS}
+    rules = folder / "rules"
+    rules.mkdir()
+    for rule in (ROOT / "rules").glob("*.yml"):
+        if yaml.safe_load(rule.read_text(encoding="utf-8"))["job"] in JOBS:
+            shutil.copy(rule, rules / rule.name)
     if threads != "auto":
-        text = f"threads: {threads}\n" + text
-    config = folder / "config.yaml"
-    config.write_text(text, encoding="utf-8")
-    return config
+        config["threads"] = int(threads)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def phase(name: str, config: Path, src: Path) -> dict:
@@ -128,7 +138,8 @@ def measure(label: str, src: Path, tmp: Path, args: argparse.Namespace, threads:
             else:
                 shutil.rmtree(trained)
                 shutil.copytree(tmp / f"{label}-models", trained)
-                (trained / "state").joinpath("state.db").unlink()
+                for database in (trained / "state").glob("state.sqlite*"):
+                    database.unlink()  # the models are forgotten: the pass trains them again
                 training = phase("train", config, src)
             scoring = tmp / f"{label}-{loaded}"
             shutil.copytree(tmp / f"{label}-models", scoring)

@@ -81,6 +81,11 @@ def test_top_alerts_point_at_the_injected_attacks(default_run):
     assert entities["port_scan"]["source.ip"] in named
     assert entities["lateral_movement"]["user.name"] in named
     assert entities["exfiltration"]["destination.ip"] in named
+    beacons = sorted(by_rule["network-beacon"], key=lambda a: -a["siem_gad"]["score"])
+    attackers = {e["source.ip"] for e in entities.values() if "source.ip" in e}
+    assert {a["siem_gad"]["entity"]["value"] for a in beacons} <= attackers  # no benign host beacons
+    assert beacons[0]["siem_gad"]["entity"]["value"] == entities["beaconing"]["source.ip"]
+    assert entities["beaconing"]["destination.ip"] in beacons[0]["message"]
 
 
 def test_repeating_the_run_writes_nothing_twice(default_run):

@@ -86,8 +86,13 @@ def test_evaluate_on_the_simulator_writes_report_metrics_and_plots(small_config:
     rule = by_name["iforest"]["rules"]["entity-outlier"]
     assert rule["alerts"] > 0 and 0 <= rule["precision"] <= 1 and rule["incidents"]
     assert "ssh_bruteforce" in by_name["gcn_hmm"]["detection_delay_s"]
+    days = by_name["iforest"]["per_day"]
+    assert [d["day"] for d in days] == sorted(d["day"] for d in days) and sum(d["items"] for d in days) == \
+        by_name["iforest"]["items"]
+    assert all((d["roc_auc"] is None) == (d["positives"] in (0, d["items"])) for d in days)
     report = (out / "report.md").read_text()
     assert "| network/iforest (iforest) | node |" in report and "![roc](roc.png)" in report
+    assert f"| network/iforest | {days[0]['day']} |" in report
     assert not (small_config.parent / "state").exists(), "production state is not touched"
 
 
@@ -123,3 +128,23 @@ def test_evaluate_explains_bad_input(small_config: Path, tmp_path: Path, args: l
     result = siem_gad("evaluate", "-c", str(small_config), "--job", "network", "--out", str(tmp_path / "o"), *args,
                       check=False)
     assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def test_day_metrics_rank_each_day_alone_and_never_pool_benign_days():
+    import pandas as pd
+
+    from siem_gad.evaluate.metrics import day_metrics
+
+    day1, day2 = datetime(2026, 1, 5, tzinfo=timezone.utc), datetime(2026, 1, 6, tzinfo=timezone.utc)
+    rows = [(day1, "a", 9.0, True), (day1, "b", 8.0, False), (day1, "a", 7.0, True), (day1, "c", 1.0, True)]
+    rows += [(day1, f"n{i}", 5.0 - i / 100, False) for i in range(20)]
+    rows += [(day2, f"m{i}", float(i), False) for i in range(30)]
+    items = pd.DataFrame(rows, columns=["window_start", "entity", "score", "positive"])
+    attack_day, benign_day = day_metrics(items, threshold=6.0, budgets=(2, 10))
+    assert attack_day["day"] == "2026-01-05" and attack_day["positives"] == 3 and attack_day["attack_entities"] == 2
+    assert attack_day["alerts_at_threshold"] == 3 and attack_day["recall_at_threshold"] == pytest.approx(2 / 3)
+    assert attack_day["recall_at_2"] == pytest.approx(1 / 3) and attack_day["precision_at_2"] == 0.5
+    assert attack_day["entity_recall_at_10"] == 0.5  # "c" ranks last: one of two attackers in the top 10
+    assert 0.5 < attack_day["roc_auc"] < 1
+    assert benign_day["roc_auc"] is None and benign_day["recall_at_10"] is None  # nothing to rank
+    assert benign_day["alerts_at_threshold"] == 24  # scores 6 .. 29: every one a false positive

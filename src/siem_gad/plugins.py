@@ -52,6 +52,7 @@ DEFAULT_PLUGINS = (
     "siem_gad.detectors.cat_gnn",
     "siem_gad.detectors.graph_ae",
     "siem_gad.detectors.rare_links",
+    "siem_gad.detectors.beacon",
     "siem_gad.sinks.jsonl",
     "siem_gad.sinks.elasticsearch",
     "siem_gad.sinks.stdout",

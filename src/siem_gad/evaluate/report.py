@@ -71,6 +71,20 @@ def _markdown(evaluation: Evaluation, files: dict[str, Path]) -> str:
                      f"{_fmt(m['average_precision'])} | {_fmt(m['precision_at_20'], 2)} | "
                      f"{_fmt(t['precision'], 2)} / {_fmt(t['recall'], 2)} / {_fmt(t['f1'], 2)} | "
                      f"{_fmt(b['f1'], 2)} ({b['threshold']:.4g}) | {m['alerts_per_day']:.1f} |")
+    lines += ["", "## Per day (as deployed: threshold fixed at training, each day on its own)", "",
+              "A day without attacks has no ROC-AUC (nothing to rank); its alerts are all false positives. "
+              "Recall at k: the share of the day's attack items (entities) among its k highest scores, what "
+              "an analyst who reads k alerts a day sees.", "",
+              "| detector | day | items (positive) | attack entities | ROC-AUC | AP | alerts at threshold | "
+              "recall @10 (entities) | recall @50 (entities) | P@10 |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in evaluation.detectors:
+        for day in d.metrics["per_day"]:
+            lines.append(f"| {_name(d)} | {day['day']} | {day['items']:,} ({day['positives']:,}) | "
+                         f"{day['attack_entities']} | {_fmt(day['roc_auc'])} | {_fmt(day['average_precision'])} | "
+                         f"{day['alerts_at_threshold']} | {_fmt(day['recall_at_10'], 2)} "
+                         f"({_fmt(day['entity_recall_at_10'], 2)}) | {_fmt(day['recall_at_50'], 2)} "
+                         f"({_fmt(day['entity_recall_at_50'], 2)}) | {_fmt(day['precision_at_10'], 2)} |")
     lines += ["", "Detection delay at the detector's threshold (first flagged window end minus the incident's "
               "first labeled event):", ""]
     lines += [f"- {_name(d)}: {_delay_text(d.metrics['detection_delay_s'])}" for d in evaluation.detectors]

@@ -21,7 +21,7 @@ from ..rules import Suppressor
 from ..timeutil import align_down, align_up, isoformat
 from ..labeling import positive_mask
 from .labels import LabelIndex
-from .metrics import score_metrics
+from .metrics import day_metrics, score_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,6 +149,9 @@ def _measure(runner: "JobRunner", name: str, kind: str, detector: Any, windows: 
     days = max((windows[-1].end - windows[0].start) / timedelta(days=1), 1e-9)
     flagged = items[items["score"] >= threshold]
     metrics["alerts_per_day"] = len(flagged) / days
+    metrics["per_day"] = day_metrics(items, threshold)
+    attack_days = [d for d in metrics["per_day"] if d["roc_auc"] is not None]
+    metrics["attack_day_roc_auc_min"] = min((d["roc_auc"] for d in attack_days), default=None)
     incidents = _incidents(items)
     metrics["incidents"] = sorted(incidents)
     metrics["detection_delay_s"] = _delays(flagged, labels, incidents)

@@ -107,6 +107,8 @@ class GraphWindow:
     kind_features: tuple[tuple[int, ...], ...] | None = None
     # Temporal graphs: seconds from the window's start to each edge's event
     edge_time: np.ndarray | None = field(default=None, repr=False)
+    # Temporal graphs: the destination port of each edge's event (-1: none), for `beacon`
+    edge_port: np.ndarray | None = field(default=None, repr=False)
     # The node features the builder log1p-scaled (explanations show them back in counts)
     log_scaled: frozenset[str] = frozenset()
 

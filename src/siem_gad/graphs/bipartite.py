@@ -91,7 +91,7 @@ class BipartiteGraphBuilder(GraphBuilder):
         m = kernels.window_edges(batch.stamps[rows], batch.start_ns + w0 * batch.size_ns, batch.size_ns,
                                  batch.src[rows], batch.dst[rows], batch.n_dst_keys, batch.nbytes[rows],
                                  batch.outcome[rows], batch.failed, batch.port[rows], batch.n_ports,
-                                 np.full(batch.key_space, -1, np.int64), event_edge, edges_per_window,
+                                 np.full(batch.key_space, -1, np.int32), event_edge, edges_per_window,
                                  events_per_window, edge_key, edge_sums)
         edge_key = edge_key[:m] if batch.pair_key is None else batch.pair_key[edge_key[:m]]
         edge_ptr = np.concatenate([[0], np.cumsum(edges_per_window)])

@@ -55,8 +55,10 @@ def window_edges(stamps, start_ns, size_ns, src, dst, n_dst, nbytes, outcome, fa
     the pass stops and returns -1 so the caller can order them first. Else it returns the
     number of edges m; edges are numbered in order of first occurrence, hence by window.
 
-    `slot` (all -1) packs each key's last window and edge (window << 32 | edge): one random
-    access per event and no resets between windows. Distinct ports use an (edge within the
+    `slot` (int32, all -1) holds each key's latest edge: edges are numbered window by window,
+    so one at or after the current window's first edge is this window's. One random access
+    per event into 4 bytes a key (the table of all keys must stay in cache), and no resets
+    between windows. Distinct ports use an (edge within the
     window, port) marker stamped by window, grown as windows widen.
     """
     n_windows = len(events_per_window)
@@ -65,8 +67,14 @@ def window_edges(stamps, start_ns, size_ns, src, dst, n_dst, nbytes, outcome, fa
     m = 0
     first = 0  # first edge of the current window
     last = -1
+    w = -1
+    lo = hi = start_ns  # the current window's [lo, hi): sorted events divide once per window
     for i in range(len(stamps)):
-        w = (stamps[i] - start_ns) // size_ns
+        t = stamps[i]
+        if t < lo or t >= hi:
+            w = (t - start_ns) // size_ns
+            lo = start_ns + w * size_ns
+            hi = lo + size_ns
         s = src[i]
         d = dst[i]
         if s < 0 or d < 0 or w < 0 or w >= n_windows:
@@ -79,10 +87,10 @@ def window_edges(stamps, start_ns, size_ns, src, dst, n_dst, nbytes, outcome, fa
             first = m
         events_per_window[w] += 1
         k = np.int64(s) * n_dst + d
-        packed = slot[k]
-        if packed < 0 or (packed >> 32) != w:
+        e = slot[k]
+        if e < first:  # -1, or an edge of an earlier window: a new edge of this one
             e = m
-            slot[k] = (w << 32) | e
+            slot[k] = e
             edges_per_window[w] += 1
             edge_key[e] = k
             edge_sums[e, 0] = 0.0
@@ -90,8 +98,6 @@ def window_edges(stamps, start_ns, size_ns, src, dst, n_dst, nbytes, outcome, fa
             edge_sums[e, 2] = 0.0
             edge_sums[e, 3] = 0.0
             m += 1
-        else:
-            e = packed & 0xFFFFFFFF
         event_edge[i] = e
         edge_sums[e, 0] += 1.0
         b = nbytes[i]

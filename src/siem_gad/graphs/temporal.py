@@ -69,6 +69,7 @@ class TemporalGraphBuilder(GraphBuilder):
         nbytes = event_numbers(events, p.bytes_field, rows, n)
         ports, port_values = arrays.small_int_codes(events[p.port_field]) if p.port_field in events.columns else (
             np.full(len(events), -1), np.zeros(0))
+        edge_port = port_numbers(ports[rows], port_values)
         first = np.full(count, np.inf)
         last = np.full(count, -np.inf)
         for node in (src_node, dst_node):
@@ -99,7 +100,7 @@ class TemporalGraphBuilder(GraphBuilder):
                 grid, i, np.zeros(n1 - n0, np.int8), values[n0:n1], x[n0:n1],
                 np.vstack([src_node[m0:m1], dst_node[m0:m1]]) - n0, edge_attr[m0:m1],
                 seconds[m0:m1].astype(np.float32), None if node_label is None else node_label[n0:n1],
-                evidence, int(m0)))
+                evidence, int(m0), edge_port[m0:m1]))
         return graphs
 
     def _node_labels(self, events: "pd.DataFrame", rows: np.ndarray, src_node: np.ndarray, dst_node: np.ndarray,
@@ -117,13 +118,26 @@ class TemporalGraphBuilder(GraphBuilder):
         return out
 
     def _window(self, grid: WindowGrid, index: int, kind, values, x, edge_index, edge_attr, edge_time, node_label,
-                evidence=None, offset: int = 0) -> GraphWindow:
+                evidence=None, offset: int = 0, edge_port=None) -> GraphWindow:
         start, end = grid.bounds(index)
         return GraphWindow(index=index, start=start, end=end, node_fields=self.entity_fields, node_kind=kind,
                            node_value=values, x=x, feature_names=NODE_FEATURES, log_scaled=LOG_SCALED, edge_index=edge_index,
                            edge_attr=edge_attr, edge_feature_names=tuple(self.params.numeric_fields),
                            num_events=edge_index.shape[1], evidence=evidence, edge_offset=offset,
-                           node_label=node_label, edge_time=edge_time)
+                           node_label=node_label, edge_time=edge_time,
+                           edge_port=np.full(len(edge_time), -1, np.int64) if edge_port is None else edge_port)
+
+
+def port_numbers(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Port numbers from port codes (-1, and values that are not numbers, become -1)."""
+    def number(value) -> int:
+        try:
+            return int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            return -1
+
+    numbers = np.array([number(v) for v in values] + [-1], dtype=np.int64)
+    return numbers[codes]  # code -1 reads the appended -1
 
 
 def _nothing(edge_features: int) -> tuple:
