@@ -97,7 +97,9 @@ def sample_alerts(count: int) -> list[dict]:
                         explanation=Explanation(entity={"source.ip": f"10.0.{i // 250}.{i % 250}"}, summary="events=3",
                                                 contributors=[{"name": "events", "value": 3, "weight": 1.0}],
                                                 evidence=["e1"], evidence_count=1),
-                        level="node") for i in range(count)]
+                        level="node", normalised_score=50.0 + i / 100,
+                        confidence={"level": "high", "value": 1.0, "training_windows": 24, "window_events": 3})
+            for i in range(count)]
 
 
 class FaultProxy:

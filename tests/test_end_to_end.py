@@ -118,6 +118,10 @@ def run_to_completion(deploy: Path) -> list[str]:
     return [a["siem_gad"]["alert_id"] for a in read_alerts(deploy / "state" / "alerts.jsonl")]
 
 
+def risk_scores(deploy: Path) -> dict[str, float]:
+    return {a["siem_gad"]["alert_id"]: a["event"]["risk_score"] for a in read_alerts(deploy / "state" / "alerts.jsonl")}
+
+
 def committed_watermark(deploy: Path) -> str | None:
     db = deploy / "state" / "state.sqlite"
     if not db.exists():
@@ -164,6 +168,7 @@ def test_interrupted_run_resumes_with_the_same_alerts(tmp_path: Path, signum: in
     ids = run_to_completion(deploy)
     assert Counter(ids).most_common(1)[0][1] == 1, "an alert was written twice"
     assert set(ids) == set(expected), "alerts missing or extra after the restart"
+    assert risk_scores(deploy) == risk_scores(reference), "an alert's 0-100 score changed with the restart"
     statuses = pd.read_sql("SELECT status FROM passes", sqlite3.connect(deploy / "state" / "state.sqlite"))
     assert "ok" in set(statuses["status"])
 

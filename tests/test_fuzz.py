@@ -232,4 +232,4 @@ def test_redact_removes_every_password_from_any_text_around_a_url(scheme, user, 
     cleaned = redact(text)
     assert f"{scheme}://{user}:***@host.example:9200/x" in cleaned
     assert redact(cleaned) == cleaned  # masking twice changes nothing
-    assert password not in cleaned.replace(before, "").replace(after, "").replace(user, "")
+    assert f":{password}@" not in cleaned  # the credential is gone (the password may recur in the free text)

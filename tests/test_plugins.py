@@ -157,7 +157,9 @@ def test_example_asset_inventory_plugin_enriches_alerts(tmp_path: Path, monkeypa
     ssh = [a for a in alerts if a["siem_gad"]["entity"]["value"] == "10.0.0.60"]
     other = [a for a in alerts if a["siem_gad"]["entity"]["value"] != "10.0.0.60"]
     assert ssh and all(a["siem_gad"]["asset"] == {"owner": "unix-team", "criticality": "critical"} for a in ssh)
-    assert all(a["event"]["risk_score"] == 57.0 for a in ssh)  # medium (47) + 10 for a critical asset
+    # a critical asset adds 10 to the detector's risk score; the initial score stays as it was
+    assert all(a["event"]["risk_score"] == pytest.approx(min(100.0, a["siem_gad"]["initial_score"] + 10)) for a in ssh)
+    assert all(a["event"]["risk_score"] == a["siem_gad"]["initial_score"] for a in other)
     assert other and all("asset" not in a["siem_gad"] for a in other)
 
 

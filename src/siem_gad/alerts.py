@@ -52,13 +52,18 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def build_alert(*, rule: Rule, job: str, detector: str, detector_type: str, model_version: int, score: float,
                 threshold: float, window_start: datetime, window_end: datetime, explanation: Explanation,
-                level: str) -> dict[str, Any]:
+                level: str, normalised_score: float, confidence: dict[str, Any]) -> dict[str, Any]:
+    """`normalised_score`: the detector's 0-100 risk score of `score` (`Detector.risk_scale`);
+    `confidence`: `risk.confidence` of the model and window."""
+    from .rules import SEVERITY_RISK
+
     entity = explanation.entity
+    risk, severity = rule.alert_risk(normalised_score)
     identifier = alert_id(rule.id, entity, window_start)
     entity_field, entity_value = next(iter(entity.items())) if entity else ("", "")
     top = explanation.contributors[0] if explanation.contributors else {"name": "", "value": "", "weight": 0.0}
     values = {
-        "rule": rule.name, "rule_id": rule.id, "job": job, "detector": detector, "severity": rule.severity,
+        "rule": rule.name, "rule_id": rule.id, "job": job, "detector": detector, "severity": severity,
         "entity": " ".join(f"{k} {v}" for k, v in entity.items()), "entity_field": entity_field,
         "entity_value": entity_value, "score": score, "threshold": threshold,
         "window_start": isoformat(window_start), "window_end": isoformat(window_end),
@@ -69,14 +74,16 @@ def build_alert(*, rule: Rule, job: str, detector: str, detector_type: str, mode
         "message": rule.message.format(**values),
         "event": {
             "kind": "alert", "module": "siem_gad", "dataset": f"siem_gad.{job}", "category": ["intrusion_detection"],
-            "type": ["info"], "severity": rule.risk, "risk_score": float(rule.risk), "start": isoformat(window_start),
+            "type": ["info"], "severity": SEVERITY_RISK[severity], "risk_score": round(risk, 2),
+            "start": isoformat(window_start),
             "end": isoformat(window_end), "created": isoformat(utcnow()), "id": identifier,
         },
         "rule": {"id": rule.id, "name": rule.name, "description": rule.description, "ruleset": "siem_gad",
                  "version": __version__},
         "siem_gad": {
             "alert_id": identifier, "job": job, "detector": detector, "detector_type": detector_type,
-            "level": level, "severity": rule.severity, "score": round(score, 6), "threshold": round(threshold, 6),
+            "level": level, "severity": severity, "score": round(score, 6), "threshold": round(threshold, 6),
+            "initial_score": round(risk, 2), "confidence": confidence,
             "model_version": model_version,
             "window": {"start": isoformat(window_start), "end": isoformat(window_end)},
             "entity": {"field": entity_field, "value": entity_value},

@@ -359,6 +359,7 @@ class JobRunner:
 
     def _detect(self, windows: list["GraphWindow"]) -> _BatchResult:
         from .alerts import build_alert
+        from .risk import confidence
 
         result = _BatchResult()
         state = self.app.state
@@ -373,13 +374,17 @@ class JobRunner:
                 if rule.detector != name:
                     continue
                 suppressor = Suppressor(rule, state.suppressed_until(rule.id))
+                scale = detector.risk_scale()
+                trained_windows = int((record.train_end - record.train_start) / self.window) \
+                    if record.train_start and record.train_end else None
                 for position, item, score, explanation in suppressor.alerts(windows, scores, detector):
                     window = windows[position]
                     result.alerts.append(build_alert(
                         rule=rule, job=self.name, detector=name, detector_type=self.config.detectors[name].type,
                         model_version=record.version, score=score, threshold=float(detector.threshold_),
                         window_start=window.start, window_end=window.end, explanation=explanation,
-                        level=detector.level))
+                        level=detector.level, normalised_score=scale.score(score),
+                        confidence=confidence(trained_windows, window.num_events)))
                 result.suppressed += suppressor.suppressed
                 result.suppressions.update({(rule.id, key): until for key, until in suppressor.decided.items()})
         return result

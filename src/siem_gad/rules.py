@@ -35,6 +35,8 @@ DEFAULT_MESSAGE = "{detector}: {entity} anomalous in window {window_start} (scor
 class Condition(Strict):
     threshold: Literal["model"] | float = Field("model", description="'model' uses the detector's fitted threshold")
     top_k: int | None = Field(None, ge=1, description="at most this many alerts per window, highest scores first")
+    min_risk_score: float | None = Field(None, ge=0, le=100,
+                                         description="only items whose 0-100 risk score (risk.py) reaches this")
 
 
 class Suppression(Strict):
@@ -59,8 +61,9 @@ class Rule(Strict):
     job: Name
     detector: Name
     condition: Condition = Condition()
-    severity: Literal["low", "medium", "high", "critical"] = "medium"
-    risk_score: int | None = Field(None, ge=0, le=100)
+    severity: Literal["low", "medium", "high", "critical"] | None = Field(
+        None, description="fixed severity; default: the band of the alert's risk score (risk.py)")
+    risk_score: int | None = Field(None, ge=0, le=100, description="fixed risk score; default: the detector's 0-100 scale")
     message: str = DEFAULT_MESSAGE
     suppress: Suppression | None = None
     threat: Threat = Threat()
@@ -79,9 +82,13 @@ class Rule(Strict):
             raise ValueError(f"unknown placeholder(s) {unknown or ['{}']} in message; available: {', '.join(sorted(TEMPLATE_FIELDS))}")
         return value
 
-    @property
-    def risk(self) -> int:
-        return self.risk_score if self.risk_score is not None else SEVERITY_RISK[self.severity]
+    def alert_risk(self, normalised: float) -> tuple[float, str]:
+        """(risk score, severity) of an alert whose detector scored it `normalised` (0-100):
+        the rule's own values where it sets them, else the score and its band."""
+        from .risk import severity_of
+
+        risk = float(self.risk_score) if self.risk_score is not None else normalised
+        return risk, self.severity or severity_of(risk)
 
     def select(self, windows: list["GraphWindow"], scores: list["np.ndarray"], threshold: float) -> list[tuple[int, int, float]]:
         """(window position, item, score) of the items that meet the condition, in window order."""
@@ -115,7 +122,10 @@ class Suppressor:
     def alerts(self, windows: list["GraphWindow"], scores: list["np.ndarray"], detector: Any) -> list[tuple]:
         """(window position, item, score, explanation) of the alerts, in window order."""
         rule, out = self.rule, []
+        scale = detector.risk_scale() if rule.condition.min_risk_score is not None else None
         for position, item, score in rule.select(windows, scores, detector.threshold_):
+            if scale is not None and scale.score(score) < rule.condition.min_risk_score:
+                continue
             window = windows[position]
             explanation = detector.explain(window, item)
             if rule.suppress:

@@ -21,13 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import logging
 import warnings
-from typing import Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from ..components import Params
 from ..graphs import GraphWindow
+
+if TYPE_CHECKING:
+    from ..risk import RiskScale
 
 Level = Literal["window", "node", "edge"]
 FORMAT_VERSION = 1
@@ -99,6 +102,7 @@ class Detector(ABC):
         self.threshold_: float | None = None
         self.metrics_: dict[str, Any] = {}
         self.stream_state_: dict[str, Any] | None = None
+        self.score_reference_: list[float] = []  # quantiles of the reference scores (risk.py)
 
     # ------------------------------------------------------------------ estimator API
     @abstractmethod
@@ -154,9 +158,25 @@ class Detector(ABC):
         scores = np.asarray(scores, dtype=np.float64)
         if len(scores) == 0:
             raise ValueError("no training scores to set a threshold from (were the training windows empty?)")
+        self.remember_scores(scores)
         if isinstance(self.params, ErrorThresholdParams) and self.params.threshold_method == "sigma":
             return float(scores.mean() + self.params.sigma * scores.std())
         return float(np.percentile(scores, self.params.threshold_percentile))
+
+    def remember_scores(self, scores: np.ndarray) -> None:
+        """Keep the quantiles of the scores the threshold is judged against: the 0-100 risk
+        scale of the model's alerts is read from them (`risk_scale`). `threshold_from` calls
+        it; detectors that set their threshold otherwise call it with their reference scores."""
+        from ..risk import reference_quantiles
+
+        self.score_reference_ = reference_quantiles(scores)
+
+    def risk_scale(self) -> "RiskScale":
+        """The map from this model's raw scores to `event.risk_score` (0-100)."""
+        from ..risk import RiskScale
+
+        self.check_fitted()
+        return RiskScale(float(self.threshold_), tuple(self.score_reference_))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:
@@ -170,6 +190,7 @@ class Detector(ABC):
             "detector": f"{type(self).__module__}.{type(self).__qualname__}",
             "params": self.params.model_dump(mode="json"),
             "threshold": float(self.threshold_),  # type: ignore[arg-type]
+            "score_reference": [float(v) for v in self.score_reference_],
             "metrics": _plain(self.metrics_),
             "state": self.get_state(),
         }
@@ -190,6 +211,7 @@ class Detector(ABC):
         detector = cls(**payload["params"])
         detector.set_state(payload["state"])
         detector.threshold_ = float(payload["threshold"])
+        detector.score_reference_ = [float(v) for v in payload.get("score_reference", [])]  # none before risk.py
         detector.metrics_ = dict(payload["metrics"])
         return detector
 

@@ -126,6 +126,7 @@ class BeaconDetector(Detector):
         self.destination_sources_ = {d: len(s) for d, s in sources.items()}
         train_scores = np.concatenate([self._node_scores(w) for w in windows])
         self.threshold_ = float(self.params.threshold)
+        self.remember_scores(train_scores)
         self.metrics_ = {"training_windows": len(windows), "destinations": len(sources),
                          "training_nodes": int(len(train_scores)),
                          "training_sources_above_threshold": int((train_scores > self.threshold_).sum())}

@@ -160,6 +160,7 @@ class SupervisedGraphDetector(Detector):
         val_attack = y[held_out] > 0
         auto, f1 = best_f1_threshold(val_attack, val_scores)
         self.threshold_ = float(p.threshold) if p.threshold is not None else auto
+        self.remember_scores(val_scores)
         self.metrics_ = {"classes": list(self.classes_), "training_nodes": int((labeled & ~held_out).sum()),
                          "validation_nodes": int(held_out.sum()), "validation_f1": f1, "epochs_run": len(self.losses_),
                          "class_counts": counts.astype(int).tolist()}

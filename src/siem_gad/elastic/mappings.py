@@ -51,7 +51,8 @@ ALERT_PROPERTIES: dict[str, Any] = {
     "tags": KEYWORD,
     "siem_gad": _obj(
         alert_id=KEYWORD, job=KEYWORD, detector=KEYWORD, detector_type=KEYWORD, level=KEYWORD, severity=KEYWORD,
-        score=DOUBLE, threshold=DOUBLE, model_version=INTEGER,
+        score=DOUBLE, threshold=DOUBLE, model_version=INTEGER, initial_score=FLOAT,
+        confidence=_obj(level=KEYWORD, value=FLOAT, training_windows=INTEGER, window_events=INTEGER),
         window=_obj(start=DATE, end=DATE),
         entity=_obj(field=KEYWORD, value=KEYWORD),
         top_contributor=CONTRIBUTOR,
