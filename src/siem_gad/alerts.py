@@ -14,7 +14,7 @@ from typing import Any
 
 from . import __version__
 from .detectors import Explanation
-from .rules import Rule
+from .rules import SEVERITY_RISK, Rule
 from .timeutil import isoformat, utcnow
 
 
@@ -55,8 +55,6 @@ def build_alert(*, rule: Rule, job: str, detector: str, detector_type: str, mode
                 level: str, normalised_score: float, confidence: dict[str, Any]) -> dict[str, Any]:
     """`normalised_score`: the detector's 0-100 risk score of `score` (`Detector.risk_scale`);
     `confidence`: `risk.confidence` of the model and window."""
-    from .rules import SEVERITY_RISK
-
     entity = explanation.entity
     risk, severity = rule.alert_risk(normalised_score)
     identifier = alert_id(rule.id, entity, window_start)

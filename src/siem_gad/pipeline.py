@@ -370,13 +370,13 @@ class JobRunner:
             scores = detector.score(windows)
             if detector.stateful and detector.stream_state_ is not None:
                 result.streams[name] = (record.version, detector.stream_state_)
+            scale = detector.risk_scale()
+            trained_windows = int((record.train_end - record.train_start) / self.window) \
+                if record.train_start and record.train_end else None
             for rule in self.app.rules.for_job(self.name):
                 if rule.detector != name:
                     continue
                 suppressor = Suppressor(rule, state.suppressed_until(rule.id))
-                scale = detector.risk_scale()
-                trained_windows = int((record.train_end - record.train_start) / self.window) \
-                    if record.train_start and record.train_end else None
                 for position, item, score, explanation in suppressor.alerts(windows, scores, detector):
                     window = windows[position]
                     result.alerts.append(build_alert(

@@ -74,19 +74,23 @@ def day_metrics(items: "pd.DataFrame", threshold: float, budgets: tuple[int, ...
 
     `items` needs the columns window_start, entity, score and positive.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     out = []
     days = items["window_start"].map(lambda t: t.date())
     for day, frame in items.groupby(days, sort=True):
         labels = frame["positive"].to_numpy(dtype=bool)
-        scores = frame["score"].to_numpy(dtype=np.float64)
-        metrics = score_metrics(labels, scores, threshold)
-        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
+        scores = np.nan_to_num(frame["score"].to_numpy(dtype=np.float64), nan=-np.inf, neginf=-1e300, posinf=1e300)
+        both = 0 < labels.sum() < len(labels)
+        order = np.argsort(-scores, kind="stable")
         attackers = set(frame["entity"][labels])
-        row: dict[str, Any] = {"day": day.isoformat(), "items": metrics["items"], "positives": metrics["positives"],
-                               "attack_entities": len(attackers), "roc_auc": metrics["roc_auc"],
-                               "average_precision": metrics["average_precision"],
+        row: dict[str, Any] = {"day": day.isoformat(), "items": int(len(labels)), "positives": int(labels.sum()),
+                               "attack_entities": len(attackers),
+                               "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
+                               "average_precision": float(average_precision_score(labels, scores)) if both else None,
                                "alerts_at_threshold": int((scores >= threshold).sum()),
-                               "recall_at_threshold": metrics["at_threshold"]["recall"] if labels.any() else None}
+                               "recall_at_threshold": threshold_metrics(labels, scores, threshold)["recall"]
+                               if labels.any() else None}
         for k in budgets:
             top = order[:k]
             found = set(frame["entity"].to_numpy()[top][labels[top]])
