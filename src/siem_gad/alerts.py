@@ -16,6 +16,7 @@ from . import __version__
 from .detectors import Explanation
 from .rules import SEVERITY_RISK, Rule
 from .timeutil import isoformat, utcnow
+from .triage.related import Related, ecs_related
 
 
 def alert_id(rule_id: str, entity: dict[str, str], window_start: datetime) -> str:
@@ -52,9 +53,11 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def build_alert(*, rule: Rule, job: str, detector: str, detector_type: str, model_version: int, score: float,
                 threshold: float, window_start: datetime, window_end: datetime, explanation: Explanation,
-                level: str, normalised_score: float, confidence: dict[str, Any]) -> dict[str, Any]:
+                level: str, normalised_score: float, confidence: dict[str, Any],
+                related: "list[Related] | None" = None) -> dict[str, Any]:
     """`normalised_score`: the detector's 0-100 risk score of `score` (`Detector.risk_scale`);
-    `confidence`: `risk.confidence` of the model and window."""
+    `confidence`: `risk.confidence` of the model and window; `related`: the entities the alert
+    touches (`triage.related`), which fill ECS `related.*` with the alert's own."""
     entity = explanation.entity
     risk, severity = rule.alert_risk(normalised_score)
     identifier = alert_id(rule.id, entity, window_start)
@@ -93,6 +96,9 @@ def build_alert(*, rule: Rule, job: str, detector: str, detector_type: str, mode
             **({"details": explanation.extra} if explanation.extra else {}),
         },
     }
+    ecs = ecs_related(entity, related or [])
+    if ecs:
+        doc["related"] = ecs
     for key, value in entity.items():
         set_dotted(doc, key, value)
     if rule.threat.techniques or rule.threat.tactics:

@@ -91,6 +91,23 @@ class KibanaConfig(Params):
     request_timeout: float = 30.0
 
 
+class IncidentConfig(Strict):
+    """The `incidents:` section: how alerts are grouped (see triage/incidents.py)."""
+
+    enabled: bool = True
+    horizon: Duration = Field(timedelta(hours=24), description="alerts further apart than this are not linked")
+    entity_half_life: Duration = Field(timedelta(hours=24),
+                                       description="an alert counts half as much towards its entity's risk after this")
+    sinks: list[Name] | None = Field(None, description="where incident documents go; default: every sink")
+
+
+class HeartbeatConfig(Strict):
+    """The `heartbeat:` section: one status document per pass (see triage/heartbeat.py)."""
+
+    enabled: bool = True
+    sinks: list[Name] | None = Field(None, description="where status documents go; default: every sink")
+
+
 class AppConfig(Strict):
     state_dir: Path = Path("state")
     plugins_dir: Path | None = None
@@ -103,6 +120,8 @@ class AppConfig(Strict):
     sinks: dict[Name, ComponentSpec] = Field(min_length=1)
     jobs: dict[Name, JobConfig] = Field(min_length=1)
     kibana: KibanaConfig | None = None
+    incidents: IncidentConfig = IncidentConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
 
     # Filled in by load_config, not by the user.
     file: Path = Path("config.yaml")
@@ -161,6 +180,11 @@ def load_config(file: str | Path, environ: dict[str, str] | None = None) -> AppC
         for index, sink in enumerate(job.sinks):
             if sink not in config.sinks:
                 problems.append(doc.problem(("jobs", job_name, "sinks", index),
+                                            f"no sink named {sink!r} (defined: {', '.join(config.sinks)})"))
+    for section in ("incidents", "heartbeat"):
+        for index, sink in enumerate(getattr(config, section).sinks or []):
+            if sink not in config.sinks:
+                problems.append(doc.problem((section, "sinks", index),
                                             f"no sink named {sink!r} (defined: {', '.join(config.sinks)})"))
     if config.kibana and config.kibana.sink and config.kibana.sink not in config.sinks:
         problems.append(doc.problem(("kibana", "sink"), f"no sink named {config.kibana.sink!r} "

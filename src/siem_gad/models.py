@@ -85,7 +85,14 @@ class ModelManager:
         if not any(w.num_nodes for w in windows):
             raise ValueError(f"{self.job}/{name}: no events in the training range {isoformat(start)} .. {isoformat(end)}")
         log.info("%s/%s: training on %d windows (%s .. %s)", self.job, name, len(windows), isoformat(start), isoformat(end))
-        detector = self.new_detector(name).fit(windows, progress=progress)
+        detector = self.new_detector(name)
+        if detector.learns_from_labels:
+            from .triage.feedback import label_windows
+
+            labeled = label_windows(windows, self.app.triage.verdicts())
+            if labeled:
+                log.info("%s/%s: %d row(s) labeled by analysts' verdicts", self.job, name, labeled)
+        detector.fit(windows, progress=progress)
         state = self.app.state
         version = state.next_model_version(self.job, name)
         path = state.model_path(self.job, name, version)

@@ -31,6 +31,7 @@ from .rules import RuleSet, Suppressor, load_rules
 from .state import ModelRecord, PassRecord, StateStore
 from .threads import ThreadPolicy, decide
 from .timeutil import align_down, align_up, isoformat, parse_time, utcnow
+from .triage.desk import TriageDesk
 from .yamlfile import ConfigError
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .graphs import GraphBuilder, GraphWindow
     from .sinks import Sink
     from .sources import Source
+    from .triage.related import Related
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class App:
         self._sinks: dict[str, Sink] = {}
         self._jobs: dict[str, JobRunner] = {}
         self.threads: ThreadPolicy | None = None  # set by open(); tests may build an App without it
+        self.triage = TriageDesk(self)
 
     @classmethod
     def open(cls, config_path: str | Path, *, plugins_dir: Path | None = None, state_dir: Path | None = None) -> "App":
@@ -109,6 +112,7 @@ class PassOutcome:
     events: int = 0
     alerts: int = 0
     quarantined: int = 0  # malformed records the source set aside during this pass
+    stopped_by_feedback: int = 0  # alerts analysts' false-positive verdicts stopped
     watermark: datetime | None = None
 
 
@@ -167,6 +171,9 @@ class _BatchResult:
     suppressions: dict[tuple[str, str], datetime] = field(default_factory=dict)
     streams: dict[str, tuple[int, dict]] = field(default_factory=dict)
     suppressed: int = 0
+    by_feedback: int = 0  # alerts an analyst's false-positive verdict stopped
+    entities: dict[str, dict[str, str]] = field(default_factory=dict)  # alert id -> its entity fields
+    related: dict[str, list["Related"]] = field(default_factory=dict)  # alert id -> what it touches
 
 
 class JobRunner:
@@ -279,13 +286,14 @@ class JobRunner:
     def run_pass(self, stop: threading.Event | None = None, progress: bool = False) -> PassOutcome:
         """Process everything that is due; safe to call again at any time."""
         with self._lock:
-            began = utcnow()
+            began, clock = utcnow(), time.monotonic()
             try:
                 before = self._quarantined_so_far()
+                self.app.triage.sync_verdicts()
+                self.app.triage.deliver_incidents()  # what a crash or an unreachable sink left behind
                 outcome = self._run_pass(stop, progress)
                 # Training reads (and quarantines) history too: the run reports all it set aside.
                 outcome.quarantined = max(outcome.quarantined, self._quarantined_so_far() - before)
-                return outcome
             except Exception as exc:  # noqa: BLE001 - recorded, reported, retried next schedule
                 if isinstance(exc, OperationalError):
                     log.error("%s: pass failed: %s", self.name, exc)
@@ -293,7 +301,9 @@ class JobRunner:
                     log.exception("%s: pass failed: %s", self.name, exc)
                 self.app.state.record_pass(PassRecord(self.name, began, None, None, 0, 0, 0,
                                                       (utcnow() - began).total_seconds(), "error", f"{type(exc).__name__}: {exc}"))
-                return PassOutcome(self.name, "error", f"{type(exc).__name__}: {exc}")
+                outcome = PassOutcome(self.name, "error", f"{type(exc).__name__}: {exc}")
+            self.app.triage.heartbeat(self, outcome, began, time.monotonic() - clock)
+            return outcome
 
     def _run_pass(self, stop: threading.Event | None, progress: bool) -> PassOutcome:
         plan = self.plan()
@@ -317,7 +327,8 @@ class JobRunner:
                 outcome.status, outcome.message = "interrupted", "stopped at a batch boundary on request"
                 break
             end = min(start + batch, plan.last_end)
-            cursor, windows, events, alerts, quarantined = self._run_batch(start, end, cursor)
+            cursor, windows, events, alerts, quarantined, stopped = self._run_batch(start, end, cursor)
+            outcome.stopped_by_feedback += stopped
             outcome.windows += windows
             outcome.events += events
             outcome.alerts += alerts
@@ -334,7 +345,7 @@ class JobRunner:
         self.app.state.record_pass(PassRecord(self.name, now, None, None, 0, 0, 0, 0.0, "waiting", reason))
         return PassOutcome(self.name, "waiting", reason)
 
-    def _run_batch(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[dict | None, int, int, int, int]:
+    def _run_batch(self, start: datetime, end: datetime, cursor: dict | None) -> tuple[dict | None, int, int, int, int, int]:
         began, clock = utcnow(), time.monotonic()
         batch = self.read_windows(start, end, cursor)
         windows, new_cursor, stats = batch.windows, batch.cursor, batch.stats
@@ -344,25 +355,31 @@ class JobRunner:
         new = self._deliver(result.alerts)
         quarantined = stats.get("quarantined", 0)
         stored = ", ".join(f"{count} new in {sink}" for sink, count in new.items())
-        message = (f"{len(result.alerts)} alerts ({result.suppressed} suppressed; {stored or 'none to store'})"
-                   if result.alerts or result.suppressed else "")
+        feedback = f", {result.by_feedback} stopped by analysts' verdicts" if result.by_feedback else ""
+        message = (f"{len(result.alerts)} alerts ({result.suppressed} suppressed{feedback}; {stored or 'none to store'})"
+                   if result.alerts or result.suppressed or result.by_feedback else "")
         if quarantined:
             message = f"{message}; " * bool(message) + f"{quarantined} malformed record(s) quarantined"
         record = PassRecord(self.name, began, start, end, stats.get("events", 0), len(result.alerts), quarantined,
                             time.monotonic() - clock, "quarantined" if quarantined else "ok", message)
         self.app.state.commit_pass(record, watermark=end, cursor=new_cursor, suppressions=result.suppressions,
-                                   streams=result.streams)
+                                   streams=result.streams,
+                                   apply=self.app.triage.fold(result.alerts, result.entities, result.related))
+        self.app.triage.deliver_incidents()
         log.info("%s: %s .. %s: %d events, %d windows, %d alerts (%s, %d suppressed) in %.2fs", self.name,
                  isoformat(start), isoformat(end), record.events, len(windows), len(result.alerts),
                  stored or "none to store", result.suppressed, record.duration_s)
-        return new_cursor, len(windows), record.events, len(result.alerts), quarantined
+        return new_cursor, len(windows), record.events, len(result.alerts), quarantined, result.by_feedback
 
     def _detect(self, windows: list["GraphWindow"]) -> _BatchResult:
         from .alerts import build_alert
         from .risk import confidence
+        from .triage.feedback import suppressing
+        from .triage.related import related_entities
 
         result = _BatchResult()
         state = self.app.state
+        stops = [v for v in self.app.triage.verdicts() if v.verdict == "false_positive"]
         for name, loaded in self.models.loaded.items():
             detector, record = loaded.detector, loaded.record
             if detector.stateful:
@@ -379,12 +396,19 @@ class JobRunner:
                 suppressor = Suppressor(rule, state.suppressed_until(rule.id))
                 for position, item, score, explanation in suppressor.alerts(windows, scores, detector):
                     window = windows[position]
-                    result.alerts.append(build_alert(
+                    if stops and suppressing(stops, rule.id, explanation.entity, window.start):
+                        result.by_feedback += 1
+                        continue
+                    related = related_entities(window, explanation, detector.level, item)
+                    alert = build_alert(
                         rule=rule, job=self.name, detector=name, detector_type=self.config.detectors[name].type,
                         model_version=record.version, score=score, threshold=float(detector.threshold_),
                         window_start=window.start, window_end=window.end, explanation=explanation,
                         level=detector.level, normalised_score=scale.score(score),
-                        confidence=confidence(trained_windows, window.num_events)))
+                        confidence=confidence(trained_windows, window.num_events), related=related)
+                    result.alerts.append(alert)
+                    result.entities[alert["siem_gad"]["alert_id"]] = dict(explanation.entity)
+                    result.related[alert["siem_gad"]["alert_id"]] = related
                 result.suppressed += suppressor.suppressed
                 result.suppressions.update({(rule.id, key): until for key, until in suppressor.decided.items()})
         return result

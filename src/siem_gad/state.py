@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .redact import redact
 from .timeutil import isoformat, parse_time, utcnow
@@ -42,7 +42,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS detector_streams (
     job TEXT NOT NULL, detector TEXT NOT NULL, model_version INTEGER NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (job, detector));
+CREATE TABLE IF NOT EXISTS incident_alerts (
+    alert_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, t INTEGER NOT NULL, risk REAL NOT NULL, record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS incident_alerts_incident ON incident_alerts (incident_id);
+CREATE TABLE IF NOT EXISTS incident_links (
+    key TEXT NOT NULL, alert_id TEXT NOT NULL, t INTEGER NOT NULL, role TEXT NOT NULL, rule_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS incident_links_key ON incident_links (key, t);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, risk REAL NOT NULL, first_seen TEXT, last_seen TEXT,
+    document TEXT NOT NULL, revision INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY, target TEXT NOT NULL, verdict TEXT NOT NULL, scope TEXT NOT NULL,
+    rules TEXT NOT NULL, entities TEXT NOT NULL, alerts TEXT NOT NULL, until TEXT, note TEXT, by TEXT NOT NULL,
+    at TEXT NOT NULL, origin TEXT NOT NULL, UNIQUE (target));
 """
+# Columns added after a state file may have been created; added on open when missing.
+MIGRATIONS = (("dead_letters", "kind", "TEXT NOT NULL DEFAULT 'alert'"),)
 
 
 @dataclass
@@ -55,7 +70,9 @@ class Checkpoint:
 
 @dataclass
 class DeadLetter:
-    """An alert a sink could not store (rejected by the server), kept until it is replayed."""
+    """A document a sink could not store (rejected by the server, or for heartbeats and
+    incidents also a server out of reach), kept until it is replayed. `kind`: alert, incident
+    or status; `alert_id` is the document's id whatever its kind."""
 
     id: int
     sink: str
@@ -66,6 +83,7 @@ class DeadLetter:
     attempts: int
     created_at: datetime
     replayed_at: datetime | None
+    kind: str = "alert"
 
 
 @dataclass
@@ -105,6 +123,9 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        for table, column, spec in MIGRATIONS:
+            if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {spec}")
 
     def close(self) -> None:
         with self._lock:
@@ -134,9 +155,13 @@ class StateStore:
         return Checkpoint(job, parse_time(watermark), json.loads(cursor) if cursor else None, parse_time(updated))
 
     def commit_pass(self, record: PassRecord, *, watermark: datetime, cursor: dict | None,
-                    suppressions: dict[tuple[str, str], datetime], streams: dict[str, tuple[int, dict]]) -> None:
-        """Advance the checkpoint with everything the pass decided, atomically."""
+                    suppressions: dict[tuple[str, str], datetime], streams: dict[str, tuple[int, dict]],
+                    apply: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Advance the checkpoint with everything the pass decided, atomically; `apply` writes
+        what else belongs to the pass (its incidents) in the same transaction."""
         with self.transaction() as db:
+            if apply is not None:
+                apply(db)
             db.execute(
                 "INSERT INTO checkpoints (job, watermark, cursor, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (job) DO UPDATE SET watermark = excluded.watermark, cursor = excluded.cursor, "
@@ -187,21 +212,33 @@ class StateStore:
         return json.loads(rows[0][1])
 
     # ------------------------------------------------------------------ dead-letter queue
-    def add_dead_letters(self, sink: str, rejected: list[tuple[dict[str, Any], int | None, str]]) -> None:
-        """Keep rejected alerts (document, HTTP status, error); a repeat of the same alert
-        updates its entry instead of adding another."""
+    def add_dead_letters(self, sink: str, rejected: list[tuple[dict[str, Any], int | None, str]],
+                         kind: str = "alert") -> None:
+        """Keep rejected documents (document, HTTP status, error); a repeat of the same
+        document id updates its entry (the newest version of an incident wins) instead of
+        adding another."""
         now = isoformat(utcnow())
         with self.transaction() as db:
             for document, status, error in rejected:
                 db.execute(
-                    "INSERT INTO dead_letters (sink, alert_id, document, status, error, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sink, alert_id) DO UPDATE SET "
+                    "INSERT INTO dead_letters (sink, alert_id, kind, document, status, error, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sink, alert_id) DO UPDATE SET "
                     "document = excluded.document, status = excluded.status, error = excluded.error, "
                     "attempts = attempts + 1, updated_at = excluded.updated_at, replayed_at = NULL",
-                    (sink, document["siem_gad"]["alert_id"], json.dumps(document, default=str), status, redact(error), now, now))
+                    (sink, document["event"]["id"], kind, json.dumps(document, default=str), status, redact(error),
+                     now, now))
+
+    def supersede_dead_letters(self, sink: str, ids: list[str]) -> None:
+        """A newer version of these documents is stored: their dead-lettered versions must not
+        be replayed over it."""
+        if ids:
+            now = isoformat(utcnow())
+            with self.transaction() as db:
+                db.executemany("UPDATE dead_letters SET replayed_at = ? WHERE sink = ? AND alert_id = ? "
+                               "AND replayed_at IS NULL", [(now, sink, i) for i in ids])
 
     def dead_letters(self, sink: str | None = None, *, pending: bool = True) -> list[DeadLetter]:
-        sql = ("SELECT id, sink, alert_id, document, status, error, attempts, created_at, replayed_at "
+        sql = ("SELECT id, sink, alert_id, document, status, error, attempts, created_at, replayed_at, kind "
                "FROM dead_letters WHERE 1 = 1")
         args: tuple = ()
         if sink:
@@ -211,7 +248,7 @@ class StateStore:
             sql += " AND replayed_at IS NULL"
         rows = self._query(sql + " ORDER BY id", args)
         return [DeadLetter(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], parse_time(r[7]),
-                           r[8] and parse_time(r[8])) for r in rows]
+                           r[8] and parse_time(r[8]), r[9]) for r in rows]
 
     def mark_replayed(self, ids: list[int]) -> None:
         now = isoformat(utcnow())

@@ -95,6 +95,7 @@ class NotFittedError(RuntimeError):
 class Detector(ABC):
     level: ClassVar[Level] = "node"
     stateful: ClassVar[bool] = False
+    learns_from_labels: ClassVar[bool] = False  # analysts' verdicts label its training windows (triage/feedback.py)
     Params: ClassVar[type[BaseDetectorParams]] = DetectorParams
 
     def __init__(self, **params: Any) -> None:

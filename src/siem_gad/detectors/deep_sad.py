@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 
 class DeepSadDetector(TabularDetector):
+    learns_from_labels = True
     class Params(TabularParams):
         eta: float = Field(1.0, gt=0, description="weight of the labeled rows' terms")
         pretrain_epochs: int = Field(20, ge=0, description="autoencoder epochs that set the centre")

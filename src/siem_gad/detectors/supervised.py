@@ -90,6 +90,7 @@ def best_f1_threshold(is_attack: np.ndarray, scores: np.ndarray) -> tuple[float,
 
 
 class SupervisedGraphDetector(Detector):
+    learns_from_labels = True
     level = "node"
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified

@@ -39,14 +39,21 @@ ENTITY_FIELDS: dict[str, dict] = {
 }
 
 CONTRIBUTOR = _obj(name=KEYWORD, value=KEYWORD, weight=FLOAT)
+# ECS `related`: every entity an alert or incident touches, by kind (triage/related.py).
+RELATED = _obj(ip=IP, user=KEYWORD, hosts=KEYWORD)
+# An analyst's verdict, set by `siem-gad feedback` or by hand on the document in Kibana.
+FEEDBACK = _obj(verdict=KEYWORD, scope=KEYWORD, until=DATE, note=TEXT, by=KEYWORD, at=DATE)
+EVENT = _obj(kind=KEYWORD, module=KEYWORD, dataset=KEYWORD, category=KEYWORD, type=KEYWORD, action=KEYWORD,
+             severity=LONG, risk_score=FLOAT, start=DATE, end=DATE, created=DATE, id=KEYWORD, outcome=KEYWORD)
+THREAT = _obj(framework=KEYWORD, technique=_obj(id=KEYWORD), tactic=_obj(id=KEYWORD))
 
 ALERT_PROPERTIES: dict[str, Any] = {
     "@timestamp": DATE,
     "message": TEXT,
-    "event": _obj(kind=KEYWORD, module=KEYWORD, dataset=KEYWORD, category=KEYWORD, type=KEYWORD, action=KEYWORD,
-                  severity=LONG, risk_score=FLOAT, start=DATE, end=DATE, created=DATE, id=KEYWORD),
+    "event": EVENT,
     "rule": _obj(id=KEYWORD, name=KEYWORD, description=TEXT, ruleset=KEYWORD, version=KEYWORD),
-    "threat": _obj(framework=KEYWORD, technique=_obj(id=KEYWORD), tactic=_obj(id=KEYWORD)),
+    "threat": THREAT,
+    "related": RELATED,
     "labels": {"type": "object", "dynamic": True},
     "tags": KEYWORD,
     "siem_gad": _obj(
@@ -62,8 +69,29 @@ ALERT_PROPERTIES: dict[str, Any] = {
         # Detector-specific details vary by detector: kept in _source, not indexed.
         details={"type": "object", "enabled": False},
         asset=_obj(owner=KEYWORD, criticality=KEYWORD),
+        feedback=FEEDBACK,
     ),
     **ENTITY_FIELDS,
+}
+
+# Incident documents (triage/incidents.py `incident_document`).
+INCIDENT_PROPERTIES: dict[str, Any] = {
+    "@timestamp": DATE, "message": TEXT, "event": EVENT, "related": RELATED, "threat": THREAT,
+    "siem_gad": _obj(incident=_obj(
+        id=KEYWORD, status=KEYWORD, merged_into=KEYWORD, first_seen=DATE, last_seen=DATE, risk_score=FLOAT,
+        max_alert_risk=FLOAT, severity=KEYWORD, alert_ids=KEYWORD, alert_count=INTEGER, rules=KEYWORD,
+        jobs=KEYWORD, detectors=KEYWORD, entities=_obj(field=KEYWORD, value=KEYWORD, risk=FLOAT),
+        tactics=KEYWORD, summary=TEXT, feedback=FEEDBACK)),
+}
+
+# Status documents, one per pass (triage/heartbeat.py `status_document`).
+STATUS_PROPERTIES: dict[str, Any] = {
+    "@timestamp": DATE, "message": TEXT, "event": EVENT, "host": _obj(name=KEYWORD),
+    "siem_gad": _obj(status=_obj(
+        job=KEYWORD, outcome=KEYWORD, reason=TEXT, started=DATE, seconds=FLOAT, watermark=DATE, lag_seconds=DOUBLE,
+        windows=INTEGER, events=LONG, alerts=INTEGER, quarantined=INTEGER, stopped_by_feedback=INTEGER, errors=INTEGER, dead_letters=INTEGER,
+        version=KEYWORD,
+        models=_obj(detector=KEYWORD, version=INTEGER, state=KEYWORD, trained_until=DATE, age_hours=FLOAT))),
 }
 
 # Strings under `labels` (ECS: custom keyword key/values) and any field a user lets in with
@@ -85,6 +113,14 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def alert_mappings(dynamic: str = "strict", extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"dynamic": dynamic, "dynamic_templates": DYNAMIC_TEMPLATES,
             "properties": merge(ALERT_PROPERTIES, extra or {})}
+
+
+def document_mappings(kind: str, dynamic: str = "strict", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The mappings of the index that holds documents of `kind` (alert, incident, status)."""
+    if kind == "alert":
+        return alert_mappings(dynamic, extra)
+    properties = {"incident": INCIDENT_PROPERTIES, "status": STATUS_PROPERTIES}[kind]
+    return {"dynamic": dynamic, "dynamic_templates": DYNAMIC_TEMPLATES, "properties": copy.deepcopy(properties)}
 
 
 def field_types(mappings: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -1,0 +1,109 @@
+"""The entities an alert touches besides its own, and which of them may link alerts.
+
+An alert names its entity (a node, the two ends of an edge, or for a window-level alert the
+entity that moved the window most). The entities it touches are its peers in that window's
+graph: the other ends of its node's edges (for an edge alert, the edge's two ends). They go into the ECS `related.ip` / `related.user` / `related.hosts` fields, and they
+link alerts into incidents (`incidents.py`), except for hubs: an entity that a tenth or more
+of the window's entities touch (a domain controller, a DNS server, a proxy) relates
+everything to everything and links nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..detectors import Explanation
+    from ..graphs import GraphWindow
+
+MAX_RELATED = 20  # peers kept per alert, most connected first
+HUB_FRACTION = 0.1  # a peer touching this share of the window's entities is a hub ...
+HUB_MIN_DEGREE = 6  # ... and at least this many (small windows have no hubs)
+ECS_RELATED = {"ip": "ip", "user": "user", "host": "hosts"}
+
+
+def entity_kind(field: str) -> str:
+    """What sort of thing a field names, so that `source.ip` and `destination.ip` holding the
+    same address are one entity: ip, user, host, or the field itself."""
+    last = field.rsplit(".", 1)[-1]
+    if last == "ip" or field.endswith("_ip") or field.endswith(".address"):
+        return "ip"
+    if field.startswith("user.") or field in ("user", "username"):
+        return "user"
+    if field.startswith("host.") or field in ("host", "hostname"):
+        return "host"
+    return field
+
+
+def entity_key(field: str, value: str) -> str:
+    """The key two alerts must share to be about the same entity: `ip:10.0.0.5`."""
+    return f"{entity_kind(field)}:{value}"
+
+
+@dataclass(frozen=True)
+class Related:
+    field: str
+    value: str
+    hub: bool = False
+
+    @property
+    def key(self) -> str:
+        return entity_key(self.field, self.value)
+
+
+def related_entities(window: "GraphWindow", explanation: "Explanation", level: str, item: int) -> list[Related]:
+    """The entities alert `item` of `window` touches besides its own entity (see the module)."""
+    import numpy as np
+
+    own = {entity_key(f, v) for f, v in explanation.entity.items()}
+    if window.num_nodes == 0:
+        return []
+    degree = np.bincount(window.edge_index.ravel(), minlength=window.num_nodes) if window.num_edges else \
+        np.zeros(window.num_nodes, dtype=np.int64)
+    bar = max(HUB_MIN_DEGREE, HUB_FRACTION * window.num_nodes)
+    if level == "node":
+        nodes = _peers(window, item)
+    elif level == "edge":
+        nodes = [int(n) for n in window.edge_index[:, item]] if item < window.num_edges else []
+    else:  # a window-level alert: what its entity (the one that moved the window most) touches
+        index = {(window.node_fields[int(k)], str(v)): n for n, (k, v) in enumerate(zip(window.node_kind, window.node_value))}
+        node = next((index[(f, str(v))] for f, v in explanation.entity.items() if (f, str(v)) in index), None)
+        nodes = _peers(window, node) if node is not None else []
+    out, seen = [], set(own)
+    for node in nodes:
+        (field, value), = window.entity(node).items()
+        related = Related(field, value, bool(degree[node] >= bar))
+        if related.key not in seen:
+            seen.add(related.key)
+            out.append(related)
+        if len(out) >= MAX_RELATED:
+            break
+    return out
+
+
+def _peers(window: "GraphWindow", node: int) -> list[int]:
+    """The node's neighbours, those joined by most edges first (ties by node index)."""
+    import numpy as np
+
+    if node >= window.num_nodes or not window.num_edges:
+        return []
+    edges = window.node_edges(node)
+    ends = window.edge_index[:, edges]
+    others = np.where(ends[0] == node, ends[1], ends[0])
+    others = others[others != node]
+    if not len(others):
+        return []
+    values, counts = np.unique(others, return_counts=True)
+    order = np.lexsort((values, -counts))
+    return [int(v) for v in values[order]]
+
+
+def ecs_related(entity: dict[str, str], related: list[Related]) -> dict[str, list[str]]:
+    """The ECS `related` object of an alert: its own and its related entities, by kind."""
+    out: dict[str, list[str]] = {}
+    for field, value in [*entity.items(), *((r.field, r.value) for r in related)]:
+        name = ECS_RELATED.get(entity_kind(field))
+        if name and value not in out.setdefault(name, []):
+            out[name].append(value)
+    return {k: v for k, v in out.items() if v}
