@@ -17,7 +17,8 @@ import yaml
 
 from conftest import ROOT, siem_gad
 from siem_gad.elastic.kibana import saved_objects, to_ndjson
-from siem_gad.elastic.mappings import alert_mappings, field_types
+from siem_gad.elastic.kibana import DATA_VIEW_ID, INCIDENT_VIEW_ID, STATUS_VIEW_ID
+from siem_gad.elastic.mappings import document_mappings, field_types
 
 AGGREGATABLE = {"keyword", "ip", "long", "integer", "float", "double", "date", "boolean"}
 NUMERIC = {"long", "integer", "float", "double"}
@@ -49,11 +50,16 @@ def test_shipped_ndjson_is_the_current_export():
 
 def test_every_field_the_saved_objects_use_is_mapped_with_a_compatible_type():
     objects = [json.loads(line) for line in (ROOT / "kibana" / "siem-gad.ndjson").read_text().splitlines()]
-    types = field_types(alert_mappings())
+    kinds = {DATA_VIEW_ID: "alert", INCIDENT_VIEW_ID: "incident", STATUS_VIEW_ID: "status"}
+    view_of = {o["id"]: (o["id"] if o["type"] == "index-pattern" else o["references"][0]["id"])
+               for o in objects if o["type"] != "dashboard"}
     used = fields_used(objects)
     assert len(used) >= 10
+    assert {kinds[view_of[obj_id]] for obj_id, _, _ in used} == {"alert", "incident", "status"}
     for obj_id, field, use in used:
-        assert field in types, f"{obj_id} uses {field}, which the alert template does not map"
+        kind = kinds[view_of[obj_id]]
+        types = field_types(document_mappings(kind))
+        assert field in types, f"{obj_id} uses {field}, which the {kind} template does not map"
         allowed = AGG_FIELD_TYPES.get(use, AGGREGATABLE | {"text"} if use == "column" else AGGREGATABLE)
         assert types[field] in allowed, f"{obj_id}: {use} on {field} needs {sorted(allowed)}, mapped {types[field]}"
 
@@ -100,7 +106,7 @@ def test_kibana_import_posts_the_objects_for_the_configured_index(tmp_path: Path
         result = siem_gad("kibana", "import", "-c", str(path), env={"KIBANA_API_KEY": "a2V5OnNlY3JldA==", "ES_API_KEY": "x"})
     finally:
         server.shutdown()
-    assert "imported 6 saved objects" in result.stdout
+    assert f"imported {len(saved_objects())} saved objects" in result.stdout
     url, headers, body = _FakeKibana.requests[-1]
     assert url == "/s/soc/api/saved_objects/_import?overwrite=true"
     assert headers["kbn-xsrf"] == "true" and headers["Authorization"] == "ApiKey a2V5OnNlY3JldA=="

@@ -122,6 +122,14 @@ def risk_scores(deploy: Path) -> dict[str, float]:
     return {a["siem_gad"]["alert_id"]: a["event"]["risk_score"] for a in read_alerts(deploy / "state" / "alerts.jsonl")}
 
 
+def incidents_of(deploy: Path) -> dict[str, list[str]]:
+    """Open incident id -> its alert ids, from the sink's incident file (one line per incident)."""
+    lines = read_alerts(deploy / "state" / "alerts.incidents.jsonl")
+    assert len({i["event"]["id"] for i in lines}) == len(lines), "an incident is in the file twice"
+    return {i["event"]["id"]: i["siem_gad"]["incident"]["alert_ids"] for i in lines
+            if i["siem_gad"]["incident"]["status"] == "open"}
+
+
 def committed_watermark(deploy: Path) -> str | None:
     db = deploy / "state" / "state.sqlite"
     if not db.exists():
@@ -169,6 +177,7 @@ def test_interrupted_run_resumes_with_the_same_alerts(tmp_path: Path, signum: in
     assert Counter(ids).most_common(1)[0][1] == 1, "an alert was written twice"
     assert set(ids) == set(expected), "alerts missing or extra after the restart"
     assert risk_scores(deploy) == risk_scores(reference), "an alert's 0-100 score changed with the restart"
+    assert incidents_of(deploy) == incidents_of(reference), "incidents differ after the restart"
     statuses = pd.read_sql("SELECT status FROM passes", sqlite3.connect(deploy / "state" / "state.sqlite"))
     assert "ok" in set(statuses["status"])
 

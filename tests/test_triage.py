@@ -9,7 +9,6 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
@@ -191,5 +190,13 @@ def test_incidents_heartbeat_and_feedback_through_the_command_line(tmp_path: Pat
     before = (deploy / "state" / "alerts.incidents.jsonl").read_text()
     run(config)
     assert (deploy / "state" / "alerts.incidents.jsonl").read_text() == before
+    # evaluate reports each rule's precision with and without the verdicts.
+    siem_gad("evaluate", "-c", str(config), "--label-field", "labels.attack", "--out", str(tmp_path / "evaluation"))
+    rules = {rule: r for d in json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["detectors"]
+             for rule, r in d["rules"].items()}
+    assert rules["graph-shift"]["feedback"]["verdicts"] == 1 and rules["graph-shift"]["alerts"] > 0
+    assert rules["graph-shift"]["feedback"]["alerts"] == 0  # the rule's scope stops all of it
+    assert rules["entity-outlier"]["feedback"]["alerts"] == rules["entity-outlier"]["alerts"]
+    assert "with analysts' verdicts" in (tmp_path / "evaluation" / "report.md").read_text()
     bad = siem_gad("feedback", "nope", "-c", str(config), "--verdict", "true_positive", check=False)
     assert bad.returncode != 0 and "no alert or incident with this id" in bad.stderr

@@ -270,15 +270,19 @@ def evaluate(ctx: click.Context, config: Path, label_field: str, positives: tupl
     from .evaluate.runner import evaluate as run_evaluation
     from .timeutil import parse_time
 
-    production_state = load_config_or_fail(config).state_path if use_models else None
-    app = open_app(ctx, config, state_dir=production_state or (out / "state"))
+    from .triage.feedback import read_verdicts
+
+    production = load_config_or_fail(config).state_path
+    verdicts = read_verdicts(production / "state.sqlite")  # to report precision with analysts' verdicts
+    app = open_app(ctx, config, state_dir=production if use_models else (out / "state"))
     try:
         unknown = [j for j in jobs if j not in app.config.jobs]
         if unknown:
             raise click.BadParameter(f"unknown job(s) {', '.join(unknown)}", param_hint="--job")
         result = run_evaluation(app, label_field=label_field, positives=positives,
                                 start=parse_time(start) if start else None, end=parse_time(end) if end else None,
-                                jobs=list(jobs) or None, use_models=use_models, progress=progress_enabled())
+                                jobs=list(jobs) or None, use_models=use_models, progress=progress_enabled(),
+                                verdicts=verdicts)
         files = write_report(result, out)
     except (EvaluationError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

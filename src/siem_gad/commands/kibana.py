@@ -21,13 +21,14 @@ def kibana() -> None:
 def kibana_export(config: Path | None, sink: str | None) -> None:
     """Print the saved objects as NDJSON (for Stack Management > Saved objects > Import)."""
     from ..elastic.kibana import saved_objects, to_ndjson
-    from ..sinks.elasticsearch import configured_alert_index
+    from ..sinks.elasticsearch import configured_alert_index, configured_indices
 
+    app_config = load_config_or_fail(config) if config else None
     try:
-        index = configured_alert_index(load_config_or_fail(config) if config else None, sink)
+        configured_alert_index(app_config, sink)  # names the choices when `sink` is not one
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
-    click.echo(to_ndjson(saved_objects(index)), nl=False)
+    click.echo(to_ndjson(saved_objects(**configured_indices(app_config, sink))), nl=False)
 
 
 @kibana.command("import")
@@ -40,13 +41,14 @@ def kibana_import(config: Path) -> None:
       KIBANA_API_KEY=... siem-gad kibana import -c examples/elastic.yaml
     """
     from ..elastic.kibana import import_saved_objects, saved_objects, to_ndjson
-    from ..sinks.elasticsearch import configured_alert_index
+    from ..sinks.elasticsearch import configured_alert_index, configured_indices
 
     app_config = load_config_or_fail(config)
     if app_config.kibana is None:
         raise click.ClickException(f"{config}: no `kibana:` section (url and credentials) to import into")
     try:
-        objects = saved_objects(configured_alert_index(app_config, app_config.kibana.sink))
+        configured_alert_index(app_config, app_config.kibana.sink)  # names the choices when the sink is wrong
+        objects = saved_objects(**configured_indices(app_config, app_config.kibana.sink))
         answer = import_saved_objects(app_config.kibana, to_ndjson(objects))
     except (KeyError, RuntimeError) as exc:
         raise click.ClickException(exc.args[0] if isinstance(exc, KeyError) else str(exc)) from None

@@ -1,8 +1,9 @@
 """Kibana saved objects for the alert index, and their import through Kibana's API.
 
-`saved_objects(index)` builds a data view over the alert index and a dashboard: alerts over
-time by severity, top entities, score distribution by detector, and a table of alerts with
-message, entity, score and top explanation. They are aggregation-based visualisations and a
+`saved_objects(index)` builds data views over the alert, incident and status indices and a
+dashboard: alerts over time by severity, top entities, score distribution by detector, a
+table of alerts with message, entity, score and top explanation, the open incidents by
+combined risk, and each job's last heartbeat (lag, errors) so a stopped job shows. They are aggregation-based visualisations and a
 saved search, the formats every Kibana 7.10+/8.x/9.x imports and migrates. `kibana/siem-gad.ndjson`
 in the repository is this output for the default index (for import through the Kibana UI);
 tests check it is current and that every field it uses is mapped with a fitting type.
@@ -17,15 +18,33 @@ from typing import Any
 from ..config import KibanaConfig
 
 DATA_VIEW_ID = "siem-gad-alerts"
+INCIDENT_VIEW_ID = "siem-gad-incidents"
+STATUS_VIEW_ID = "siem-gad-status"
 DASHBOARD_ID = "siem-gad-overview"
 INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
+
+
+def _data_view(view_id: str, index: str, name: str) -> dict:
+    pattern = index if index.endswith("*") else f"{index}*"
+    return {"id": view_id, "type": "index-pattern",
+            "attributes": {"title": pattern, "name": name, "timeFieldName": "@timestamp"}, "references": []}
+
+
+def _search(search_id: str, title: str, columns: list[str], sort: list, query: str, view: str) -> dict:
+    return {
+        "id": search_id, "type": "search",
+        "attributes": {"title": title, "description": "", "columns": columns, "sort": sort,
+                       "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source(query)}},
+        "references": [{"name": INDEX_REF, "type": "index-pattern", "id": view}],
+    }
 
 
 def _search_source(query: str = "") -> str:
     return json.dumps({"query": {"query": query, "language": "kuery"}, "filter": [], "indexRefName": INDEX_REF})
 
 
-def _visualization(vis_id: str, title: str, vis_type: str, params: dict, aggs: list[dict]) -> dict:
+def _visualization(vis_id: str, title: str, vis_type: str, params: dict, aggs: list[dict],
+                  view: str = DATA_VIEW_ID) -> dict:
     for number, agg in enumerate(aggs, 1):
         agg.setdefault("id", str(number))
         agg.setdefault("enabled", True)
@@ -36,7 +55,7 @@ def _visualization(vis_id: str, title: str, vis_type: str, params: dict, aggs: l
         "attributes": {"title": title, "description": "", "version": 1, "uiStateJSON": "{}",
                        "visState": json.dumps(vis_state),
                        "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source()}},
-        "references": [{"name": INDEX_REF, "type": "index-pattern", "id": DATA_VIEW_ID}],
+        "references": [{"name": INDEX_REF, "type": "index-pattern", "id": view}],
     }
 
 
@@ -50,14 +69,16 @@ TABLE_COLUMNS = ["message", "siem_gad.entity.value", "siem_gad.score", "siem_gad
                  "siem_gad.top_contributor.name", "siem_gad.top_contributor.value"]
 
 
-def saved_objects(index: str = "siem-gad-alerts") -> list[dict[str, Any]]:
-    """The data view, the visualisations, the saved search and the dashboard, in import order."""
-    pattern = index if index.endswith("*") else f"{index}*"
-    data_view = {
-        "id": DATA_VIEW_ID, "type": "index-pattern",
-        "attributes": {"title": pattern, "name": "siem-gad alerts", "timeFieldName": "@timestamp"},
-        "references": [],
-    }
+INCIDENT_COLUMNS = ["message", "siem_gad.incident.risk_score", "siem_gad.incident.alert_count",
+                    "siem_gad.incident.severity", "siem_gad.incident.first_seen"]
+
+
+def saved_objects(index: str = "siem-gad-alerts", incident_index: str = "siem-gad-incidents",
+                  status_index: str = "siem-gad-status") -> list[dict[str, Any]]:
+    """The data views, the visualisations, the saved searches and the dashboard, in import order."""
+    data_view = _data_view(DATA_VIEW_ID, index, "siem-gad alerts")
+    incident_view = _data_view(INCIDENT_VIEW_ID, incident_index, "siem-gad incidents")
+    status_view = _data_view(STATUS_VIEW_ID, status_index, "siem-gad status")
     over_time = _visualization("siem-gad-alerts-over-time", "siem-gad: alerts over time by severity", "histogram",
                                _chart_params("histogram"), [
                                    {"type": "count", "schema": "metric"},
@@ -85,15 +106,22 @@ def saved_objects(index: str = "siem-gad-alerts") -> list[dict[str, Any]]:
                                 {"type": "terms", "schema": "group",
                                  "params": {"field": "siem_gad.detector", "size": 10, "order": "desc", "orderBy": "1"}},
                             ])
-    table = {
-        "id": "siem-gad-alert-table", "type": "search",
-        "attributes": {"title": "siem-gad: alerts", "description": "", "columns": TABLE_COLUMNS,
-                       "sort": [["@timestamp", "desc"]],
-                       "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source("event.kind : \"alert\"")}},
-        "references": [{"name": INDEX_REF, "type": "index-pattern", "id": DATA_VIEW_ID}],
-    }
-    panels = [(over_time, 0, 0, 24, 12), (top_entities, 24, 0, 24, 12), (scores, 0, 12, 24, 12),
-              (table, 24, 12, 24, 12)]
+    table = _search("siem-gad-alert-table", "siem-gad: alerts", TABLE_COLUMNS, [["@timestamp", "desc"]],
+                    "event.kind : \"alert\"", DATA_VIEW_ID)
+    incidents = _search("siem-gad-incident-table", "siem-gad: open incidents by combined risk", INCIDENT_COLUMNS,
+                        [["siem_gad.incident.risk_score", "desc"]], "siem_gad.incident.status : \"open\"",
+                        INCIDENT_VIEW_ID)
+    heartbeat = _visualization("siem-gad-heartbeat", "siem-gad: jobs (last pass, lag, errors)", "table",
+                               {"perPage": 10, "showTotal": False}, [
+                                   {"type": "count", "schema": "metric"},
+                                   {"type": "max", "schema": "metric", "params": {"field": "siem_gad.status.lag_seconds"}},
+                                   {"type": "sum", "schema": "metric", "params": {"field": "siem_gad.status.errors"}},
+                                   {"type": "terms", "schema": "bucket",
+                                    "params": {"field": "siem_gad.status.job", "size": 50, "order": "desc",
+                                               "orderBy": "1"}},
+                               ], view=STATUS_VIEW_ID)
+    panels = [(over_time, 0, 0, 24, 12), (top_entities, 24, 0, 24, 12), (incidents, 0, 12, 24, 12),
+              (heartbeat, 24, 12, 24, 12), (scores, 0, 24, 24, 12), (table, 24, 24, 24, 12)]
     dashboard = {
         "id": DASHBOARD_ID, "type": "dashboard",
         "attributes": {
@@ -109,7 +137,8 @@ def saved_objects(index: str = "siem-gad-alerts") -> list[dict[str, Any]]:
         "references": [{"name": f"panel_{n}", "type": obj["type"], "id": obj["id"]}
                        for n, (obj, *_rest) in enumerate(panels)],
     }
-    return [data_view, over_time, top_entities, scores, table, dashboard]
+    return [data_view, incident_view, status_view, over_time, top_entities, scores, table, incidents, heartbeat,
+            dashboard]
 
 
 def to_ndjson(objects: list[dict[str, Any]]) -> str:

@@ -89,13 +89,17 @@ def _markdown(evaluation: Evaluation, files: dict[str, Path]) -> str:
               "first labeled event):", ""]
     lines += [f"- {_name(d)}: {_delay_text(d.metrics['detection_delay_s'])}" for d in evaluation.detectors]
     lines += ["", "## Rules (after suppression: what analysts see)", "",
-              "| rule | detector | alerts | true alerts | precision | incidents caught | alerts per day | delay |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| rule | detector | alerts | true alerts | precision | with analysts' verdicts | incidents caught "
+              "| alerts per day | delay |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for d in evaluation.detectors:
         for rule_id, r in d.rules.items():
+            f = r["feedback"]
+            with_feedback = (f"{f['alerts']} alerts, precision {_fmt(f['precision'], 2)} ({f['verdicts']} verdicts)"
+                             if f["verdicts"] else "no verdicts")
             lines.append(f"| {rule_id} | {_name(d)} | {r['alerts']} | {r['true_alerts']} | {_fmt(r['precision'], 2)} | "
-                         f"{len(r['incidents_detected'])} of {len(r['incidents'])} | {r['alerts_per_day']:.1f} | "
-                         f"{_delay_text(r['detection_delay_s'])} |")
+                         f"{with_feedback} | {len(r['incidents_detected'])} of {len(r['incidents'])} | "
+                         f"{r['alerts_per_day']:.1f} | {_delay_text(r['detection_delay_s'])} |")
     lines += ["", "## Plots", ""]
     lines += [f"![{key}]({path.name})" for key, path in files.items() if path.suffix == ".png"]
     return "\n".join(lines) + "\n"

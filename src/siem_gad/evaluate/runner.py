@@ -60,16 +60,20 @@ class Evaluation:
 
 def evaluate(app: "App", *, label_field: str, positives: Iterable[str] | None = None, start: datetime | None = None,
              end: datetime | None = None, jobs: Iterable[str] | None = None, use_models: bool = False,
-             progress: bool = False) -> Evaluation:
+             progress: bool = False, verdicts: Iterable[Any] = ()) -> Evaluation:
+    """`verdicts`: analysts' verdicts (triage.feedback.Verdict) from the production state; each
+    rule reports its precision with and without the alerts their false positives stop."""
     positives = list(positives or [])
     result = Evaluation(str(app.config.file), label_field, positives)
+    stops = [v for v in verdicts if v.verdict == "false_positive"]
     for name in jobs or app.config.jobs:
-        _evaluate_job(app, app.job(name), result, label_field, positives, start, end, use_models, progress)
+        _evaluate_job(app, app.job(name), result, label_field, positives, start, end, use_models, progress, stops)
     return result
 
 
 def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_field: str, positives: list[str],
-                  start: datetime | None, end: datetime | None, use_models: bool, progress: bool) -> None:
+                  start: datetime | None, end: datetime | None, use_models: bool, progress: bool,
+                  stops: list) -> None:
     source = runner.source
     source.start()
     plan = runner.plan()
@@ -101,7 +105,7 @@ def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_fie
         scored_from = scored[0].start
         labels = LabelIndex.build(events[events["@timestamp"] >= scored_from], label_field, positives, begin,
                                   runner.window, runner.builder.entity_fields)
-        evaluation = _measure(runner, name, spec.type, detector, scored, labels, train)
+        evaluation = _measure(runner, name, spec.type, detector, scored, labels, train, stops)
         result.detectors.append(evaluation)
 
 
@@ -130,7 +134,7 @@ def _detector(app: "App", runner: "JobRunner", name: str, windows: list, use_mod
 
 
 def _measure(runner: "JobRunner", name: str, kind: str, detector: Any, windows: list, labels: LabelIndex,
-             train: tuple | None) -> DetectorEvaluation:
+             train: tuple | None, stops: list) -> DetectorEvaluation:
     import pandas as pd
 
     scores = detector.score(windows)
@@ -159,7 +163,8 @@ def _measure(runner: "JobRunner", name: str, kind: str, detector: Any, windows: 
                                     (windows[0].start, windows[-1].end), items, metrics)
     for rule in runner.app.rules.for_job(runner.name):
         if rule.detector == name:
-            evaluation.rules[rule.id] = _rule_metrics(rule, windows, scores, detector, items, labels, incidents, days)
+            evaluation.rules[rule.id] = _rule_metrics(rule, windows, scores, detector, items, labels, incidents, days,
+                                                      stops)
     return evaluation
 
 
@@ -191,14 +196,22 @@ def _delays(flagged: "pd.DataFrame", labels: LabelIndex, incidents: set[str]) ->
 
 
 def _rule_metrics(rule, windows, scores, detector, items: "pd.DataFrame", labels: LabelIndex, incidents: set[str],
-                  days: float) -> dict:
+                  days: float, stops: list) -> dict:
+    from ..triage.feedback import suppressing
+
     suppressor = Suppressor(rule)
     alerts = suppressor.alerts(windows, scores, detector)
     row_of = {key: row for row, key in enumerate(zip(items["window"], items["item"]))}
-    frame = items.iloc[[row_of[(windows[position].index, item)] for position, item, *_ in alerts]]
+    rows = [row_of[(windows[position].index, item)] for position, item, *_ in alerts]
+    frame = items.iloc[rows]
     true_alerts = int(frame["positive"].sum())
     caught = _incidents(frame)
+    kept = [row for row, (position, _, _, explanation) in zip(rows, alerts)
+            if not suppressing(stops, rule.id, explanation.entity, windows[position].start)]
+    kept_true = int(items.iloc[kept]["positive"].sum())
     return {
+        "feedback": {"verdicts": len(stops), "alerts": len(kept), "true_alerts": kept_true,
+                     "precision": kept_true / len(kept) if kept else 0.0},
         "alerts": len(alerts), "suppressed": suppressor.suppressed, "true_alerts": true_alerts,
         "precision": true_alerts / len(alerts) if alerts else 0.0,
         "incidents_detected": sorted(caught), "incidents": sorted(incidents),

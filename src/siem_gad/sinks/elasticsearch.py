@@ -283,6 +283,15 @@ class ElasticsearchSink(UsesCluster, Sink):
         return operations
 
 
+def configured_indices(app_config, sink: str | None = None) -> dict[str, str]:
+    """{'index', 'incident_index', 'status_index'} of the sink `configured_alert_index` picks."""
+    fields = ElasticsearchSink.Params.model_fields
+    specs = {name: spec for name, spec in (app_config.sinks.items() if app_config else []) if spec.type == "elasticsearch"}
+    chosen = specs.get(sink) if sink else next(iter(specs.values()), None)
+    params = chosen.params if chosen is not None else {}
+    return {key: params.get(key, fields[key].default) for key in ("index", "incident_index", "status_index")}
+
+
 def configured_alert_index(app_config, sink: str | None = None) -> str:
     """The alert index of the config's `sink` (or of its first elasticsearch sink), else the
     sink's default index; KeyError naming the choices when `sink` is not an elasticsearch sink."""

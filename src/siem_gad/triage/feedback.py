@@ -19,6 +19,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..timeutil import isoformat, parse_time, utcnow
@@ -98,6 +99,21 @@ class FeedbackBook:
 
     def known(self, target: str) -> Verdict | None:
         return next((v for v in self.verdicts() if v.target == target), None)
+
+
+def read_verdicts(state_file: Path) -> list[Verdict]:
+    """The verdicts in a state file, opened read-only (`evaluate` leaves production state
+    untouched); none when there is no file or no feedback table yet."""
+    if not state_file.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{state_file}?mode=ro", uri=True)
+        try:
+            return FeedbackBook(db).verdicts()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return []
 
 
 def suppressing(verdicts: Iterable[Verdict], rule_id: str, entity: dict[str, str], window_start: datetime) -> Verdict | None:

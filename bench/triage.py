@@ -1,0 +1,165 @@
+"""Triage as an analyst meets it: alerts and incidents per day, before and after grouping.
+
+Each data set runs through the real command line (`siem-gad run --once` on a fresh state):
+
+- the simulator with the default config (`config.example.yaml`, its rules): which incident
+  holds each injected attack, and the rank of that incident by combined risk;
+- real logs from ../shared/data: the EC2 `auth.log` and loghub's OpenSSH sample through the
+  `syslog` source (file replay, the `ssh` job of examples/syslog.yaml), one IoT-23 capture
+  (CTU-Malware-Capture-42-1) through the `csv` source with the network job of
+  bench/iot23/config.yaml and its rule.
+
+Per day: alerts (by window start) and incidents (by first alert). Where events carry labels
+(simulator, IoT-23), precision@10: an alert is a true positive when an attack event of its
+window names its entity; an incident when any of its alerts is. Raw alerts are ranked by
+their 0-100 risk score, incidents by combined risk. The auth logs carry no labels.
+
+    .venv/bin/python bench/triage.py
+
+Prints Markdown for docs/benchmarks.md (the "Triage" section).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def siem_gad(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "siem_gad", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"siem-gad {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run(deploy: Path, config: dict, rules: Path) -> tuple[list[dict], list[dict]]:
+    deploy.mkdir(parents=True)
+    (deploy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copytree(rules, deploy / "rules")
+    siem_gad("run", "-c", str(deploy / "config.yaml"), "--once")
+    alerts = lines(deploy / "state" / "alerts.jsonl")
+    incidents = [i for i in lines(deploy / "state" / "alerts.incidents.jsonl")
+                 if i["siem_gad"]["incident"]["status"] == "open"]
+    return alerts, sorted(incidents, key=lambda i: (-i["event"]["risk_score"], i["event"]["id"]))
+
+
+def per_day(alerts: list[dict], incidents: list[dict]) -> list[tuple[str, int, int]]:
+    a = Counter(x["siem_gad"]["window"]["start"][:10] for x in alerts)
+    i = Counter(x["siem_gad"]["incident"]["first_seen"][:10] for x in incidents)
+    return [(day, a[day], i[day]) for day in sorted(set(a) | set(i))]
+
+
+def precision_at(ranked: list[bool], k: int = 10) -> float:
+    top = ranked[:k]
+    return sum(top) / len(top) if top else float("nan")
+
+
+def truth_of(events, label_positive) -> set[tuple[str, str]]:
+    """(window start, entity value) of attack events, hourly windows."""
+    attacks = events[label_positive]
+    starts = attacks["@timestamp"].dt.floor("h").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    truth = set()
+    for field in ("source.ip", "destination.ip", "user.name", "host.name"):
+        if field in attacks:
+            values = attacks[field]
+            truth |= {(s, str(v)) for s, v in zip(starts[values.notna()], values[values.notna()])}
+    return truth
+
+
+def labeled_precision(alerts: list[dict], incidents: list[dict], truth: set) -> tuple[float, float]:
+    hit = {a["siem_gad"]["alert_id"]: (a["siem_gad"]["window"]["start"], a["siem_gad"]["entity"]["value"]) in truth
+           for a in alerts}
+    raw = [hit[a["siem_gad"]["alert_id"]] for a in sorted(alerts, key=lambda a: -a["event"]["risk_score"])]
+    grouped = [any(hit.get(x, False) for x in i["siem_gad"]["incident"]["alert_ids"]) for i in incidents]
+    return precision_at(raw), precision_at(grouped)
+
+
+def simulator(work: Path) -> dict:
+    from siem_gad.simulator import LABEL_FIELD, Enterprise
+
+    config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    alerts, incidents = run(work / "sim", config, ROOT / "rules")
+    enterprise = Enterprise()
+    events = enterprise.events(enterprise.start, enterprise.end)
+    truth = truth_of(events, events[LABEL_FIELD] != "benign")
+    found = {}
+    for name, entity in enterprise.attack_entities().items():
+        attack = events[events[LABEL_FIELD] == name]
+        windows = set(attack["@timestamp"].dt.floor("h").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        values = set(entity.values())
+        rank = next((n for n, i in enumerate(incidents, 1)
+                     if any((a["siem_gad"]["window"]["start"] in windows and a["siem_gad"]["entity"]["value"] in values)
+                            for a in alerts if a["siem_gad"]["alert_id"] in set(i["siem_gad"]["incident"]["alert_ids"]))),
+                    None)
+        names = rank is not None and bool(values & {e["value"] for e in incidents[rank - 1]["siem_gad"]["incident"]["entities"]})
+        found[name] = (rank, names)
+    return {"alerts": alerts, "incidents": incidents, "precision": labeled_precision(alerts, incidents, truth),
+            "attacks": found}
+
+
+def auth_log(work: Path, name: str, path: Path) -> dict:
+    config = yaml.safe_load((ROOT / "examples" / "syslog.yaml").read_text())
+    config["state_dir"] = "state"
+    config["sources"]["syslog"] = {"type": "syslog", "files": [str(path)], "follow": False, "start_at": "beginning",
+                                   "query_delay": "1s"}
+    config["sinks"]["alerts"]["path"] = "state/alerts.jsonl"
+    config["jobs"]["ssh"]["detectors"]["iforest"]["training"] = {"windows": 24}
+    alerts, incidents = run(work / name, config, ROOT / "examples" / "rules")
+    return {"alerts": alerts, "incidents": incidents, "precision": None}
+
+
+def iot23(work: Path, capture: str = "CTU-Malware-Capture-42-1") -> dict:
+    import pandas as pd
+
+    config = yaml.safe_load((ROOT / "bench" / "iot23" / "config.yaml").read_text())
+    config["state_dir"] = "state"
+    config["sources"]["flows"]["path"] = str(DATA / "iot23" / f"{capture}-labeled.csv")
+    config["sinks"]["alerts"]["path"] = "state/alerts.jsonl"
+    alerts, incidents = run(work / "iot23", config, ROOT / "bench" / "iot23" / "rules")
+    raw = pd.read_csv(DATA / "iot23" / f"{capture}-labeled.csv", usecols=["ts", "id.orig_h", "id.resp_h", "label"])
+    events = pd.DataFrame({"@timestamp": pd.to_datetime(raw["ts"], unit="s", utc=True),
+                           "source.ip": raw["id.orig_h"], "destination.ip": raw["id.resp_h"]})
+    truth = truth_of(events, raw["label"].str.lower().str.startswith("malicious"))
+    return {"alerts": alerts, "incidents": incidents, "precision": labeled_precision(alerts, incidents, truth)}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results = {"EC2 auth.log": auth_log(work, "ec2", DATA / "authlog-ec2" / "auth.log"),
+                   "loghub OpenSSH": auth_log(work, "loghub", DATA / "loghub" / "OpenSSH" / "OpenSSH_2k.log"),
+                   "IoT-23 42-1 (csv)": iot23(work), "simulator (default config)": simulator(work)}
+    print("| data | day | alerts | incidents | incidents / alerts |\n|---|---|---:|---:|---:|")
+    for name, r in results.items():
+        for day, a, i in per_day(r["alerts"], r["incidents"]):
+            print(f"| {name} | {day} | {a} | {i} | {i / a:.2f} |" if a else f"| {name} | {day} | 0 | {i} | - |")
+        a, i = len(r["alerts"]), len(r["incidents"])
+        print(f"| {name} | **all** | {a} | {i} | {i / a:.2f} |" if a else f"| {name} | all | 0 | {i} | - |")
+    print("\n| data | precision@10 raw alerts | precision@10 incidents |\n|---|---:|---:|")
+    for name, r in results.items():
+        if r["precision"] is not None:
+            print(f"| {name} | {r['precision'][0]:.2f} | {r['precision'][1]:.2f} |")
+    print("\n| injected attack | incident rank (combined risk) | names the attacker |\n|---|---:|---|")
+    for attack, (rank, names) in results["simulator (default config)"]["attacks"].items():
+        print(f"| {attack} | {rank or 'none'} | {'yes' if names else 'no'} |")
+    top = results["simulator (default config)"]["incidents"][:5]
+    print("\nTop 5 simulator incidents:\n")
+    for i in top:
+        print(f"- {i['event']['risk_score']:.2f}: {i['message']}")
+
+
+if __name__ == "__main__":
+    main()
