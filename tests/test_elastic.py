@@ -92,13 +92,18 @@ def leaf_fields(doc: dict, prefix: str = "") -> set[str]:
     return names
 
 
-def alert_docs(url: str) -> list[dict]:
+def index_docs(url: str, index: str) -> list[dict]:
+    """Every document of an index (none when it does not exist), with its `_id`."""
     client = OpenSearch(hosts=[url])
-    if not client.indices.exists(index=ALERTS_INDEX):
+    if not client.indices.exists(index=index):
         return []
-    client.indices.refresh(index=ALERTS_INDEX)
-    hits = client.search(index=ALERTS_INDEX, body={"size": 10_000, "query": {"match_all": {}}})["hits"]["hits"]
+    client.indices.refresh(index=index)
+    hits = client.search(index=index, body={"size": 10_000, "query": {"match_all": {}}})["hits"]["hits"]
     return [{"_id": h["_id"], **h["_source"]} for h in hits]
+
+
+def alert_docs(url: str) -> list[dict]:
+    return index_docs(url, ALERTS_INDEX)
 
 
 @pytest.mark.parametrize("flavor", sorted(FLAVORS))

@@ -10,17 +10,9 @@ from opensearchpy import OpenSearch
 
 from conftest import siem_gad
 from test_elastic import ALERTS_INDEX, ENV, alert_docs, base, clone_url, es_config  # noqa: F401 - fixtures
+from test_elastic import index_docs as docs
 
 INCIDENTS, STATUS = "siem-gad-incidents", "siem-gad-status"
-
-
-def docs(url: str, index: str) -> list[dict]:
-    client = OpenSearch(hosts=[url])
-    if not client.indices.exists(index=index):
-        return []
-    client.indices.refresh(index=index)
-    hits = client.search(index=index, body={"size": 10_000, "query": {"match_all": {}}})["hits"]["hits"]
-    return [{"_id": h["_id"], **h["_source"]} for h in hits]
 
 
 def set_end(config: Path, end: str) -> None:

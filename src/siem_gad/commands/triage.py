@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -133,7 +132,6 @@ def feedback_list(ctx: click.Context, config: Path, as_json: bool) -> None:
         click.echo(f"{v.target} {v.verdict} {v.scope}{until} by {v.by} at {v.at and isoformat(v.at)} ({v.origin})"
                    f" {len(v.alerts)} alert(s){': ' + v.note if v.note else ''}")
     click.echo(f"{len(verdicts)} verdict(s)")
-    sys.stdout.flush()
 
 
 @hookimpl
