@@ -62,3 +62,40 @@ def test_the_default_replay_checks_that_each_alert_is_stored(tmp_path: Path):
 
     assert Forgetful(path=tmp_path / "a.jsonl").replay([alert(1)]) == {"a-1": "not found in the sink after the write"}
     assert JsonlSink(path=tmp_path / "b.jsonl").replay([alert(2)]) == {}
+
+
+VERSIONS = st.lists(st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(0, 99)), max_size=6), max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(VERSIONS)
+def test_the_incident_file_holds_the_newest_version_of_each_incident_once(tmp_path: Path, batches):
+    """Incidents are rewritten batch after batch (and a batch repeated after a crash): the file
+    always holds exactly one line per id, the last version written, and nothing else."""
+    from siem_gad.sinks.jsonl import rewrite_by_id
+
+    path = tmp_path / "incidents.jsonl"
+    path.unlink(missing_ok=True)
+    newest: dict[str, int] = {}
+    for batch in [*batches, *batches[-1:]]:  # the last batch again: a pass repeated after a crash
+        rewrite_by_id(path, [{"event": {"id": ident}, "revision": rev} for ident, rev in batch])
+        newest.update({ident: rev for ident, rev in batch})
+    stored = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    assert {d["event"]["id"]: d["revision"] for d in stored} == newest
+    assert len(stored) == len(newest)
+    assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(VERSIONS)
+def test_status_documents_are_appended_once_each(tmp_path: Path, batches):
+    sink = JsonlSink(path=tmp_path / f"alerts-{len(list(tmp_path.iterdir()))}.jsonl")
+    seen: list[str] = []
+    for batch in [*batches, *batches]:
+        sink.put("status", [{"event": {"id": ident}, "n": rev} for ident, rev in batch])
+        seen += [ident for ident, _ in batch if ident not in seen]
+    reread = JsonlSink(path=sink.path)  # a restart reads the ids back from the file
+    reread.put("status", [{"event": {"id": ident}} for ident in "abcdef"])
+    lines = [json.loads(line)["event"]["id"] for line in sink.beside("status").read_text().splitlines()] \
+        if sink.beside("status").exists() else []
+    assert lines == seen + [i for i in "abcdef" if i not in seen]

@@ -250,6 +250,10 @@ class StateStore:
         return [DeadLetter(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], parse_time(r[7]),
                            r[8] and parse_time(r[8]), r[9]) for r in rows]
 
+    def dead_letter_count(self) -> int:
+        """How many documents wait in the dead-letter queue (without reading them)."""
+        return self._query("SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL")[0][0]
+
     def mark_replayed(self, ids: list[int]) -> None:
         now = isoformat(utcnow())
         with self.transaction() as db:

@@ -70,7 +70,11 @@ class TriageDesk:
         records = [alert_record(a, entities[a["siem_gad"]["alert_id"]], related[a["siem_gad"]["alert_id"]])
                    for a in alerts]
         horizon = self.config.incidents.horizon
-        return lambda db: IncidentBook(db, horizon).fold(records) and None
+
+        def apply(db: sqlite3.Connection) -> None:
+            IncidentBook(db, horizon).fold(records)
+
+        return apply
 
     def book(self, db: sqlite3.Connection) -> IncidentBook:
         return IncidentBook(db, self.config.incidents.horizon)

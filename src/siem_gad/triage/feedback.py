@@ -97,8 +97,6 @@ class FeedbackBook:
         return [Verdict(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), json.loads(r[5]),
                         r[6] and parse_time(r[6]), r[7] or "", r[8], parse_time(r[9]), r[10]) for r in rows]
 
-    def known(self, target: str) -> Verdict | None:
-        return next((v for v in self.verdicts() if v.target == target), None)
 
 
 def read_verdicts(state_file: Path) -> list[Verdict]:

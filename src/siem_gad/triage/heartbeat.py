@@ -56,6 +56,6 @@ def status_document(runner: "JobRunner", outcome: "PassOutcome", started: dateti
             "seconds": round(seconds, 3), "watermark": isoformat(watermark) if watermark else None, "lag_seconds": lag,
             "windows": outcome.windows, "events": outcome.events, "alerts": outcome.alerts,
             "quarantined": outcome.quarantined, "stopped_by_feedback": outcome.stopped_by_feedback, "errors": errors,
-            "dead_letters": len(runner.app.state.dead_letters()), "version": __version__, "models": models,
+            "dead_letters": runner.app.state.dead_letter_count(), "version": __version__, "models": models,
         }},
     }
