@@ -70,6 +70,57 @@ def test_builtins_register_through_the_hooks():
     assert described["siem_gad.detectors.gcn_hmm"]["components"] == {"detectors": ["gcn_hmm"]}
 
 
+def test_the_builtin_catalog_declares_every_component_class_and_each_reference_resolves():
+    import importlib
+    import inspect
+
+    from siem_gad.builtins import BUILTIN_COMPONENTS
+    from siem_gad.components import Component as ComponentBase
+    from siem_gad.detectors import Detector
+    from siem_gad.graphs import GraphBuilder
+    from siem_gad.plugins import COMPONENT_HOOKS
+    from siem_gad.sinks import Sink
+    from siem_gad.sources import Source
+
+    from siem_gad.syslog.parsers import LogParser
+
+    bases = {"sources": Source, "graph_builders": GraphBuilder, "detectors": Detector, "sinks": Sink,
+             "log_parsers": LogParser}
+    host = load_host(None)
+    declared = set()
+    for module_name, kinds in BUILTIN_COMPONENTS.items():
+        assert set(kinds) <= set(COMPONENT_HOOKS)
+        for kind, names in kinds.items():
+            for name, attr in names.items():
+                component = host.components(kind)[name]
+                assert component.plugin == module_name
+                assert issubclass(component.cls, bases[kind]) and component.cls.__name__ == attr
+                declared.add(component.cls)
+        module = importlib.import_module(module_name)
+        concrete = {cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                    if cls.__module__ == module_name and issubclass(cls, (ComponentBase, Detector, LogParser))
+                    and not inspect.isabstract(cls)}
+        undeclared = concrete - declared
+        assert not undeclared, f"{module_name}: {sorted(c.__name__ for c in undeclared)} not in BUILTIN_COMPONENTS"
+
+
+def test_a_plugin_may_register_a_reference_that_check_reports_when_it_cannot_load(tmp_path: Path):
+    lazy = ("from siem_gad import hookimpl\n\n@hookimpl\ndef register_detectors(register):\n"
+            "    register('later', 'siem_gad.detectors.iforest:IsolationForestDetector')\n"
+            "    register('missing', 'no_such_package.detector:Missing')\n")
+    directory = write_plugins(tmp_path / "plugins", lazy=lazy)
+    host = load_host(directory)
+    assert host.components("detectors")["later"].target == "siem_gad.detectors.iforest:IsolationForestDetector"
+    assert host.component("detectors", "later").__name__ == "IsolationForestDetector"
+    jobs = {"network": {"source": "sim", "window": "1h", "graph": {"type": "bipartite"},
+                        "detectors": {"m": {"type": "missing"}}, "sinks": ["alerts"]}}
+    config = make_config(tmp_path, jobs=jobs, rules={})
+    result = siem_gad("--plugins-dir", str(directory), "check", "-c", str(config), check=False)
+    assert result.returncode == 1
+    assert "jobs.network.detectors.m.type" in result.stdout + result.stderr
+    assert "detector 'missing' of plugin 'lazy' cannot be loaded from no_such_package.detector:Missing" in result.stdout + result.stderr
+
+
 def test_failing_plugins_are_reported_by_name_and_left_out(tmp_path: Path):
     directory = write_plugins(tmp_path / "plugins", broken=BROKEN_IMPORT, typo=TYPO, tagging=TAGGING)
     host = load_host(directory)

@@ -144,7 +144,7 @@ def train(ctx: click.Context, config: Path, job: str | None, detector: str | Non
 @click.pass_context
 def check(ctx: click.Context, config: Path) -> None:
     """Validate the config, the rules and the plugins without running anything heavy."""
-    from .pipeline import inspect_config
+    from .inspection import inspect_config
 
     try:
         found = inspect_config(config, plugins_dir=ctx.obj["plugins_dir"])

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 class Params(BaseModel):
     """Base for a component's parameters; unknown keys are errors (typos are caught)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Component:

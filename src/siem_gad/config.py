@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
 from .components import Params
+from .plugins import ComponentUnavailable
 from .timeutil import parse_duration, parse_time
 from .yamlfile import ConfigError, Problem, load_yaml
 
@@ -227,6 +228,8 @@ def validate_components(config: AppConfig, host: PluginHost) -> list[Problem]:
             component_params(config, spec, registry[spec.type].cls, path)
         except ConfigError as exc:
             problems.extend(exc.problems)
+        except ComponentUnavailable as exc:
+            problems.append(doc.problem(path + ("type",), str(exc)))
 
     for name, spec in config.sources.items():
         check("sources", spec, ("sources", name))

@@ -2,7 +2,8 @@
 
 A plugin is a module (or any object) with functions decorated by `siem_gad.hookimpl` and named
 after the hooks below. Built-in sources, graph builders, detectors and sinks register through
-these same hooks. Each hook is documented with its signature in docs/plugins.md, and
+these same hooks. Every `register(name, cls)` callback also takes a `"module:Class"` string
+for `cls`, imported only when a config uses the component (how the built-ins stay cheap). Each hook is documented with its signature in docs/plugins.md, and
 tests/test_hook_contract.py fails when a hook lacks a docstring, documentation or a test.
 """
 

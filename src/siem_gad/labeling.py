@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-import numpy as np
+from .lazy import lazy_import
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     import pandas as pd

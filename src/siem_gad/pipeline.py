@@ -23,11 +23,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import AppConfig, component_params, load_config, validate_components
+from .config import AppConfig, component_params
+from .inspection import inspect_config
 from .models import ModelManager
 from .errors import OperationalError
-from .plugins import PluginHost, load_host, plugins_directory
-from .rules import RuleSet, Suppressor, load_rules
+from .plugins import PluginHost
+from .rules import RuleSet, Suppressor
 from .state import ModelRecord, PassRecord, StateStore
 from .threads import ThreadPolicy, decide
 from .timeutil import align_down, align_up, isoformat, parse_time, utcnow
@@ -114,34 +115,6 @@ class PassOutcome:
     quarantined: int = 0  # malformed records the source set aside during this pass
     stopped_by_feedback: int = 0  # alerts analysts' false-positive verdicts stopped
     watermark: datetime | None = None
-
-
-@dataclass
-class Inspection:
-    """A config with its plugins and rules loaded, and every problem found in them."""
-
-    config: AppConfig
-    host: PluginHost
-    rules: RuleSet | None
-    problems: list
-
-
-def inspect_config(config_path: str | Path, *, plugins_dir: Path | None = None,
-                   state_dir: Path | None = None) -> Inspection:
-    """Load a config, its plugins and its rules, and collect every problem (component types
-    and parameters, rules) instead of stopping at the first kind: what `App.open` refuses and
-    `siem-gad check` reports. Raises ConfigError only when the config file itself is invalid."""
-    config = load_config(config_path)
-    if state_dir is not None:
-        config.state_dir = Path(state_dir).resolve()
-    host = load_host(plugins_directory(plugins_dir, config.plugins_path), config.plugins)
-    problems = list(validate_components(config, host))
-    rules = None
-    try:
-        rules = load_rules(config)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    return Inspection(config, host, rules, problems)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from . import hookspecs
+from .builtins import BUILTIN_COMPONENTS, declared_plugin
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,31 @@ HOOK_NAMES = frozenset(
 )
 
 
+class ComponentUnavailable(Exception):
+    """A component registered as a `"module:Class"` reference whose module cannot be imported
+    or does not hold that class."""
+
+
 @dataclass
 class Component:
+    """One registered component: its class, or a `"module:Class"` reference imported the
+    first time `cls` is read (how the built-ins stay unimported until a config uses them)."""
+
     kind: str
     name: str
-    cls: type
+    target: type | str
     plugin: str
+
+    @property
+    def cls(self) -> type:
+        if isinstance(self.target, str):
+            module_name, _, attr = self.target.partition(":")
+            try:
+                self.target = getattr(importlib.import_module(module_name), attr)
+            except Exception as exc:  # noqa: BLE001 - any import error is reported, not fatal
+                what = f"{self.kind[:-1].replace('_', ' ')} {self.name!r} of plugin {self.plugin!r}"
+                raise ComponentUnavailable(f"{what} cannot be loaded from {self.target}: {type(exc).__name__}: {exc}") from exc
+        return self.target
 
 
 @dataclass
@@ -139,6 +159,10 @@ class PluginHost:
         self._registries = None
 
     def _load_module(self, module_name: str, origin: str) -> None:
+        if origin == "builtin" and module_name in BUILTIN_COMPONENTS:
+            location = str(Path(__file__).parent.joinpath(*module_name.split(".")[1:])) + ".py"
+            self.register(declared_plugin(module_name, COMPONENT_HOOKS), module_name, origin, location)
+            return
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # noqa: BLE001 - any import error is reported, not fatal
@@ -228,10 +252,12 @@ class PluginHost:
         for kind, hook in COMPONENT_HOOKS.items():
             registry = registries[kind]
 
-            def make_register(plugin: str, kind: str = kind, registry: dict = registry) -> Callable[[str, type], None]:
-                def register(name: str, cls: type) -> None:
+            def make_register(plugin: str, kind: str = kind, registry: dict = registry) -> Callable[[str, type | str], None]:
+                def register(name: str, cls: type | str) -> None:
                     if name in registry:
                         raise ValueError(f"{kind[:-1]} name {name!r} is already registered by plugin {registry[name].plugin!r}")
+                    if isinstance(cls, str) and ":" not in cls:
+                        raise ValueError(f"{kind[:-1]} {name!r}: a reference must read 'module:Class', not {cls!r}")
                     registry[name] = Component(kind, name, cls, plugin)
                     self.plugins[plugin].components.setdefault(kind, []).append(name)
 

@@ -21,7 +21,9 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import numpy as np
+from .lazy import lazy_import
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -45,7 +47,7 @@ FIRST_NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi
                "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yolanda")
 ADMINS = ("adm_ops1", "adm_ops2", "adm_dba")
 BACKUP_USER = "svc_backup"
-GUESSED_USERS = np.array(["root", "admin", "oracle", "test", "ubuntu", "guest", "postgres", "user", "git", "pi"], dtype=object)
+GUESSED_USERS = tuple(["root", "admin", "oracle", "test", "ubuntu", "guest", "postgres", "user", "git", "pi"])
 
 # Attack name -> (fraction of the run where it happens, fraction where it ends (beaconing only)).
 ATTACK_SCHEDULE = {
@@ -279,14 +281,14 @@ class Enterprise:
         ips = np.array([f"198.19.{rng.integers(0, 250)}.{rng.integers(1, 250)}" for _ in range(n_ips)], dtype=object)
         who = np.repeat(np.arange(n_ips), tries)
         return self._records(rng.random(len(who)) * 3600, ips[who], SERVERS["ssh"][1], 22, rng.integers(200, 900, len(who)),
-                             "ssh_login", "failure", rng.choice(GUESSED_USERS, len(who)), "ssh01", BENIGN,
+                             "ssh_login", "failure", rng.choice(np.array(GUESSED_USERS, dtype=object), len(who)), "ssh01", BENIGN,
                              "authentication")
 
     # ------------------------------------------------------------------ attacks
     def _attack_ssh_bruteforce(self, rng: np.random.Generator, h: int) -> dict[str, np.ndarray]:
         n = 420
         return self._records(np.linspace(30, 3500, n), BRUTEFORCE_IP, SERVERS["ssh"][1], 22, rng.integers(200, 900, n),
-                             "ssh_login", "failure", rng.choice(GUESSED_USERS, n), "ssh01", "ssh_bruteforce",
+                             "ssh_login", "failure", rng.choice(np.array(GUESSED_USERS, dtype=object), n), "ssh01", "ssh_bruteforce",
                              "authentication")
 
     def _attack_port_scan(self, rng: np.random.Generator, h: int) -> dict[str, np.ndarray]:

@@ -23,6 +23,8 @@ import yaml
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+# libyaml's parser when PyYAML was built with it (several times faster; same nodes and marks)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 4 << 20
 MAX_NODES = 200_000
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -156,7 +158,7 @@ def load_yaml(file: Path, environ: dict[str, str] | None = None) -> YamlDocument
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(file, (), f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = SAFE_LOADER(text)
         try:
             node = loader.get_single_node()
             if node is not None:

@@ -23,11 +23,13 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
+from ..lazy import lazy_import
 from ..components import Params
 from ..graphs import GraphWindow
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     from ..risk import RiskScale

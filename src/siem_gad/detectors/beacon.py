@@ -36,12 +36,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from ..lazy import lazy_import
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from . import BaseDetectorParams, Detector, Explanation
+
+np = lazy_import("numpy")
 
 
 # DNS, DHCP, NTP, NetBIOS, SSDP, mDNS, LLMNR: clients poll these on timers by design.
@@ -172,8 +173,3 @@ class BeaconDetector(Detector):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.destination_sources_ = {str(d): int(n) for d, n in zip(state["destinations"], state["sources"])}
-
-
-@hookimpl
-def register_detectors(register):
-    register("beacon", BeaconDetector)

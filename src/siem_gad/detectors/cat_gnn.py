@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from . import Explanation, readable
 from . import standardizer
 from .supervised import SupervisedGraphDetector, SupervisedParams
@@ -120,9 +119,3 @@ class CatGnnDetector(SupervisedGraphDetector):
                    f"{host} classified as attack with p={float(probability):.3f}")
         return Explanation(window.entity(item), contributors, [e["event.id"] for e in edges if e["event.id"]] or evidence,
                            count, summary=summary, extra={"attention_edges": edges, "neighbor_importance": neighbors})
-
-
-
-@hookimpl
-def register_detectors(register):
-    register("cat_gnn", CatGnnDetector)

@@ -24,7 +24,6 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from ..labeling import BENIGN
 from .tabular import TabularDetector, TabularParams
 from .training import fit_network
@@ -146,8 +145,3 @@ def _decoder(latent: int, hidden: list[int], n_features: int) -> "torch.nn.Modul
         layers += [torch.nn.Linear(a, b, bias=False), torch.nn.LeakyReLU(0.1)]
     layers.append(torch.nn.Linear(hidden[0], n_features, bias=False))
     return torch.nn.Sequential(*layers)
-
-
-@hookimpl
-def register_detectors(register):
-    register("deep_sad", DeepSadDetector)

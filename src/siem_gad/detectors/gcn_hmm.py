@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from ..lazy import lazy_import
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from ..timeutil import isoformat
 from . import Detector, DetectorParams, Explanation, standardizer
+
+np = lazy_import("numpy")
 
 
 def _logsumexp(a: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -217,8 +218,3 @@ class GcnHmmDetector(Detector):
         self.feature_mean_ = self.feature_mean_.astype(np.float32)
         self.feature_std_ = self.feature_std_.astype(np.float32)
         self._cache = {}
-
-
-@hookimpl
-def register_detectors(register):
-    register("gcn_hmm", GcnHmmDetector)

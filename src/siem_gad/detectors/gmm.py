@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from ..hookspecs import hookimpl
 from .tabular import TabularDetector, TabularParams, mlp
 
 if TYPE_CHECKING:
@@ -157,9 +156,3 @@ def _Dagmm(n_features: int, hidden: list[int], latent: int, components: int, est
             return self.estimation(features)
 
     return Dagmm()
-
-
-@hookimpl
-def register_detectors(register):
-    register("aegmm", AeGmmDetector)
-    register("vaegmm", VaeGmmDetector)

@@ -24,7 +24,6 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from . import Detector, DetectorParams, Explanation, readable
 from . import standardizer
 from .batching import split_rows, window_groups
@@ -193,8 +192,3 @@ class GraphAeDetector(Detector):
         self.model_ = DominantNet(len(self.mean_), self.params.hidden, self.params.layers, self.params.dropout)
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
-
-
-@hookimpl
-def register_detectors(register):
-    register("graph_ae", GraphAeDetector)

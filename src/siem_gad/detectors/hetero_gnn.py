@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from . import Explanation
 from . import standardizer
 from .supervised import SupervisedGraphDetector, SupervisedParams
@@ -151,8 +150,3 @@ def _receivers(window: GraphWindow) -> np.ndarray:
     from_flow = window.node_kind[src] == FLOW
     receiver[src[from_flow]] = dst[from_flow]
     return receiver
-
-
-@hookimpl
-def register_detectors(register):
-    register("hetero_gnn", HeteroGnnDetector)

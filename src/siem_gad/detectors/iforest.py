@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
+from ..lazy import lazy_import
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from . import Detector, DetectorParams, Explanation, feature_contributors, nodes_summary, standardizer
+
+np = lazy_import("numpy")
 
 
 class IsolationForestDetector(Detector):
@@ -108,8 +109,3 @@ class IsolationForestDetector(Detector):
         self._fit_rows(state["sample"].numpy())
         self.entity_median_ = dict(zip(state["entity_keys"], state["entity_medians"].tolist()))
         self.global_median_ = float(state["global_median"])
-
-
-@hookimpl
-def register_detectors(register):
-    register("iforest", IsolationForestDetector)

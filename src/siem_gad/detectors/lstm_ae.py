@@ -29,7 +29,6 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from ..timeutil import isoformat
 from . import Detector, ErrorThresholdParams, Explanation, standardizer
 from .training import fit_network
@@ -199,8 +198,3 @@ def _LstmAutoencoder(n_features: int, hidden: int, length: int) -> "torch.nn.Mod
             return self.output(decoded)
 
     return LstmAutoencoder()
-
-
-@hookimpl
-def register_detectors(register):
-    register("lstm_ae", LstmAeDetector)

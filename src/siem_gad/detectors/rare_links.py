@@ -31,7 +31,6 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from ..hookspecs import hookimpl
 from . import Detector, DetectorParams, Explanation
 
 SEPARATOR = "\x1f"  # joins the two ends of a link into one key; never part of an entity value
@@ -147,8 +146,3 @@ class RareLinksDetector(Detector):
         self.links_ = np.array(state["links"], dtype=str)
         self.rate_ = state["rate"].numpy()
         self.training_windows_ = int(state["training_windows"])
-
-
-@hookimpl
-def register_detectors(register):
-    register("rare_links", RareLinksDetector)

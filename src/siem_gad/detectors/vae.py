@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from ..hookspecs import hookimpl
 from . import standardizer
 from .tabular import TabularDetector, TabularParams, mlp
 
@@ -141,8 +140,3 @@ def _Vae(n_features: int, hidden: list[int], latent: int, min_log_var: float) ->
             return self.out_mean(h), self.out_log_var(h).clamp(min_log_var, 8)
 
     return Vae()
-
-
-@hookimpl
-def register_detectors(register):
-    register("vae", VaeDetector)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
+from ..lazy import lazy_import
 from ..components import Component
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     import pandas as pd

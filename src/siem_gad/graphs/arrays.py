@@ -11,7 +11,9 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-import numpy as np
+from ..lazy import lazy_import
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     import pandas as pd

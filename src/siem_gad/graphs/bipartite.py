@@ -24,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import Field
 
+from ..lazy import lazy_import
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
-from ..hookspecs import hookimpl
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -293,8 +294,3 @@ def distinct_per_group(group: np.ndarray, codes: np.ndarray, n_codes: int, group
     width = max(n_codes, 1)
     pairs = pd.unique(group[present] * width + codes[present])
     return np.bincount(pairs // width, minlength=groups).astype(np.float64)
-
-
-@hookimpl
-def register_graph_builders(register):
-    register("bipartite", BipartiteGraphBuilder)

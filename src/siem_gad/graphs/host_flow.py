@@ -30,7 +30,6 @@ from pydantic import Field
 
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
-from ..hookspecs import hookimpl
 from ..labeling import event_classes
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
 from .bipartite import distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
@@ -212,8 +211,3 @@ def _history_flags(events: "pd.DataFrame", field_name: str, rows: np.ndarray) ->
     table = np.array([[float(c in str(v)) for c in letters] for v in seen] + [[0.0] * len(letters)])
     flags = table[codes[rows]]
     return [flags[:, i] for i in range(len(letters))]
-
-
-@hookimpl
-def register_graph_builders(register):
-    register("host_flow", HostFlowGraphBuilder)

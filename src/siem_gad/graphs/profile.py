@@ -29,7 +29,6 @@ from pydantic import Field
 
 from ..components import Params
 from ..events import EVENT_ID
-from ..hookspecs import hookimpl
 from ..labeling import BENIGN, MALICIOUS, event_classes
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
 from .bipartite import distinct_per_group, event_failures, event_numbers, window_numbers
@@ -159,8 +158,3 @@ class ProfileGraphBuilder(GraphBuilder):
                            edge_index=np.vstack([nodes, nodes]),
                            edge_attr=np.zeros((len(values), 1), np.float32), edge_feature_names=("self",),
                            num_events=num_events, evidence=evidence, edge_offset=offset, node_label=labels)
-
-
-@hookimpl
-def register_graph_builders(register):
-    register("profile", ProfileGraphBuilder)

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import Field
 
+from ..lazy import lazy_import
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
-from ..hookspecs import hookimpl
 from ..labeling import BENIGN, event_classes
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
 from .bipartite import distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,8 +144,3 @@ def port_numbers(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
 def _nothing(edge_features: int) -> tuple:
     return (np.zeros(0, np.int8), np.zeros(0, object), np.zeros((0, len(NODE_FEATURES)), np.float32),
             np.zeros((2, 0), np.int64), np.zeros((0, edge_features), np.float32), np.zeros(0, np.float32), None)
-
-
-@hookimpl
-def register_graph_builders(register):
-    register("temporal", TemporalGraphBuilder)

@@ -35,7 +35,6 @@ from ..components import Params
 from ..errors import OperationalError
 from ..elastic.client import RETRYABLE_STATUS, ConnectionParams, ElasticError, UsesCluster, describe_error
 from ..elastic.mappings import document_mappings, field_types
-from ..hookspecs import hookimpl
 from . import Alert, Rejected, Sink, alert_id_of, document_id
 
 log = logging.getLogger(__name__)
@@ -306,8 +305,3 @@ def configured_alert_index(app_config, sink: str | None = None) -> str:
 
 def _reason(result: dict) -> str:
     return describe_error(result.get("error"), result.get("status"))
-
-
-@hookimpl
-def register_sinks(register):
-    register("elasticsearch", ElasticsearchSink)

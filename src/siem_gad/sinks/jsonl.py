@@ -21,7 +21,6 @@ from typing import Any, Callable, ClassVar
 from pydantic import Field
 
 from ..components import Params
-from ..hookspecs import hookimpl
 from . import Alert, Rejected, Sink, alert_id_of, document_id
 
 log = logging.getLogger(__name__)
@@ -175,8 +174,3 @@ def last_line_end(handle, size: int, block: int = 1 << 20) -> int:
             return begin + cut + 1
         end = begin
     return 0
-
-
-@hookimpl
-def register_sinks(register):
-    register("jsonl", JsonlSink)

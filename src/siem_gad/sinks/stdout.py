@@ -7,7 +7,6 @@ import sys
 from typing import Literal
 
 from ..components import Params
-from ..hookspecs import hookimpl
 from . import Alert, Sink, alert_id_of
 
 
@@ -30,8 +29,3 @@ class StdoutSink(Sink):
         sys.stdout.flush()
         self._seen.update(alert_id_of(a) for a in new)
         return len(new)
-
-
-@hookimpl
-def register_sinks(register):
-    register("stdout", StdoutSink)

@@ -26,7 +26,6 @@ from pydantic import Field, field_validator
 from ..components import Params
 from ..config import Duration
 from ..events import EVENT_ID, TIMESTAMP, finalize_events
-from ..hookspecs import hookimpl
 from ..timeutil import utcnow
 from . import Cursor, ReadResult, Source
 from .csv_records import BadRecord, RecordScanner, Scan
@@ -278,8 +277,3 @@ def _empty() -> "pd.DataFrame":
     from ..events import empty_events
 
     return empty_events()
-
-
-@hookimpl
-def register_sources(register):
-    register("csv", CsvSource)

@@ -25,7 +25,6 @@ from pydantic import Field
 from ..config import Duration, TimeText
 from ..elastic.client import ConnectionParams, ElasticError, UsesCluster
 from ..events import TIMESTAMP, empty_events, finalize_events
-from ..hookspecs import hookimpl
 from ..timeutil import isoformat, parse_time, utcnow
 from . import Cursor, ReadResult, Source
 
@@ -195,8 +194,3 @@ def _flatten(doc: dict, prefix: str, out: dict[str, Any]) -> None:
             out[name] = value[0] if value and not isinstance(value[0], (dict, list)) else None
         else:
             out[name] = value
-
-
-@hookimpl
-def register_sources(register):
-    register("elasticsearch", ElasticsearchSource)

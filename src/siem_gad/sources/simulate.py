@@ -9,7 +9,6 @@ from pydantic import Field
 from ..components import Params
 from ..config import TimeText
 from ..events import finalize_events
-from ..hookspecs import hookimpl
 from ..simulator import DEFAULT_START, Enterprise
 from ..timeutil import parse_time, utcnow
 from . import Cursor, ReadResult, Source
@@ -43,8 +42,3 @@ class SimulateSource(Source):
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
         events = finalize_events(self.enterprise.events(start, end), self.name)
         return ReadResult(events, {"read_until": end.isoformat()}, {"read": len(events)})
-
-
-@hookimpl
-def register_sources(register):
-    register("simulate", SimulateSource)

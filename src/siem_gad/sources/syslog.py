@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from ..components import Params
 from ..config import Duration
 from ..events import empty_events, finalize_events
-from ..hookspecs import hookimpl
 from ..syslog.headers import HeaderError, parse_line
 from ..syslog.connections import Limits
 from ..syslog.inputs import FileInput, TcpInput, UdpInput
@@ -300,8 +299,3 @@ def _tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
         context.load_verify_locations(str(tls.ca_file))
         context.verify_mode = ssl.CERT_REQUIRED
     return context
-
-
-@hookimpl
-def register_sources(register):
-    register("syslog", SyslogSource)

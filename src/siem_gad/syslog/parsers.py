@@ -15,7 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from ..hookspecs import hookimpl
+from ..builtins import BUILTIN_COMPONENTS
 from .headers import SyslogRecord
 
 Fields = dict[str, Any]
@@ -273,9 +273,8 @@ class FirewallParser(LogParser):
         return fields
 
 
-BUILTIN_PARSERS = {"sshd": SshdParser, "pam": PamParser, "sudo": SudoParser, "su": SuParser,
-                   "accounts": AccountParser, "passwords": PasswordParser, "cron": CronParser,
-                   "systemd_logind": LogindParser, "netfilter": FirewallParser}
+# The order of `siem_gad.builtins` (tried in that order), with the classes of this module.
+BUILTIN_PARSERS = {name: globals()[attr] for name, attr in BUILTIN_COMPONENTS[__name__]["log_parsers"].items()}
 
 
 class ParserSet:
@@ -301,9 +300,3 @@ class ParserSet:
             if fields is not None:
                 return fields
         return None
-
-
-@hookimpl
-def register_log_parsers(register):
-    for name, cls in BUILTIN_PARSERS.items():
-        register(name, cls)
