@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import AppConfig, component_params
 from .inspection import inspect_config
+from .memory import keep_freed_memory
 from .models import ModelManager
 from .errors import OperationalError
 from .plugins import PluginHost
@@ -69,6 +70,7 @@ class App:
         assert found.rules is not None
         app = cls(found.config, found.host, found.rules, StateStore(found.config.state_path))
         app.threads = decide(found.config.threads).apply()  # before any detector loads torch
+        keep_freed_memory()
         return app
 
     def _component(self, kind: str, spec: Any, path: tuple, name: str) -> Any:

@@ -18,12 +18,17 @@ from torch_geometric.utils import to_undirected
 
 from ..graphs import GraphWindow
 from .batching import window_groups
+from .pair_logits import pair_logits
 from .sparse_gcn import normalized_adjacency, propagate
 from .training import fit_network
 
 
 class GcnEncoder(nn.Module):
-    """Two GCN layers; `forward` takes the batch's `sparse_gcn.normalized_adjacency`."""
+    """Two GCN layers; `forward` takes the batch's `sparse_gcn.normalized_adjacency`.
+
+    The first layer is computed as (A x) W + b, not A (x W) + b: the same product, but A x does
+    not depend on the weights, so training computes it once (`from_propagated`) instead of
+    two sparse products per epoch (forward and backward)."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int):
         super().__init__()
@@ -32,7 +37,12 @@ class GcnEncoder(nn.Module):
         self.conv2 = GCNConv(hidden, out_dim)
 
     def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
-        return propagate(self.conv2, self.act(propagate(self.conv1, x, adjacency)), adjacency)
+        return self.from_propagated(torch.sparse.mm(adjacency, x), adjacency)
+
+    def from_propagated(self, propagated: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        """The embeddings, given `propagated` = adjacency @ x."""
+        hidden = self.act(self.conv1.lin(propagated) + self.conv1.bias)
+        return propagate(self.conv2, hidden, adjacency)
 
 
 def window_data(window: GraphWindow, mean: np.ndarray, std: np.ndarray) -> Data:
@@ -66,12 +76,6 @@ class TargetCorruptor:
         return torch.stack([positive[0], self.targets[self.first[graph_of_edge] + offset]])
 
 
-def pair_logits(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    """z_u . z_v for each pair (u, v). `index_select`, not z[pairs[0]]: its gradient is an
-    index_add, where advanced indexing's is a sorting index_put (twice as slow on CPU)."""
-    return (z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])).sum(-1)
-
-
 def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray, *, hidden: int, embedding: int,
                   epochs: int, learning_rate: float, seed: int, progress: bool) -> tuple[GcnEncoder, list[float]]:
     torch.manual_seed(seed)
@@ -82,8 +86,10 @@ def train_encoder(windows: list[GraphWindow], mean: np.ndarray, std: np.ndarray,
     corrupt = TargetCorruptor(batch, seed)
     graph_of_edge = batch.batch[positive[1]]
 
+    propagated = torch.sparse.mm(adjacency, batch.x)  # fixed while the weights train
+
     def step_losses(epoch: int):  # one step per epoch: the whole batch of windows at once
-        z = encoder(batch.x, adjacency)
+        z = encoder.from_propagated(propagated, adjacency)
         negative = corrupt(positive, graph_of_edge)
         logits = torch.cat([pair_logits(z, positive), pair_logits(z, negative)])
         labels = torch.cat([torch.ones(positive.shape[1]), torch.zeros(negative.shape[1])])
