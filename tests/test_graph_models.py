@@ -355,3 +355,28 @@ def test_label_audit_sorts_every_held_out_attack_flow_by_what_training_says():
     mirai_cc = {labels: audit[labels][MIRAI]["C&C"] for labels in audit}
     assert mirai_cc["dataset"].get("mostly attack", 0) == 0
     assert mirai_cc["corrected"]["mostly attack"] > 0.9 * sum(mirai_cc["corrected"].values())
+
+
+@pytest.mark.needs_data("luflow")
+def test_reduced_deployment_benchmark_scores_each_day_alone(tmp_path: Path, capsys):
+    """bench/deployment.py on 20,000 flows a day: trained on the two earliest days, every later
+    day scored alone at the training threshold, attack days and benign days apart."""
+    from deployment import main
+
+    results = main(["luflow", "--quick", "--seeds", "1", "--out", str(tmp_path / "out.json")])
+    folds = {fold["day"]: fold for fold in results["folds"]}
+    assert set(folds) == {"2020.07.11", "2020.09.09", "2020.12.17", "2020.12.18", "2020.12.22", "2020.12.23"}
+    assert all(fold["train"] == ["2020.07.08", "2020.07.09"] for fold in folds.values())
+    assert [d for d, f in folds.items() if f["attack_day"]] == ["2020.07.11", "2020.09.09"]
+    for fold in folds.values():
+        for name, (entry, *_) in fold["models"].items():
+            assert entry["flows"] == (12_993 if fold["day"] == "2020.09.09" else 20_000), (fold["day"], name)  # 09-09 is short
+            if fold["attack_day"]:
+                assert 0 <= entry["auc"] <= 1 and 0 <= entry["recall_at_50"] <= 1
+                assert entry["alerted_malicious_sources"] <= min(entry["alerted_sources"], entry["malicious_sources"])
+            else:
+                assert entry["malicious_sources"] == 0 and entry["recall_at_10"] is None
+    # links new to the history carry most of 07-11's attacks, even on a slice
+    assert folds["2020.07.11"]["models"]["rare_links"][0]["auc"] > 0.9
+    printed = capsys.readouterr().out
+    assert "Attack days (each scored alone):" in printed and "Days without a malicious flow:" in printed

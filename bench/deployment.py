@@ -1,0 +1,222 @@
+"""Detection measured as a SOC deploys it: train on the past, score what follows, one day or
+capture at a time, with the threshold fixed before the scored data is seen.
+
+    python bench/deployment.py luflow                       # train on the earliest days, score each later day
+    python bench/deployment.py luflow --protocol leave-one-day-out
+    python bench/deployment.py luflow --quick               # the reduced version the test suite runs
+
+Protocols (`--protocol`), each a first-class option rather than a hand-written loop:
+
+- `past` (default): train on the first `--train-days` days, score every later day on its own;
+- `leave-one-day-out`: for each day, train on all the others and score it (more training
+  data, but from the future too: an upper bound, not a deployment).
+
+Per scored day, for each detector and the baseline, in one run:
+
+- flow-level ROC-AUC and AP of that day alone (a flow takes its edge's score);
+- the alert budget a SOC sets: the day's sources ranked by their strongest edge, and the
+  share of that day's malicious sources among the top 10 and top 50 (recall at 10 / 50
+  alerts a day), with precision at 10;
+- alerts at the training threshold (fixed before the day is seen), and for the malicious
+  sources alerted that way the detection delay from their first malicious flow.
+
+Days without malicious flows are reported apart (alerts per benign day), never pooled into
+an attack figure. Seeds: the median and range over `--seeds` for detectors with randomness.
+Baseline: an isolation forest on the flows' own fields, trained on the same days.
+
+Data: LUFlow (Mills et al., Lancaster University), from ../shared/data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flow_data import LUFLOW_DAYS, luflow  # noqa: E402
+from graph_detectors import binary_metrics, build, edge_scores, flows_from_edges, median_range  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WINDOW = timedelta(minutes=10)
+BUDGETS = (10, 50)
+FLOW_FIELDS = ["source.bytes", "destination.bytes", "source.packets", "destination.packets", "event.duration",
+               "flow.avg_ipt", "flow.entropy", "flow.total_entropy", "destination.port", "network.iana_number"]
+
+
+# ---------------------------------------------------------------------------- protocols
+def past(days: list[str], train_days: int) -> Iterator[tuple[list[str], str]]:
+    """Train on the first `train_days`, score each later day."""
+    for day in days[train_days:]:
+        yield days[:train_days], day
+
+
+def leave_one_day_out(days: list[str], train_days: int) -> Iterator[tuple[list[str], str]]:
+    for day in days:
+        yield [d for d in days if d != day], day
+
+
+PROTOCOLS: dict[str, Callable[[list[str], int], Iterator[tuple[list[str], str]]]] = {
+    "past": past, "leave-one-day-out": leave_one_day_out}
+
+
+# ---------------------------------------------------------------------------- metrics
+def day_metrics(events: pd.DataFrame, flow_scores: np.ndarray, threshold: float) -> dict:
+    """What a SOC reads of one scored day: flow ranking, the budgeted source alerts, and the
+    alerts and delays at the threshold fixed in training."""
+    malicious = (events["label"] == "malicious").to_numpy()
+    out = {"flows": int(len(events)), "malicious_flows": int(malicious.sum())}
+    flows = binary_metrics(malicious, flow_scores, threshold)
+    out.update(auc=flows["auc"], ap=flows["ap"])
+    frame = pd.DataFrame({"source": events["source.ip"].astype(str).to_numpy(), "score": flow_scores,
+                          "malicious": malicious, "time": events["@timestamp"].to_numpy()})
+    by_source = frame.groupby("source").agg(score=("score", "max"), malicious=("malicious", "any"))
+    ranked = by_source.sort_values("score", ascending=False, kind="stable")
+    bad = int(by_source["malicious"].sum())
+    out["sources"], out["malicious_sources"] = int(len(by_source)), bad
+    for k in BUDGETS:
+        hits = int(ranked["malicious"].iloc[:k].sum())
+        out[f"recall_at_{k}"] = hits / bad if bad else None
+        out[f"precision_at_{k}"] = hits / min(k, len(ranked)) if len(ranked) else None
+    alerted = by_source[by_source["score"] >= threshold]
+    out["alerted_sources"] = int(len(alerted))
+    out["alerted_malicious_sources"] = int(alerted["malicious"].sum())
+    first_bad = frame[frame["malicious"]].groupby("source")["time"].min()
+    first_alert = frame[frame["score"] >= threshold].groupby("source")["time"].min()
+    delays = (first_alert.reindex(first_bad.index) - first_bad).dropna()
+    out["median_delay_minutes"] = float(delays.dt.total_seconds().median() / 60) if len(delays) else None
+    return out
+
+
+# ---------------------------------------------------------------------------- detectors
+def detectors(quick: bool) -> dict[str, Callable[[int], object]]:
+    from siem_gad.detectors.iforest import IsolationForestDetector
+    from siem_gad.detectors.rare_links import RareLinksDetector
+
+    return {"rare_links": lambda seed: RareLinksDetector(seed=seed),
+            "iforest": lambda seed: IsolationForestDetector(seed=seed, entity_baseline=False)}
+
+
+class FlowForest:
+    """The baseline: an isolation forest on the log of each flow's own fields."""
+
+    def __init__(self, seed: int):
+        from sklearn.ensemble import IsolationForest
+
+        self.forest = IsolationForest(n_estimators=200, random_state=seed)
+
+    @staticmethod
+    def rows(events: pd.DataFrame) -> np.ndarray:
+        return np.log1p(np.maximum(events[FLOW_FIELDS].to_numpy(dtype=np.float64), 0))
+
+    def fit(self, events: pd.DataFrame, percentile: float = 95.0) -> "FlowForest":
+        self.forest.fit(self.rows(events))
+        self.threshold_ = float(np.percentile(self.score(events), percentile))
+        return self
+
+    def score(self, events: pd.DataFrame) -> np.ndarray:
+        return -self.forest.score_samples(self.rows(events))
+
+
+def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int) -> dict:
+    from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+
+    rows = 20_000 if quick else None
+    days = LUFLOW_DAYS
+    frames = {d: luflow(d, rows) for d in days}
+    builder = BipartiteGraphBuilder(bytes_field="source.bytes")
+    windows = {d: build(builder, frames[d], WINDOW) for d in days}
+    results: dict = {"data": "luflow", "protocol": protocol, "window": "10m", "rows_per_day": rows, "folds": []}
+    for trained_on, day in PROTOCOLS[protocol](days, train_days):
+        history = [w for d in trained_on for w in windows[d]]
+        history_events = pd.concat([frames[d] for d in trained_on], ignore_index=True)
+        events = frames[day]
+        fold = {"train": trained_on, "day": day, "attack_day": bool((events["label"] == "malicious").any()),
+                "models": {}}
+        for name, make in {**detectors(quick), "flow forest (baseline)": None}.items():
+            entries = []
+            for seed in range(seeds):
+                if make is None:
+                    model = FlowForest(seed).fit(history_events)
+                    scores, threshold = model.score(events), model.threshold_
+                else:
+                    model = make(seed).fit(history)
+                    scores = flows_from_edges(windows[day], edge_scores(model, windows[day]), events, WINDOW)
+                    threshold = float(model.threshold_)
+                entries.append(day_metrics(events, scores, threshold))
+                if name == "rare_links":
+                    break  # no randomness: one seed is every seed
+            fold["models"][name] = entries
+        results["folds"].append(fold)
+        print(f"{day}: trained on {', '.join(trained_on)}", file=sys.stderr)
+    return results
+
+
+# ---------------------------------------------------------------------------- tables
+ATTACK_COLUMNS = {"auc": "ROC-AUC", "ap": "AP", "recall_at_10": "recall@10 sources", "recall_at_50": "recall@50 sources",
+                  "precision_at_10": "precision@10", "alerted_sources": "alerts at training threshold",
+                  "alerted_malicious_sources": "of them malicious", "median_delay_minutes": "median delay (min)"}
+
+
+def cell(values: list) -> str:
+    """Median (min-max) over seeds; counts as counts; one value alone."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1 or min(values) == max(values):
+        value = values[0]
+        return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
+    if all(isinstance(v, int) for v in values):
+        return f"{int(np.median(values)):,} ({min(values):,}-{max(values):,})"
+    return median_range(values)
+
+
+def table(results: dict) -> str:
+    lines = ["Attack days (each scored alone):", "",
+             "| day | flows (malicious) | malicious sources | model | " + " | ".join(ATTACK_COLUMNS.values()) + " |",
+             "|---" * (4 + len(ATTACK_COLUMNS)) + "|"]
+    benign = ["", "Days without a malicious flow:", "", "| day | flows | sources | model | "
+              "sources alerted at training threshold |", "|---" * 5 + "|"]
+    for fold in results["folds"]:
+        for model, entries in fold["models"].items():
+            first = entries[0]
+            if fold["attack_day"]:
+                lines.append(f"| {fold['day']} | {first['flows']:,} ({first['malicious_flows']:,}) | "
+                             f"{first['malicious_sources']} of {first['sources']} | {model} | "
+                             + " | ".join(cell([e[key] for e in entries]) for key in ATTACK_COLUMNS) + " |")
+            else:
+                benign.append(f"| {fold['day']} | {first['flows']:,} | {first['sources']} | {model} | "
+                              f"{cell([e['alerted_sources'] for e in entries])} |")
+    return "\n".join(lines + benign)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", choices=["luflow"])
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="past")
+    parser.add_argument("--train-days", type=int, default=2, help="for `past`: the earliest days to train on")
+    parser.add_argument("--quick", action="store_true", help="20,000 flows a day (the test suite's version)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/...)")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    began = time.perf_counter()
+    results = luflow_deployment(args.protocol, args.train_days, args.quick, args.seeds)
+    results["seconds"] = round(time.perf_counter() - began, 1)
+    out = args.out or RESULTS / f"deployment-{args.data}-{args.protocol}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, default=float))
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
