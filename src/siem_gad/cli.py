@@ -23,6 +23,8 @@ from .views import alert_lines, plugin_lines, status_lines
 from .yamlfile import ConfigError
 
 log = logging.getLogger("siem_gad")
+# Commands that only read the config and state, in one thread: numpy loads only if they use it.
+LIGHT_COMMANDS = ("check", "status", "plugins")
 
 
 class PluginGroup(click.Group):
@@ -68,6 +70,10 @@ def cli(ctx: click.Context, log_level: str | None, log_format: str | None, plugi
     then `siem-gad run -c config.yaml`.
     """
     ctx.obj = {"log_level": log_level, "log_format": log_format, "plugins_dir": plugins_dir}
+    if ctx.invoked_subcommand in LIGHT_COMMANDS:
+        from .lazy import light_start_up
+
+        light_start_up()
     setup_logging((log_level or "INFO").upper(), log_format or "text")
 
 

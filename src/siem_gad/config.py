@@ -10,6 +10,7 @@ Every error names the file, line and key path.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -109,6 +110,15 @@ class HeartbeatConfig(Strict):
     sinks: list[Name] | None = Field(None, description="where status documents go; default: every sink")
 
 
+class ExecutionConfig(Strict):
+    """The `execution:` section: where the work of a pass runs (see execution.py)."""
+
+    engine: Literal["local", "ray"] = Field("local", description="local: this process; ray: tasks on a Ray cluster")
+    address: str | None = Field(None, description="Ray cluster to join (ray://host:10001 or auto); "
+                                                   "default: start a local Ray with `workers` CPUs")
+    workers: int | None = Field(None, ge=1, le=4096, description="CPUs of the local Ray; default: every core")
+
+
 class AppConfig(Strict):
     state_dir: Path = Path("state")
     plugins_dir: Path | None = None
@@ -123,6 +133,7 @@ class AppConfig(Strict):
     kibana: KibanaConfig | None = None
     incidents: IncidentConfig = IncidentConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     # Filled in by load_config, not by the user.
     file: Path = Path("config.yaml")
@@ -239,6 +250,9 @@ def validate_components(config: AppConfig, host: PluginHost) -> list[Problem]:
         check("graph_builders", job.graph, ("jobs", job_name, "graph"))
         for det_name, det in job.detectors.items():
             check("detectors", det, ("jobs", job_name, "detectors", det_name))
+    if config.execution.engine == "ray" and importlib.util.find_spec("ray") is None:
+        problems.append(doc.problem(("execution", "engine"), "engine 'ray' needs Ray, which is not installed: "
+                                    "pip install 'siem-gad[ray]'"))
     unwritable = unwritable_reason(config.state_path)
     if unwritable:
         problems.append(doc.problem(("state_dir",), unwritable))

@@ -1,13 +1,14 @@
-"""Modules imported when first used, so that light commands never pay for them.
+"""Modules imported when first used, for the short commands that never need them.
 
-`np = lazy_import("numpy")` at the top of a module gives a module object whose code runs on
-the first attribute read (the standard library's `importlib.util.LazyLoader`); afterwards it
-is the ordinary module, with no cost per access. The component modules that `siem-gad check`
-imports to validate their parameters use it, so validating a config loads no numpy
-(`tests/test_cli.py` fails when it does).
+`np = lazy_import("numpy")` at the top of a module gives the ordinary numpy module, except in
+a process that called `light_start_up()` first: there it is a module object whose code runs
+on the first attribute read (the standard library's `importlib.util.LazyLoader`). The command
+line calls it for `check`, `status`, `plugins` and `--help`, so validating a config imports
+the component modules it names but runs no numpy (`tests/test_cli.py` fails when it does).
 
-Python 3.11's LazyLoader is not safe against two threads reading the first attribute at the
-same moment, so `load_now()` runs before the scheduler starts any job or listener thread.
+Only those commands, because Python 3.11's LazyLoader is not safe when two threads read the
+first attribute at the same moment: the second sees a half-initialised numpy. Every process
+that runs jobs, trains models or hosts Ray workers imports numpy normally.
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ import importlib.util
 import sys
 from types import ModuleType
 
-LAZY_MODULES = ("numpy",)
+_light = False
+
+
+def light_start_up() -> None:
+    """From now on `lazy_import` defers the modules it is asked for (single-threaded
+    short-lived commands only; see the module docstring)."""
+    global _light
+    _light = True
 
 
 def lazy_import(name: str) -> ModuleType:
-    """The module `name`: the real one if already imported, else one that loads on first use."""
-    if name in sys.modules:
+    """The module `name`; loaded on first use after `light_start_up()`, else now."""
+    if name in sys.modules:  # not import_module: reading its __spec__ would load a lazy one
         return sys.modules[name]
+    if not _light:
+        return importlib.import_module(name)
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
@@ -33,9 +43,3 @@ def lazy_import(name: str) -> ModuleType:
     sys.modules[name] = module
     loader.exec_module(module)
     return module
-
-
-def load_now() -> None:
-    """Finish loading every lazily imported module (one attribute read each)."""
-    for name in LAZY_MODULES:
-        getattr(importlib.import_module(name), "__name__")

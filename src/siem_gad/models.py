@@ -9,7 +9,6 @@ stale and is retrained, never silently reused; a file another detector class sav
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -20,6 +19,7 @@ from .timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
     from .detectors import Detector
+    from .execution import FitTask
     from .graphs import GraphWindow
     from .pipeline import App
 
@@ -81,23 +81,39 @@ class ModelManager:
     def train(self, name: str, windows: list["GraphWindow"], start: datetime, end: datetime,
               progress: bool = False) -> ModelRecord:
         """Fit detector `name` on the windows of [start, end), save it and record the version."""
-        began = time.monotonic()
-        if not any(w.num_nodes for w in windows):
-            raise ValueError(f"{self.job}/{name}: no events in the training range {isoformat(start)} .. {isoformat(end)}")
-        log.info("%s/%s: training on %d windows (%s .. %s)", self.job, name, len(windows), isoformat(start), isoformat(end))
-        detector = self.new_detector(name)
-        if detector.learns_from_labels:
-            from .triage.feedback import label_windows
+        return self.train_all([(name, windows, start, end)], progress=progress)[0]
 
-            labeled = label_windows(windows, self.app.triage.verdicts())
-            if labeled:
-                log.info("%s/%s: %d row(s) labeled by analysts' verdicts", self.job, name, labeled)
-        detector.fit(windows, progress=progress)
-        state = self.app.state
+    def train_all(self, requests: list[tuple[str, list["GraphWindow"], datetime, datetime]],
+                  progress: bool = False) -> list[ModelRecord]:
+        """Fit each (detector, windows, start, end) through the app's executor (all at once on
+        Ray, one after the other locally), then save and record every model in this process."""
+        from .execution import FitTask
+
+        tasks = []
+        for name, windows, start, end in requests:
+            if not any(w.num_nodes for w in windows):
+                raise ValueError(f"{self.job}/{name}: no events in the training range {isoformat(start)} .. "
+                                 f"{isoformat(end)}")
+            log.info("%s/%s: training on %d windows (%s .. %s)", self.job, name, len(windows), isoformat(start),
+                     isoformat(end))
+            detector = self.new_detector(name)
+            if detector.learns_from_labels:
+                from .triage.feedback import label_windows
+
+                labeled = label_windows(windows, self.app.triage.verdicts())
+                if labeled:
+                    log.info("%s/%s: %d row(s) labeled by analysts' verdicts", self.job, name, labeled)
+            tasks.append(FitTask(name, detector, windows, progress))
+        self.app.executor().fit_all(tasks)
+        return [self._record(task, start, end) for task, (_, _, start, end) in zip(tasks, requests)]
+
+    def _record(self, task: "FitTask", start: datetime, end: datetime) -> ModelRecord:
+        detector, name, state = task.fitted, task.name, self.app.state
+        assert detector is not None
         version = state.next_model_version(self.job, name)
         path = state.model_path(self.job, name, version)
         detector.save(path)
-        metrics = {**detector.metrics_, "threshold": detector.threshold_, "fit_seconds": round(time.monotonic() - began, 2)}
+        metrics = {**detector.metrics_, "threshold": detector.threshold_, "fit_seconds": round(task.seconds, 2)}
         record = ModelRecord(self.job, name, version, self.app.config.detector_config_hash(self.job, name), path,
                              start, end, metrics, utcnow())
         state.add_model(record)

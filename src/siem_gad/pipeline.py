@@ -39,6 +39,8 @@ from .yamlfile import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .execution import LocalExecutor, RayExecutor
+
     from .graphs import GraphBuilder, GraphWindow
     from .sinks import Sink
     from .sources import Source
@@ -60,6 +62,7 @@ class App:
         self._jobs: dict[str, JobRunner] = {}
         self.threads: ThreadPolicy | None = None  # set by open(); tests may build an App without it
         self.triage = TriageDesk(self)
+        self._executor: LocalExecutor | RayExecutor | None = None
 
     @classmethod
     def open(cls, config_path: str | Path, *, plugins_dir: Path | None = None, state_dir: Path | None = None) -> "App":
@@ -97,7 +100,18 @@ class App:
             self._jobs[name] = JobRunner(self, name)
         return self._jobs[name]
 
+    def executor(self) -> "LocalExecutor | RayExecutor":
+        """Where training runs (`execution:`); a Ray cluster is joined or started on first use."""
+        if self._executor is None:
+            from .execution import executor_for
+
+            self._executor = executor_for(self.config.execution, self.threads.threads if self.threads else 1)
+            log.info("execution: %s", self._executor.describe())
+        return self._executor
+
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
         for component in [*self._sources.values(), *self._sinks.values()]:
             try:
                 component.close()
@@ -219,7 +233,7 @@ class JobRunner:
     # ------------------------------------------------------------------ models
     def ensure_models(self, plan: _Plan, progress: bool = False) -> str:
         """Load or train every detector; return why the job must wait, or '' when ready."""
-        waiting = []
+        waiting, due = [], []
         for name in self.config.detectors:
             if self.models.current(name) is not None:
                 continue
@@ -229,7 +243,10 @@ class JobRunner:
                 need = self.config.detectors[name].training.windows
                 waiting.append(f"detector {name!r} is waiting for training data: {have} of {need} windows available")
                 continue
-            self.train(name, start, end, progress=progress)
+            due.append((name, start, end))
+        if due:
+            ranges = {(start, end): self.read_windows(start, end, cursor=None).windows for _, start, end in due}
+            self.models.train_all([(name, ranges[start, end], start, end) for name, start, end in due], progress=progress)
         return "; ".join(waiting)
 
     def train(self, name: str, start: datetime, end: datetime, progress: bool = False) -> ModelRecord:

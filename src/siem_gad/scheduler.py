@@ -12,7 +12,6 @@ import signal
 import threading
 from typing import Iterable
 
-from .lazy import load_now
 from .pipeline import App, PassOutcome
 
 log = logging.getLogger(__name__)
@@ -31,9 +30,7 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 
 def start_sources(app: App, jobs: Iterable[str]) -> None:
-    """Start the sources' background work (syslog listeners) before any pass, once the lazy
-    imports are complete (no two threads may finish one at the same moment)."""
-    load_now()
+    """Start the sources' background work (syslog listeners) before any pass."""
     for name in sorted({app.config.jobs[j].source for j in jobs}):
         app.source(name).start()
 
