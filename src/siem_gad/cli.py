@@ -129,12 +129,13 @@ def train(ctx: click.Context, config: Path, job: str | None, detector: str | Non
     try:
         for name in [job] if job else list(app.config.jobs):
             runner = app.job(name)
+            requests = []
             for det in [detector] if detector else list(runner.config.detectors):
                 if det not in runner.config.detectors:
                     raise click.BadParameter(f"job {name!r} has no detector {det!r}", param_hint="--detector")
-                begin, finish = runner.requested_training_range(det, parse_time(start) if start else None,
-                                                                parse_time(end) if end else None)
-                record = runner.train(det, begin, finish, progress=True)
+                requests.append((det, *runner.requested_training_range(det, parse_time(start) if start else None,
+                                                                        parse_time(end) if end else None)))
+            for (det, begin, finish), record in zip(requests, runner.train_many(requests, progress=True)):
                 labeled = "".join(f", {record.metrics[key]} rows {key.replace('_', ' ')}"
                                   for key in ("labeled_anomalous", "labeled_normal") if key in record.metrics)
                 click.echo(f"{name}/{det}: model v{record.version} trained on {isoformat(begin)} .. {isoformat(finish)}, "

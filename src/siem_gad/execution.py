@@ -40,6 +40,7 @@ class FitTask:
     progress: bool = False
     fitted: "Detector | None" = field(default=None, repr=False)
     seconds: float = 0.0
+    node: str = "local"  # the Ray node that fitted it
 
 
 class LocalExecutor:
@@ -61,19 +62,23 @@ class LocalExecutor:
         pass
 
 
-def fit_to_bytes(detector: "Detector", windows: list["GraphWindow"], threads: int) -> tuple[bytes, float]:
-    """Fit `detector` and return its saved model file and the seconds fitting took (what a
-    Ray task runs, in a worker process that applies the driver's thread count first)."""
+def fit_to_bytes(detector: "Detector", windows: list["GraphWindow"], threads: int) -> tuple[bytes, float, str]:
+    """Fit `detector` and return its saved model file, the seconds fitting took and the node
+    (what a Ray task runs, in a worker process that applies the driver's thread count first)."""
+    import ray
+
+    from .memory import keep_freed_memory
     from .threads import ThreadPolicy
 
     ThreadPolicy(threads, "driver").apply()
+    keep_freed_memory()
     began = time.monotonic()
     detector.fit(windows)
     seconds = time.monotonic() - began
     with tempfile.TemporaryDirectory(prefix="siem-gad-fit-") as folder:
         path = Path(folder) / "model.pt"
         detector.save(path)
-        return path.read_bytes(), seconds
+        return path.read_bytes(), seconds, ray.get_runtime_context().get_node_id()
 
 
 class RayExecutor:
@@ -111,12 +116,12 @@ class RayExecutor:
                 refs[key] = self.ray.put(task.windows)
             pending.append(self.fit_remote.options(max_retries=3, retry_exceptions=False).remote(
                 task.detector, refs[key], self.threads))
-        for task, (payload, seconds) in zip(tasks, self.ray.get(pending)):
+        for task, (payload, seconds, node) in zip(tasks, self.ray.get(pending)):
             with tempfile.TemporaryDirectory(prefix="siem-gad-fit-") as folder:
                 path = Path(folder) / "model.pt"
                 path.write_bytes(payload)
                 task.fitted = type(task.detector).load(path)
-            task.seconds = seconds
+            task.seconds, task.node = seconds, node
         return tasks
 
     def describe(self) -> str:

@@ -78,11 +78,6 @@ class ModelManager:
                      record.version)
         return None
 
-    def train(self, name: str, windows: list["GraphWindow"], start: datetime, end: datetime,
-              progress: bool = False) -> ModelRecord:
-        """Fit detector `name` on the windows of [start, end), save it and record the version."""
-        return self.train_all([(name, windows, start, end)], progress=progress)[0]
-
     def train_all(self, requests: list[tuple[str, list["GraphWindow"], datetime, datetime]],
                   progress: bool = False) -> list[ModelRecord]:
         """Fit each (detector, windows, start, end) through the app's executor (all at once on
@@ -113,7 +108,8 @@ class ModelManager:
         version = state.next_model_version(self.job, name)
         path = state.model_path(self.job, name, version)
         detector.save(path)
-        metrics = {**detector.metrics_, "threshold": detector.threshold_, "fit_seconds": round(task.seconds, 2)}
+        metrics = {**detector.metrics_, "threshold": detector.threshold_, "fit_seconds": round(task.seconds, 2),
+                   "node": task.node}
         record = ModelRecord(self.job, name, version, self.app.config.detector_config_hash(self.job, name), path,
                              start, end, metrics, utcnow())
         state.add_model(record)

@@ -245,13 +245,15 @@ class JobRunner:
                 continue
             due.append((name, start, end))
         if due:
-            ranges = {(start, end): self.read_windows(start, end, cursor=None).windows for _, start, end in due}
-            self.models.train_all([(name, ranges[start, end], start, end) for name, start, end in due], progress=progress)
+            self.train_many(due, progress=progress)
         return "; ".join(waiting)
 
-    def train(self, name: str, start: datetime, end: datetime, progress: bool = False) -> ModelRecord:
-        """Fit detector `name` on [start, end) of the job's data (see ModelManager.train)."""
-        return self.models.train(name, self.read_windows(start, end, cursor=None).windows, start, end, progress=progress)
+    def train_many(self, requests: list[tuple[str, datetime, datetime]], progress: bool = False) -> list[ModelRecord]:
+        """Fit each (detector, start, end): every distinct range is read once, and the fits go
+        to the executor together (in parallel on Ray)."""
+        ranges = {(start, end): self.read_windows(start, end, cursor=None).windows for _, start, end in requests}
+        return self.models.train_all([(name, ranges[start, end], start, end) for name, start, end in requests],
+                                     progress=progress)
 
     # ------------------------------------------------------------------ data
     def read_windows(self, start: datetime, end: datetime, cursor: dict | None) -> WindowBatch:
@@ -430,6 +432,7 @@ class JobRunner:
                 "state": model_state,
                 "trained_on": f"{isoformat(record.train_start)} .. {isoformat(record.train_end)}" if record and record.train_start else None,
                 "threshold": record.metrics.get("threshold") if record else None,
+                "fit_seconds": record.metrics.get("fit_seconds") if record else None,
             })
         passes = state.passes(self.name, limit=5)
         waiting = next((p.message for p in passes[:1] if p.status == "waiting"), None)

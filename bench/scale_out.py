@@ -1,0 +1,88 @@
+"""Training on Ray against the local engine: `siem-gad train` of one job with four detectors.
+
+    .venv/bin/python bench/scale_out.py [--hosts 300] [--hours 72] [--repeat 2]
+
+Each measurement is a fresh `siem-gad train` process on a copy of the same config, whose
+`network` job has `gcn_hmm`, `graph_ae`, `iforest` and `rare_links` (48 training windows of
+the simulated enterprise). Engines: `local` (one after the other in the process), `ray` with a
+local Ray of 1 and of 2 CPUs (the detectors fit as parallel tasks). Also measured in the same
+run: starting and stopping a local Ray alone, the fixed cost `engine: ray` adds to a command.
+Prints a Markdown table for docs/scale-out.md (median wall time of `--repeat` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DETECTORS = {"gcn_hmm": {"type": "gcn_hmm", "training": {"windows": 48}},
+             "graph_ae": {"type": "graph_ae", "training": {"windows": 48}},
+             "iforest": {"type": "iforest", "training": {"windows": 48}},
+             "rare_links": {"type": "rare_links", "training": {"windows": 48}}}
+ENGINES = {"local": {"engine": "local"}, "ray, 1 CPU": {"engine": "ray", "workers": 1},
+           "ray, 2 CPUs": {"engine": "ray", "workers": 2}}
+RAY_START = "import ray; ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False); ray.shutdown()"
+
+
+def write_config(folder: Path, hosts: int, hours: int, execution: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "rules").mkdir()
+    config = {"state_dir": "state", "rules_dir": "rules",
+              "sources": {"sim": {"type": "simulate", "seed": 7, "hosts": hosts, "hours": hours}},
+              "sinks": {"alerts": {"type": "jsonl", "path": "state/alerts.jsonl"}},
+              "execution": execution,
+              "jobs": {"network": {"source": "sim", "window": "1h", "graph": {"type": "bipartite"},
+                                   "detectors": DETECTORS, "sinks": ["alerts"]}}}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    began = time.perf_counter()
+    subprocess.run(command, cwd=cwd, capture_output=True, check=True)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=300)
+    parser.add_argument("--hours", type=int, default=72)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, execution in ENGINES.items():
+            times, fits = [], {}
+            for run in range(args.repeat):
+                config = write_config(Path(tmp) / f"{label}-{run}".replace(" ", "").replace(",", ""), args.hosts,
+                                      args.hours, execution)
+                times.append(timed([sys.executable, "-m", "siem_gad", "train", "-c", str(config)], config.parent))
+                status = subprocess.run([sys.executable, "-m", "siem_gad", "status", "-c", str(config), "--json"],
+                                        capture_output=True, text=True, check=True, cwd=config.parent).stdout
+                for model in json.loads(status)[0]["models"]:
+                    fits.setdefault(model["detector"], []).append(model["fit_seconds"])
+            rows[label] = (statistics.median(times), {k: statistics.median(v) for k, v in fits.items()})
+        ray_start = statistics.median(timed([sys.executable, "-c", RAY_START], ROOT) for _ in range(args.repeat))
+    local = rows["local"][0]
+    print(f"{args.hosts} hosts x {args.hours} h, {os.cpu_count()} cores, median of {args.repeat}")
+    print("| engine | `siem-gad train` wall (s) | vs local | " + " | ".join(f"`{d}` fit (s)" for d in DETECTORS) + " |")
+    print("|---" * (3 + len(DETECTORS)) + "|")
+    for label, (wall, fits) in rows.items():
+        print(f"| {label} | {wall:.1f} | {local / wall:.2f}x | " + " | ".join(f"{fits.get(d, float('nan')):.1f}"
+                                                                        for d in DETECTORS) + " |")
+    print(f"| starting and stopping a local Ray (2 CPUs) alone | {ray_start:.1f} | | | | | |")
+
+
+if __name__ == "__main__":
+    main()
