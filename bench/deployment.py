@@ -2,14 +2,17 @@
 capture at a time, with the threshold fixed before the scored data is seen.
 
     python bench/deployment.py luflow                       # train on the earliest days, score each later day
-    python bench/deployment.py luflow --protocol leave-one-day-out
-    python bench/deployment.py luflow --quick               # the reduced version the test suite runs
+    python bench/deployment.py luflow --protocol leave-one-out   # each day scored by a model of the others
+    python bench/deployment.py iot23 --protocol leave-one-out    # leave-one-capture-out, C&C labels corrected
+    python bench/deployment.py iot23 --protocol leave-one-out --labels dataset
+    python bench/deployment.py luflow --quick               # the reduced versions the test suite runs
 
 Protocols (`--protocol`), each a first-class option rather than a hand-written loop:
 
 - `past` (default): train on the first `--train-days` days, score every later day on its own;
-- `leave-one-day-out`: for each day, train on all the others and score it (more training
-  data, but from the future too: an upper bound, not a deployment).
+- `leave-one-out`: for each day or capture, train on all the others and score it (for days:
+  more training data, but from the future too, an upper bound rather than a deployment; for
+  IoT-23's captures, which are separate networks, the question of a new site).
 
 Per scored day, for each detector and the baseline, in one run:
 
@@ -42,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow_data import LUFLOW_DAYS, luflow  # noqa: E402
+from flow_data import IOT23_CAPTURES, LUFLOW_DAYS, iot23, luflow  # noqa: E402
 from graph_detectors import binary_metrics, build, edge_scores, flows_from_edges, median_range  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,13 +62,14 @@ def past(days: list[str], train_days: int) -> Iterator[tuple[list[str], str]]:
         yield days[:train_days], day
 
 
-def leave_one_day_out(days: list[str], train_days: int) -> Iterator[tuple[list[str], str]]:
-    for day in days:
-        yield [d for d in days if d != day], day
+def leave_one_out(groups: list[str], train_days: int = 0) -> Iterator[tuple[list[str], str]]:
+    """Each day or capture scored by a model of all the others."""
+    for held in groups:
+        yield [g for g in groups if g != held], held
 
 
 PROTOCOLS: dict[str, Callable[[list[str], int], Iterator[tuple[list[str], str]]]] = {
-    "past": past, "leave-one-day-out": leave_one_day_out}
+    "past": past, "leave-one-out": leave_one_out}
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -160,6 +164,89 @@ def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int) -
     return results
 
 
+# ---------------------------------------------------------------------------- IoT-23 captures
+class SupervisedAndNovelty:
+    """A flow classifier next to a novelty score, each with a threshold fixed on the training
+    captures, and their combination (an alert when either crosses its threshold).
+
+    - supervised: a random forest on the `host_flow` flow features with the port, P(attack) >= 0.5;
+    - novelty: an isolation forest fitted on half of the training captures' benign flows; its
+      threshold is the `1 - contamination` quantile of the other half's scores;
+    - combined: max(P(attack), 0.5 x novelty / novelty threshold), alert at 0.5.
+    """
+
+    def __init__(self, seed: int, contamination: float = 0.01):
+        self.seed, self.contamination = seed, contamination
+
+    def fit(self, x: np.ndarray, attack: np.ndarray) -> "SupervisedAndNovelty":
+        from sklearn.ensemble import IsolationForest, RandomForestClassifier
+
+        self.forest = RandomForestClassifier(n_estimators=100, class_weight="balanced", random_state=self.seed,
+                                             n_jobs=2).fit(x, attack)
+        benign = x[~attack][np.random.default_rng(self.seed).permutation(int((~attack).sum()))]
+        half = len(benign) // 2
+        self.isolation = IsolationForest(n_estimators=200, random_state=self.seed).fit(benign[:half])
+        self.novelty_threshold = float(np.quantile(-self.isolation.score_samples(benign[half:]), 1 - self.contamination))
+        return self
+
+    def scores(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        supervised = self.forest.predict_proba(x)[:, list(self.forest.classes_).index(True)]
+        novelty = 0.5 * -self.isolation.score_samples(x) / self.novelty_threshold
+        return {"supervised (forest + port)": supervised, "novelty (isolation forest, benign flows)": novelty,
+                "supervised + novelty": np.maximum(supervised, novelty)}
+
+
+def capture_metrics(attack: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict:
+    out = binary_metrics(attack, score, threshold)
+    alerted = score >= threshold
+    out["false_positive_rate"] = float(alerted[~attack].mean()) if (~attack).any() else None
+    out["alerts"] = int(alerted.sum())
+    return out
+
+
+def iot23_deployment(protocol: str, train_days: int, quick: bool, seeds: int, corrected: bool) -> dict:
+    from siem_gad.graphs.host_flow import HostFlowGraphBuilder
+
+    rows = 3000 if quick else None
+    builder = HostFlowGraphBuilder(flows_per_graph=256, port_field="destination.port", label_field="label",
+                                   class_field="label.detailed")
+    flows = {}
+    for capture in IOT23_CAPTURES:
+        windows = build(builder, iot23(capture, rows, corrected), timedelta(hours=1))
+        x = np.concatenate([w.kind_x(1) for w in windows])
+        attack = np.concatenate([w.node_label[w.node_kind == 1] for w in windows]).astype(str) != "benign"
+        flows[capture] = (x, attack)
+    results: dict = {"data": "iot23", "protocol": protocol, "labels": "corrected" if corrected else "dataset",
+                     "rows_per_capture": rows, "folds": []}
+    for trained_on, held in PROTOCOLS[protocol](IOT23_CAPTURES, train_days):
+        x = np.concatenate([flows[c][0] for c in trained_on])
+        attack = np.concatenate([flows[c][1] for c in trained_on])
+        fold = {"train": trained_on, "day": held, "attack_day": bool(flows[held][1].any()), "models": {}}
+        for seed in range(seeds):
+            model = SupervisedAndNovelty(seed).fit(x, attack)
+            for name, score in model.scores(flows[held][0]).items():
+                fold["models"].setdefault(name, []).append(capture_metrics(flows[held][1], score))
+        results["folds"].append(fold)
+        print(f"{held}: trained on the {len(trained_on)} other captures", file=sys.stderr)
+    return results
+
+
+CAPTURE_COLUMNS = {"f1": "F1 at the fixed threshold", "auc": "ROC-AUC", "ap": "AP",
+                   "false_positive_rate": "false-positive rate", "alerts": "flows alerted"}
+
+
+def capture_table(results: dict) -> str:
+    lines = [f"IoT-23, {results['protocol']}, {results['labels']} labels:", "",
+             "| held-out capture | flows (attack) | model | " + " | ".join(CAPTURE_COLUMNS.values()) + " |",
+             "|---" * (3 + len(CAPTURE_COLUMNS)) + "|"]
+    for fold in results["folds"]:
+        for model, entries in fold["models"].items():
+            first = entries[0]
+            lines.append(f"| {fold['day']} | {first['rows']:,} ({first['attacks']:,}) | {model} | "
+                         + " | ".join(cell([e[key] for e in entries]) for key in CAPTURE_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- tables
 ATTACK_COLUMNS = {"auc": "ROC-AUC", "ap": "AP", "recall_at_10": "recall@10 sources", "recall_at_50": "recall@50 sources",
                   "precision_at_10": "precision@10", "alerted_sources": "alerts at training threshold",
@@ -200,21 +287,28 @@ def table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", choices=["luflow"])
+    parser.add_argument("data", choices=["luflow", "iot23"])
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="past")
     parser.add_argument("--train-days", type=int, default=2, help="for `past`: the earliest days to train on")
     parser.add_argument("--quick", action="store_true", help="20,000 flows a day (the test suite's version)")
+    parser.add_argument("--labels", choices=["corrected", "dataset"], default="corrected",
+                        help="IoT-23: the C&C labels made consistent across captures (flow_data.iot23), or as published")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/...)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     began = time.perf_counter()
-    results = luflow_deployment(args.protocol, args.train_days, args.quick, args.seeds)
+    if args.data == "iot23":
+        results = iot23_deployment(args.protocol, args.train_days, args.quick, args.seeds, args.labels == "corrected")
+        name = f"deployment-iot23-{args.protocol}-{args.labels}"
+    else:
+        results = luflow_deployment(args.protocol, args.train_days, args.quick, args.seeds)
+        name = f"deployment-luflow-{args.protocol}"
     results["seconds"] = round(time.perf_counter() - began, 1)
-    out = args.out or RESULTS / f"deployment-{args.data}-{args.protocol}{'-quick' if args.quick else ''}.json"
+    out = args.out or RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float))
-    print(table(results))
+    print(capture_table(results) if args.data == "iot23" else table(results))
     return results
 
 

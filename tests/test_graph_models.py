@@ -380,3 +380,24 @@ def test_reduced_deployment_benchmark_scores_each_day_alone(tmp_path: Path, caps
     assert folds["2020.07.11"]["models"]["rare_links"][0]["auc"] > 0.9
     printed = capsys.readouterr().out
     assert "Attack days (each scored alone):" in printed and "Days without a malicious flow:" in printed
+
+
+@pytest.mark.needs_data("iot23")
+def test_reduced_leave_one_capture_out_benchmark_holds_each_capture_out(tmp_path: Path):
+    """bench/deployment.py iot23 on 3,000 flows a capture: every capture scored by models of the
+    five others, thresholds fixed on those, the combination alerting where either half does."""
+    from deployment import main
+
+    results = main(["iot23", "--protocol", "leave-one-out", "--quick", "--seeds", "1",
+                    "--out", str(tmp_path / "out.json")])
+    folds = {fold["day"]: fold for fold in results["folds"]}
+    assert set(folds) == set(IOT23_CAPTURES)
+    for held, fold in folds.items():
+        assert sorted(fold["train"]) == sorted(c for c in IOT23_CAPTURES if c != held)
+        assert fold["attack_day"] == ("Malware" in held)
+        entries = {name: runs[0] for name, runs in fold["models"].items()}
+        combined = entries.pop("supervised + novelty")
+        assert all(combined["alerts"] >= e["alerts"] for e in entries.values())  # an alert when either half alerts
+        assert combined["alerts"] <= sum(e["alerts"] for e in entries.values())
+        if not fold["attack_day"]:
+            assert combined["auc"] is None and combined["false_positive_rate"] == combined["alerts"] / combined["rows"]
