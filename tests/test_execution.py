@@ -1,5 +1,6 @@
-"""`execution: {engine: ray}`: training on a real local Ray gives the models and alerts of the
-local engine, also when a worker dies mid-fit; without Ray installed, `check` says so."""
+"""`execution: {engine: ray}`: training and scoring on a real local Ray give the models and
+alerts of the local engine, also when a worker dies mid-fit or mid-scoring; without Ray
+installed, `check` says so."""
 
 from __future__ import annotations
 
@@ -36,11 +37,26 @@ MARKER = Path(os.environ["SIEM_GAD_TEST_MARKER"])
 
 
 class DyingOnce(IsolationForestDetector):
+    """Kills its worker the first time it fits, and the first time a pass scores with it."""
+
     def fit(self, windows, progress=False):
-        if not MARKER.exists():
-            MARKER.write_text(str(os.getpid()))
+        self._die_once(MARKER)
+        self._fitting = True  # the training scores are not the pass's
+        try:
+            return super().fit(windows, progress)
+        finally:
+            self._fitting = False
+
+    def score(self, windows):
+        if not getattr(self, "_fitting", False):
+            self._die_once(MARKER.with_suffix(".score"))
+        return super().score(windows)
+
+    @staticmethod
+    def _die_once(marker):
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
             os._exit(9)
-        return super().fit(windows, progress)
 
 
 @hookimpl
@@ -68,6 +84,8 @@ def run_job(directory: Path, engine: str, jobs: dict | None = None) -> tuple[lis
         outcomes = run_once(app, list(app.config.jobs), threading.Event())
         assert all(o.status == "ok" for o in outcomes), outcomes
         assert app.executor().engine == engine
+        if engine == "ray":  # iforest scored in Ray tasks; gcn_hmm, a sequence model, in the driver
+            assert app.executor().scored_runs > 0
         thresholds = {f"{r.job}/{r.detector}": r.metrics["threshold"]
                       for job in app.config.jobs for r in [app.state.latest_model(job, n)
                                                            for n in app.config.jobs[job].detectors]}
@@ -89,7 +107,7 @@ def test_training_on_ray_gives_the_models_and_alerts_of_the_local_engine(tmp_pat
     assert ray.cluster_resources()["CPU"] == 2  # the executor joined the test's cluster, started none
 
 
-def test_a_worker_killed_mid_fit_is_retried_and_the_models_are_unchanged(tmp_path: Path, ray_cluster):
+def test_a_worker_killed_mid_fit_or_mid_scoring_is_retried_and_nothing_changes(tmp_path: Path, ray_cluster):
     marker = ray_cluster
     jobs = {"network": {"source": "sim", "window": "1h", "batch_windows": 6,
                         "graph": {"type": "bipartite"},
@@ -103,7 +121,7 @@ def test_a_worker_killed_mid_fit_is_retried_and_the_models_are_unchanged(tmp_pat
         (directory / "plugins" / "dying.py").write_text(DYING)
         config = make_config(directory, jobs=jobs, rules=rules, extra={"execution": {"engine": engine}})
         if engine == "local":
-            assert marker.exists()  # the Ray run's first attempt died; the local run must not
+            assert marker.exists() and marker.with_suffix(".score").exists()  # the Ray run's first attempts died
         app = App.open(config)
         try:
             assert all(o.status == "ok" for o in run_once(app, ["network"], threading.Event()))
@@ -111,7 +129,8 @@ def test_a_worker_killed_mid_fit_is_retried_and_the_models_are_unchanged(tmp_pat
         finally:
             app.close()
         results[engine, "alerts"] = alert_scores(read_alerts(directory / "state" / "alerts.jsonl"))
-    assert int(marker.read_text()) > 0
+    killed = {int(marker.read_text()), int(marker.with_suffix(".score").read_text())}
+    assert os.getpid() not in killed  # Ray worker processes died, not the driver
     assert results["ray"] == results["local"]
     assert results["ray", "alerts"] == results["local", "alerts"] and results["ray", "alerts"]
 

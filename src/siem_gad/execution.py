@@ -1,7 +1,8 @@
 """Where the heavy work of a pass runs: in this process (`local`, the default) or on Ray.
 
-One small interface, `Executor.fit_all`, takes the detectors a job must train, each with its
-training windows, and returns them fitted. `LocalExecutor` fits them one after the other in
+Two calls make the interface. `fit_all` takes the detectors a job must train, each with its
+training windows, and fits them; `score_all` takes the fitted detectors of a batch of windows
+and scores them. `LocalExecutor` fits them one after the other in
 this process, as siem-gad always has. `RayExecutor` fits them in parallel, one Ray task per
 detector: each distinct list of windows goes into the object store once, a task fits its
 detector under the same thread policy as the driver, and hands back the model file's bytes
@@ -9,8 +10,12 @@ detector under the same thread policy as the driver, and hands back the model fi
 keeps the scheduler, the checkpoint and every commit, so the no-gap, no-duplicate guarantee
 does not depend on the engine.
 
-Scope today: training runs on Ray; reading, graph building and scoring stay in the driver
-(docs/scale-out.md says what is planned).
+On Ray, scoring goes out too: each model is put into the object store once (per version), the
+batch's windows are cut into runs of whole windows (one per CPU of the cluster), and a task
+scores one detector on one run. Sequence detectors (`stateful`, whose score of a window depends
+on the windows before it and whose stream state is checkpointed) score in the driver, in order.
+
+Reading, graph building, rules and explanations stay in the driver (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -43,6 +48,18 @@ class FitTask:
     node: str = "local"  # the Ray node that fitted it
 
 
+@dataclass
+class ScoreTask:
+    """One fitted detector to score on a batch of windows; `model` names its version (the
+    object-store copy is reused while it is current); `scores` is set by the executor."""
+
+    name: str
+    detector: "Detector"
+    windows: list["GraphWindow"]
+    model: tuple[str, str, int]
+    scores: list | None = field(default=None, repr=False)
+
+
 class LocalExecutor:
     """Everything in this process, one detector after the other."""
 
@@ -53,6 +70,11 @@ class LocalExecutor:
             began = time.monotonic()
             task.fitted = task.detector.fit(task.windows, progress=task.progress)
             task.seconds = time.monotonic() - began
+        return tasks
+
+    def score_all(self, tasks: list[ScoreTask]) -> list[ScoreTask]:
+        for task in tasks:
+            task.scores = task.detector.score(task.windows)
         return tasks
 
     def describe(self) -> str:
@@ -81,6 +103,21 @@ def fit_to_bytes(detector: "Detector", windows: list["GraphWindow"], threads: in
         return path.read_bytes(), seconds, ray.get_runtime_context().get_node_id()
 
 
+def score_run(detector: "Detector", windows: list["GraphWindow"], threads: int) -> list:
+    """Scores of one run of windows (what a Ray scoring task runs)."""
+    from .threads import ThreadPolicy
+
+    ThreadPolicy(threads, "driver").apply()
+    return detector.score(windows)
+
+
+def window_runs(count: int, parts: int) -> list[tuple[int, int]]:
+    """[start, end) of at most `parts` consecutive runs covering `count` windows."""
+    parts = max(1, min(parts, count))
+    bounds = [round(i * count / parts) for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
 class RayExecutor:
     """Detectors fitted in parallel Ray tasks; joins `address`, or starts a local Ray."""
 
@@ -101,16 +138,15 @@ class RayExecutor:
                 ray.init(num_cpus=config.workers, **options)
             self.started_here = True
         self.fit_remote = ray.remote(fit_to_bytes)
+        self.score_remote = ray.remote(score_run)
+        self.models: dict[tuple[str, str], tuple[int, Any]] = {}  # (job, detector) -> (version, object ref)
+        self.scored_runs = 0  # scoring tasks sent, for `describe` and the tests
 
     def fit_all(self, tasks: list[FitTask]) -> list[FitTask]:
         refs: dict[int, Any] = {}  # one object per distinct windows list: detectors trained on the same range share it
         pending = []
         for task in tasks:
-            module = type(task.detector).__module__
-            if module.startswith("siem_gad_local_plugins."):  # loaded from a file: not importable on workers
-                import sys
-
-                self.ray.cloudpickle.register_pickle_by_value(sys.modules[module])
+            self._ship_plugin_code(task.detector)
             key = id(task.windows)
             if key not in refs:
                 refs[key] = self.ray.put(task.windows)
@@ -123,6 +159,39 @@ class RayExecutor:
                 task.fitted = type(task.detector).load(path)
             task.seconds, task.node = seconds, node
         return tasks
+
+    def score_all(self, tasks: list[ScoreTask]) -> list[ScoreTask]:
+        remote = [t for t in tasks if not t.detector.stateful and t.windows]
+        for task in tasks:
+            if not any(task is r for r in remote):
+                task.scores = task.detector.score(task.windows)
+        if not remote:
+            return tasks
+        runs = window_runs(len(remote[0].windows), int(self.ray.cluster_resources().get("CPU", 1)))
+        window_refs = {}
+        pending = []
+        for task in remote:
+            job, name, version = task.model
+            cached = self.models.get((job, name))
+            if cached is None or cached[0] != version:
+                self._ship_plugin_code(task.detector)
+                cached = self.models[job, name] = (version, self.ray.put(task.detector))
+            for run in runs:
+                if (id(task.windows), run) not in window_refs:
+                    window_refs[id(task.windows), run] = self.ray.put(task.windows[run[0]:run[1]])
+                pending.append(self.score_remote.remote(cached[1], window_refs[id(task.windows), run], self.threads))
+        self.scored_runs += len(pending)
+        results = iter(self.ray.get(pending))
+        for task in remote:
+            task.scores = [scores for _ in runs for scores in next(results)]
+        return tasks
+
+    def _ship_plugin_code(self, detector: "Detector") -> None:
+        module = type(detector).__module__
+        if module.startswith("siem_gad_local_plugins."):  # loaded from a file: not importable on workers
+            import sys
+
+            self.ray.cloudpickle.register_pickle_by_value(sys.modules[module])
 
     def describe(self) -> str:
         resources = self.ray.cluster_resources()

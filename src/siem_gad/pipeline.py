@@ -373,12 +373,17 @@ class JobRunner:
 
         result = _BatchResult()
         state = self.app.state
+        from .execution import ScoreTask
+
         stops = [v for v in self.app.triage.verdicts() if v.verdict == "false_positive"]
         for name, loaded in self.models.loaded.items():
-            detector, record = loaded.detector, loaded.record
-            if detector.stateful:
-                detector.stream_state_ = state.stream_state(self.name, name, record.version)
-            scores = detector.score(windows)
+            if loaded.detector.stateful:
+                loaded.detector.stream_state_ = state.stream_state(self.name, name, loaded.record.version)
+        scored = {task.name: task.scores for task in self.app.executor().score_all(
+            [ScoreTask(name, loaded.detector, windows, (self.name, name, loaded.record.version))
+             for name, loaded in self.models.loaded.items()])}
+        for name, loaded in self.models.loaded.items():
+            detector, record, scores = loaded.detector, loaded.record, scored[name]
             if detector.stateful and detector.stream_state_ is not None:
                 result.streams[name] = (record.version, detector.stream_state_)
             scale = detector.risk_scale()
