@@ -1,12 +1,13 @@
-"""Training on Ray against the local engine: `siem-gad train` of one job with four detectors.
+"""Training and scoring on Ray against the local engine, for one job with four detectors.
 
     .venv/bin/python bench/scale_out.py [--hosts 300] [--hours 72] [--repeat 2]
 
-Each measurement is a fresh `siem-gad train` process on a copy of the same config, whose
-`network` job has `gcn_hmm`, `graph_ae`, `iforest` and `rare_links` (48 training windows of
-the simulated enterprise). Engines: `local` (one after the other in the process), `ray` with a
-local Ray of 1 and of 2 CPUs (the detectors fit as parallel tasks). Also measured in the same
-run: starting and stopping a local Ray alone, the fixed cost `engine: ray` adds to a command.
+Each measurement is a fresh process on a copy of the same config, whose `network` job has
+`gcn_hmm`, `graph_ae`, `iforest` and `rare_links` (48 training windows of the simulated
+enterprise): `siem-gad train`, then `siem-gad run --once` over every window with the models
+of the local training (scoring; `gcn_hmm`, a sequence model, scores in the driver under every
+engine). Engines: `local`, and `ray` with a local Ray of 1 and of 2 CPUs. Also measured in the
+same run: starting and stopping a local Ray alone, the fixed cost `engine: ray` adds.
 Prints a Markdown table for docs/scale-out.md (median wall time of `--repeat` runs).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,18 +62,27 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=72)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    rows = {}
+    rows, passes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, execution in ENGINES.items():
-            times, fits = [], {}
+            times, fits, scoring = [], {}, []
             for run in range(args.repeat):
                 config = write_config(Path(tmp) / f"{label}-{run}".replace(" ", "").replace(",", ""), args.hosts,
                                       args.hours, execution)
                 times.append(timed([sys.executable, "-m", "siem_gad", "train", "-c", str(config)], config.parent))
+                trained = Path(tmp) / "local-0"  # every engine scores with the local engine's models
+                scored = Path(tmp) / f"score-{label}-{run}".replace(" ", "").replace(",", "")
+                shutil.copytree(trained, scored)
+                settings = yaml.safe_load((scored / "config.yaml").read_text())
+                settings["execution"] = execution
+                (scored / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+                scoring.append(timed([sys.executable, "-m", "siem_gad", "run", "-c", str(scored / "config.yaml"),
+                                      "--once"], scored))
                 status = subprocess.run([sys.executable, "-m", "siem_gad", "status", "-c", str(config), "--json"],
                                         capture_output=True, text=True, check=True, cwd=config.parent).stdout
                 for model in json.loads(status)[0]["models"]:
                     fits.setdefault(model["detector"], []).append(model["fit_seconds"])
+            passes[label] = statistics.median(scoring)
             rows[label] = (statistics.median(times), {k: statistics.median(v) for k, v in fits.items()})
         ray_start = statistics.median(timed([sys.executable, "-c", RAY_START], ROOT) for _ in range(args.repeat))
     local = rows["local"][0]
@@ -82,6 +93,11 @@ def main() -> None:
         print(f"| {label} | {wall:.1f} | {local / wall:.2f}x | " + " | ".join(f"{fits.get(d, float('nan')):.1f}"
                                                                         for d in DETECTORS) + " |")
     print(f"| starting and stopping a local Ray (2 CPUs) alone | {ray_start:.1f} | | | | | |")
+    print()
+    print("| engine | `siem-gad run --once` with trained models, wall (s) | vs local |")
+    print("|---|---|---|")
+    for label, wall in passes.items():
+        print(f"| {label} | {wall:.1f} | {passes['local'] / wall:.2f}x |")
 
 
 if __name__ == "__main__":
