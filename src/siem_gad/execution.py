@@ -103,12 +103,14 @@ def fit_to_bytes(detector: "Detector", windows: list["GraphWindow"], threads: in
         return path.read_bytes(), seconds, ray.get_runtime_context().get_node_id()
 
 
-def score_run(detector: "Detector", windows: list["GraphWindow"], threads: int) -> list:
-    """Scores of one run of windows (what a Ray scoring task runs)."""
+def score_run(detector: "Detector", windows: list["GraphWindow"], threads: int) -> tuple[list, str]:
+    """Scores of one run of windows, and the node (what a Ray scoring task runs)."""
+    import ray
+
     from .threads import ThreadPolicy
 
     ThreadPolicy(threads, "driver").apply()
-    return detector.score(windows)
+    return detector.score(windows), ray.get_runtime_context().get_node_id()
 
 
 def window_runs(count: int, parts: int) -> list[tuple[int, int]]:
@@ -140,7 +142,8 @@ class RayExecutor:
         self.fit_remote = ray.remote(fit_to_bytes)
         self.score_remote = ray.remote(score_run)
         self.models: dict[tuple[str, str], tuple[int, Any]] = {}  # (job, detector) -> (version, object ref)
-        self.scored_runs = 0  # scoring tasks sent, for `describe` and the tests
+        self.scored_runs = 0  # scoring tasks sent
+        self.nodes_used: set[str] = set()  # the nodes that ran this executor's tasks
 
     def fit_all(self, tasks: list[FitTask]) -> list[FitTask]:
         refs: dict[int, Any] = {}  # one object per distinct windows list: detectors trained on the same range share it
@@ -158,6 +161,7 @@ class RayExecutor:
                 path.write_bytes(payload)
                 task.fitted = type(task.detector).load(path)
             task.seconds, task.node = seconds, node
+            self.nodes_used.add(node)
         return tasks
 
     def score_all(self, tasks: list[ScoreTask]) -> list[ScoreTask]:
@@ -181,7 +185,9 @@ class RayExecutor:
                     window_refs[id(task.windows), run] = self.ray.put(task.windows[run[0]:run[1]])
                 pending.append(self.score_remote.remote(cached[1], window_refs[id(task.windows), run], self.threads))
         self.scored_runs += len(pending)
-        results = iter(self.ray.get(pending))
+        done = self.ray.get(pending)
+        self.nodes_used.update(node for _, node in done)
+        results = iter(scores for scores, _ in done)
         for task in remote:
             task.scores = [scores for _ in runs for scores in next(results)]
         return tasks
