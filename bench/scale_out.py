@@ -7,7 +7,9 @@ Each measurement is a fresh process on a copy of the same config, whose `network
 enterprise): `siem-gad train`, then `siem-gad run --once` over every window with the models
 of the local training (scoring; `gcn_hmm`, a sequence model, scores in the driver under every
 engine). Engines: `local`, and `ray` with a local Ray of 1 and of 2 CPUs. Also measured in the
-same run: starting and stopping a local Ray alone, the fixed cost `engine: ray` adds.
+same run: starting and stopping a local Ray alone, the fixed cost `engine: ray` adds, and the
+cost of one run of windows going through Ray (object store, scheduling, return) against
+scoring it in the driver.
 Prints a Markdown table for docs/scale-out.md (median wall time of `--repeat` runs).
 """
 
@@ -56,6 +58,47 @@ def timed(command: list[str], cwd: Path) -> float:
     return time.perf_counter() - began
 
 
+OVERHEAD = r"""
+import json, statistics, sys, time
+from datetime import timedelta
+import ray
+from siem_gad.detectors.iforest import IsolationForestDetector
+from siem_gad.events import finalize_events
+from siem_gad.graphs import WindowGrid
+from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+from siem_gad.simulator import Enterprise
+
+hosts, repeat = int(sys.argv[1]), int(sys.argv[2])
+enterprise = Enterprise(seed=7, hosts=hosts, hours=30)
+events = finalize_events(enterprise.events(enterprise.start, enterprise.end), "sim")
+windows = BipartiteGraphBuilder().build(events, WindowGrid(enterprise.start, timedelta(hours=1), 30))
+detector = IsolationForestDetector().fit(windows[:24])
+run = windows[24:30]  # a run of six one-hour windows
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+noop = ray.remote(lambda run: len(run))
+score = ray.remote(lambda detector, run: detector.score(run))
+model = ray.put(detector)
+ray.get([noop.remote(ray.put(run)), score.remote(model, ray.put(run))])  # workers started and warm
+
+def median_ms(action):
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+print(json.dumps({
+    "nodes_per_window": statistics.median(w.num_nodes for w in run),
+    "put_run_ms": median_ms(lambda: ray.put(run)),
+    "noop_task_on_a_run_ms": median_ms(lambda: ray.get(noop.remote(ray.put(run)))),
+    "score_task_ms": median_ms(lambda: ray.get(score.remote(model, ray.put(run)))),
+    "score_locally_ms": median_ms(lambda: detector.score(run)),
+}))
+ray.shutdown()
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=300)
@@ -93,11 +136,21 @@ def main() -> None:
         print(f"| {label} | {wall:.1f} | {local / wall:.2f}x | " + " | ".join(f"{fits.get(d, float('nan')):.1f}"
                                                                         for d in DETECTORS) + " |")
     print(f"| starting and stopping a local Ray (2 CPUs) alone | {ray_start:.1f} | | | | | |")
+    overhead = json.loads(subprocess.run([sys.executable, "-c", OVERHEAD, str(args.hosts), "20"], capture_output=True,
+                                         text=True, check=True).stdout.strip().splitlines()[-1])
     print()
     print("| engine | `siem-gad run --once` with trained models, wall (s) | vs local |")
     print("|---|---|---|")
     for label, wall in passes.items():
         print(f"| {label} | {wall:.1f} | {passes['local'] / wall:.2f}x |")
+    print()
+    print(f"Per run of 6 windows ({overhead['nodes_per_window']:.0f} nodes a window), warm workers, median of 20 (ms):")
+    print()
+    print("| putting the run into the object store | a no-op task on it (put + schedule + return) "
+          "| an `iforest` scoring task | the same scoring in the driver |")
+    print("|---|---|---|---|")
+    print(f"| {overhead['put_run_ms']:.1f} | {overhead['noop_task_on_a_run_ms']:.1f} | {overhead['score_task_ms']:.1f} "
+          f"| {overhead['score_locally_ms']:.1f} |")
 
 
 if __name__ == "__main__":
