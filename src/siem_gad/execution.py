@@ -2,8 +2,8 @@
 
 Two calls make the interface. `fit_all` takes the detectors a job must train, each with its
 training windows, and fits them; `score_all` takes the fitted detectors of a batch of windows
-and scores them. `LocalExecutor` fits them one after the other in
-this process, as siem-gad always has. `RayExecutor` fits them in parallel, one Ray task per
+and scores them. `LocalExecutor` does both in this process, one detector after the other, as
+siem-gad always has. `RayExecutor` fits them in parallel, one Ray task per
 detector: each distinct list of windows goes into the object store once, a task fits its
 detector under the same thread policy as the driver, and hands back the model file's bytes
 (the weights-only format of `Detector.save`), which the driver saves and loads. The driver
@@ -121,7 +121,7 @@ def window_runs(count: int, parts: int) -> list[tuple[int, int]]:
 
 
 class RayExecutor:
-    """Detectors fitted in parallel Ray tasks; joins `address`, or starts a local Ray."""
+    """Detectors fitted and scored in Ray tasks; joins `address`, or starts a local Ray."""
 
     engine = "ray"
 
@@ -171,10 +171,12 @@ class RayExecutor:
                 task.scores = task.detector.score(task.windows)
         if not remote:
             return tasks
-        runs = window_runs(len(remote[0].windows), int(self.ray.cluster_resources().get("CPU", 1)))
-        window_refs = {}
+        cpus = int(self.ray.cluster_resources().get("CPU", 1))
+        runs_of = {id(task): window_runs(len(task.windows), cpus) for task in remote}
+        window_refs: dict[tuple[int, tuple[int, int]], Any] = {}  # tasks of one batch share its runs' objects
         pending = []
         for task in remote:
+            runs = runs_of[id(task)]
             job, name, version = task.model
             cached = self.models.get((job, name))
             if cached is None or cached[0] != version:
@@ -189,7 +191,7 @@ class RayExecutor:
         self.nodes_used.update(node for _, node in done)
         results = iter(scores for scores, _ in done)
         for task in remote:
-            task.scores = [scores for _ in runs for scores in next(results)]
+            task.scores = [scores for _ in runs_of[id(task)] for scores in next(results)]
         return tasks
 
     def _ship_plugin_code(self, detector: "Detector") -> None:
