@@ -101,7 +101,7 @@ def day_metrics(events: pd.DataFrame, flow_scores: np.ndarray, threshold: float)
 
 
 # ---------------------------------------------------------------------------- detectors
-def detectors(quick: bool) -> dict[str, Callable[[int], object]]:
+def detectors() -> dict[str, Callable[[int], object]]:
     from siem_gad.detectors.iforest import IsolationForestDetector
     from siem_gad.detectors.rare_links import RareLinksDetector
 
@@ -143,9 +143,9 @@ def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int) -
         history = [w for d in trained_on for w in windows[d]]
         history_events = pd.concat([frames[d] for d in trained_on], ignore_index=True)
         events = frames[day]
-        fold = {"train": trained_on, "day": day, "attack_day": bool((events["label"] == "malicious").any()),
+        fold = {"train": trained_on, "scored": day, "has_attacks": bool((events["label"] == "malicious").any()),
                 "models": {}}
-        for name, make in {**detectors(quick), "flow forest (baseline)": None}.items():
+        for name, make in {**detectors(), "flow forest (baseline)": None}.items():
             entries = []
             for seed in range(seeds):
                 if make is None:
@@ -221,7 +221,7 @@ def iot23_deployment(protocol: str, train_days: int, quick: bool, seeds: int, co
     for trained_on, held in PROTOCOLS[protocol](IOT23_CAPTURES, train_days):
         x = np.concatenate([flows[c][0] for c in trained_on])
         attack = np.concatenate([flows[c][1] for c in trained_on])
-        fold = {"train": trained_on, "day": held, "attack_day": bool(flows[held][1].any()), "models": {}}
+        fold = {"train": trained_on, "scored": held, "has_attacks": bool(flows[held][1].any()), "models": {}}
         for seed in range(seeds):
             model = SupervisedAndNovelty(seed).fit(x, attack)
             for name, score in model.scores(flows[held][0]).items():
@@ -242,7 +242,7 @@ def capture_table(results: dict) -> str:
     for fold in results["folds"]:
         for model, entries in fold["models"].items():
             first = entries[0]
-            lines.append(f"| {fold['day']} | {first['rows']:,} ({first['attacks']:,}) | {model} | "
+            lines.append(f"| {fold['scored']} | {first['rows']:,} ({first['attacks']:,}) | {model} | "
                          + " | ".join(cell([e[key] for e in entries]) for key in CAPTURE_COLUMNS) + " |")
     return "\n".join(lines)
 
@@ -275,12 +275,12 @@ def table(results: dict) -> str:
     for fold in results["folds"]:
         for model, entries in fold["models"].items():
             first = entries[0]
-            if fold["attack_day"]:
-                lines.append(f"| {fold['day']} | {first['flows']:,} ({first['malicious_flows']:,}) | "
+            if fold["has_attacks"]:
+                lines.append(f"| {fold['scored']} | {first['flows']:,} ({first['malicious_flows']:,}) | "
                              f"{first['malicious_sources']} of {first['sources']} | {model} | "
                              + " | ".join(cell([e[key] for e in entries]) for key in ATTACK_COLUMNS) + " |")
             else:
-                benign.append(f"| {fold['day']} | {first['flows']:,} | {first['sources']} | {model} | "
+                benign.append(f"| {fold['scored']} | {first['flows']:,} | {first['sources']} | {model} | "
                               f"{cell([e['alerted_sources'] for e in entries])} |")
     return "\n".join(lines + benign)
 
@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.filterwarnings("ignore", category=UserWarning)
     began = time.perf_counter()
     if args.data == "iot23":
+        if args.protocol != "leave-one-out":
+            parser.error("IoT-23's captures are separate networks, not a sequence of days: use --protocol leave-one-out")
         results = iot23_deployment(args.protocol, args.train_days, args.quick, args.seeds, args.labels == "corrected")
         name = f"deployment-iot23-{args.protocol}-{args.labels}"
     else:

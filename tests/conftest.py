@@ -33,6 +33,18 @@ def require_data(*folders: str) -> None:
         pytest.skip(message)
 
 
+def require_module(name: str, extra: str):
+    """The module `name`, or skip the test module (fail under CI=true, where scripts/setup
+    installs every extra) with the command that installs it."""
+    try:
+        return __import__(name)
+    except ImportError:
+        message = f"needs {name}, from the {extra!r} extra: pip install -e '.[{extra}]'"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("needs_data"):

@@ -16,14 +16,9 @@ import yaml
 from siem_gad.pipeline import App
 from siem_gad.scheduler import run_once
 
-from conftest import ROOT, SHARED_DATA, make_config, read_alerts
+from conftest import ROOT, SHARED_DATA, make_config, read_alerts, require_module
 
-try:
-    import ray
-except ImportError:  # CI installs the extra (scripts/setup): there a missing Ray is a failure
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("the ray extra is not installed (pip install -e '.[ray]')", allow_module_level=True)
+ray = require_module("ray", extra="ray")
 
 # A detector whose first fit kills the worker process running it, as SIGKILL or an OOM kill
 # would; the marker file makes the retry behave.
@@ -86,9 +81,8 @@ def run_job(directory: Path, engine: str, jobs: dict | None = None) -> tuple[lis
         assert app.executor().engine == engine
         if engine == "ray":  # iforest scored in Ray tasks; gcn_hmm, a sequence model, in the driver
             assert app.executor().scored_runs > 0
-        thresholds = {f"{r.job}/{r.detector}": r.metrics["threshold"]
-                      for job in app.config.jobs for r in [app.state.latest_model(job, n)
-                                                           for n in app.config.jobs[job].detectors]}
+        thresholds = {f"{job}/{name}": app.state.latest_model(job, name).metrics["threshold"]
+                      for job, spec in app.config.jobs.items() for name in spec.detectors}
     finally:
         app.close()
     return read_alerts(directory / "state" / "alerts.jsonl"), thresholds

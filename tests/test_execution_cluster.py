@@ -6,7 +6,6 @@ or partitions, machines of different speed, or a node lost mid-pass."""
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -15,15 +14,10 @@ import pytest
 from siem_gad.pipeline import App
 from siem_gad.scheduler import run_once
 
-from conftest import make_config, read_alerts
+from conftest import make_config, read_alerts, require_module
 
-try:
-    import ray
-    from ray.cluster_utils import Cluster
-except ImportError:  # CI installs the extra (scripts/setup): there a missing Ray is a failure
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("the ray extra is not installed (pip install -e '.[ray]')", allow_module_level=True)
+ray = require_module("ray", extra="ray")
+from ray.cluster_utils import Cluster  # noqa: E402
 
 NODES = 4
 

@@ -233,3 +233,27 @@ def test_redact_removes_every_password_from_any_text_around_a_url(scheme, user, 
     assert f"{scheme}://{user}:***@host.example:9200/x" in cleaned
     assert redact(cleaned) == cleaned  # masking twice changes nothing
     assert f":{password}@" not in cleaned  # the credential is gone (the password may recur in the free text)
+
+
+@FIXTURE
+@given(yaml_text)
+def test_libyaml_and_the_python_parser_read_a_config_file_alike(tmp_path: Path, text):
+    """`load_yaml` parses with libyaml where PyYAML has it: the data, the line of every key
+    and the errors must be those of PyYAML's own parser."""
+    import yaml
+
+    from siem_gad import yamlfile
+
+    path = tmp_path / "fuzzed.yaml"
+    path.write_text(text, encoding="utf-8")
+    read = {}
+    for name, loader in (("libyaml", yaml.CSafeLoader), ("python", yaml.SafeLoader)):
+        original, yamlfile.SAFE_LOADER = yamlfile.SAFE_LOADER, loader
+        try:
+            document = yamlfile.load_yaml(path)
+            read[name] = ("ok", document.data, document.lines)
+        except ConfigError as exc:
+            read[name] = ("error", [(p.path, p.line) for p in exc.problems])
+        finally:
+            yamlfile.SAFE_LOADER = original
+    assert read["libyaml"] == read["python"]

@@ -364,14 +364,14 @@ def test_reduced_deployment_benchmark_scores_each_day_alone(tmp_path: Path, caps
     from deployment import main
 
     results = main(["luflow", "--quick", "--seeds", "1", "--out", str(tmp_path / "out.json")])
-    folds = {fold["day"]: fold for fold in results["folds"]}
+    folds = {fold["scored"]: fold for fold in results["folds"]}
     assert set(folds) == {"2020.07.11", "2020.09.09", "2020.12.17", "2020.12.18", "2020.12.22", "2020.12.23"}
     assert all(fold["train"] == ["2020.07.08", "2020.07.09"] for fold in folds.values())
-    assert [d for d, f in folds.items() if f["attack_day"]] == ["2020.07.11", "2020.09.09"]
+    assert [d for d, f in folds.items() if f["has_attacks"]] == ["2020.07.11", "2020.09.09"]
     for fold in folds.values():
         for name, (entry, *_) in fold["models"].items():
-            assert entry["flows"] == (12_993 if fold["day"] == "2020.09.09" else 20_000), (fold["day"], name)  # 09-09 is short
-            if fold["attack_day"]:
+            assert entry["flows"] == (12_993 if fold["scored"] == "2020.09.09" else 20_000), (fold["scored"], name)  # 09-09 is short
+            if fold["has_attacks"]:
                 assert 0 <= entry["auc"] <= 1 and 0 <= entry["recall_at_50"] <= 1
                 assert entry["alerted_malicious_sources"] <= min(entry["alerted_sources"], entry["malicious_sources"])
             else:
@@ -390,14 +390,14 @@ def test_reduced_leave_one_capture_out_benchmark_holds_each_capture_out(tmp_path
 
     results = main(["iot23", "--protocol", "leave-one-out", "--quick", "--seeds", "1",
                     "--out", str(tmp_path / "out.json")])
-    folds = {fold["day"]: fold for fold in results["folds"]}
+    folds = {fold["scored"]: fold for fold in results["folds"]}
     assert set(folds) == set(IOT23_CAPTURES)
     for held, fold in folds.items():
         assert sorted(fold["train"]) == sorted(c for c in IOT23_CAPTURES if c != held)
-        assert fold["attack_day"] == ("Malware" in held)
+        assert fold["has_attacks"] == ("Malware" in held)
         entries = {name: runs[0] for name, runs in fold["models"].items()}
         combined = entries.pop("supervised + novelty")
         assert all(combined["alerts"] >= e["alerts"] for e in entries.values())  # an alert when either half alerts
         assert combined["alerts"] <= sum(e["alerts"] for e in entries.values())
-        if not fold["attack_day"]:
+        if not fold["has_attacks"]:
             assert combined["auc"] is None and combined["false_positive_rate"] == combined["alerts"] / combined["rows"]

@@ -21,6 +21,7 @@ Reading, graph building, rules and explanations stay in the driver (docs/scale-o
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -197,8 +198,6 @@ class RayExecutor:
     def _ship_plugin_code(self, detector: "Detector") -> None:
         module = type(detector).__module__
         if module.startswith("siem_gad_local_plugins."):  # loaded from a file: not importable on workers
-            import sys
-
             self.ray.cloudpickle.register_pickle_by_value(sys.modules[module])
 
     def describe(self) -> str:
