@@ -36,13 +36,29 @@ def require_data(*folders: str) -> None:
 def require_module(name: str, extra: str):
     """The module `name`, or skip the test module (fail under CI=true, where scripts/setup
     installs every extra) with the command that installs it."""
+    import importlib
+
     try:
-        return __import__(name)
+        return importlib.import_module(name)
     except ImportError:
         message = f"needs {name}, from the {extra!r} extra: pip install -e '.[{extra}]'"
         if os.environ.get("CI") == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message, allow_module_level=True)
+
+
+def require_program(*names: str, package: str) -> list[str]:
+    """The paths of these programs, or skip the test module (fail under CI=true, where .ci/run
+    installs them) with the Debian package that has them."""
+    import shutil
+
+    found = [shutil.which(name) for name in names]
+    if None in found:
+        message = f"needs {', '.join(n for n, f in zip(names, found) if f is None)}: apt-get install {package}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+    return found
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -54,10 +54,11 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def build_alert(*, rule: Rule, job: str, detector: str, detector_type: str, model_version: int, score: float,
                 threshold: float, window_start: datetime, window_end: datetime, explanation: Explanation,
                 level: str, normalised_score: float, confidence: dict[str, Any],
-                related: "list[Related] | None" = None) -> dict[str, Any]:
+                related: "list[Related] | None" = None, graph: dict[str, Any] | None = None) -> dict[str, Any]:
     """`normalised_score`: the detector's 0-100 risk score of `score` (`Detector.risk_scale`);
     `confidence`: `risk.confidence` of the model and window; `related`: the entities the alert
-    touches (`triage.related`), which fill ECS `related.*` with the alert's own."""
+    touches (`triage.related`), which fill ECS `related.*` with the alert's own; `graph`: its
+    evidence graph (`triage.neighbourhood`)."""
     entity = explanation.entity
     risk, severity = rule.alert_risk(normalised_score)
     identifier = alert_id(rule.id, entity, window_start)
@@ -94,6 +95,7 @@ def build_alert(*, rule: Rule, job: str, detector: str, detector_type: str, mode
             "summary": explanation.summary,
             "evidence": {"event_ids": list(explanation.evidence), "count": int(explanation.evidence_count)},
             **({"details": explanation.extra} if explanation.extra else {}),
+            **({"graph": graph} if graph else {}),
         },
     }
     ecs = ecs_related(entity, related or [])

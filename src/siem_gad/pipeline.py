@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .sinks import Sink
     from .sources import Source
     from .triage.related import Related
+    from .triage.scorebook import ScorePoint
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class _BatchResult:
     by_feedback: int = 0  # alerts an analyst's false-positive verdict stopped
     entities: dict[str, dict[str, str]] = field(default_factory=dict)  # alert id -> its entity fields
     related: dict[str, list["Related"]] = field(default_factory=dict)  # alert id -> what it touches
+    scores: list["ScorePoint"] = field(default_factory=list)  # the entity score history's new rows
 
 
 class JobRunner:
@@ -358,7 +360,8 @@ class JobRunner:
                             time.monotonic() - clock, "quarantined" if quarantined else "ok", message)
         self.app.state.commit_pass(record, watermark=end, cursor=new_cursor, suppressions=result.suppressions,
                                    streams=result.streams,
-                                   apply=self.app.triage.fold(result.alerts, result.entities, result.related))
+                                   apply=self.app.triage.fold(result.alerts, result.entities, result.related,
+                                                              result.scores))
         self.app.triage.deliver_incidents()
         log.info("%s: %s .. %s: %d events, %d windows, %d alerts (%s, %d suppressed) in %.2fs", self.name,
                  isoformat(start), isoformat(end), record.events, len(windows), len(result.alerts),
@@ -369,13 +372,15 @@ class JobRunner:
         from .alerts import build_alert
         from .risk import confidence
         from .triage.feedback import suppressing
-        from .triage.related import related_entities
+        from .triage.neighbourhood import evidence_graph
+        from .triage.related import entity_key, related_entities
 
         result = _BatchResult()
         state = self.app.state
         from .execution import ScoreTask
 
         stops = [v for v in self.app.triage.verdicts() if v.verdict == "false_positive"]
+        alerted: dict[str, set[tuple[datetime, str]]] = {}  # detector -> (window start, entity key) alerted
         for name, loaded in self.models.loaded.items():
             if loaded.detector.stateful:
                 loaded.detector.stream_state_ = state.stream_state(self.name, name, loaded.record.version)
@@ -404,13 +409,31 @@ class JobRunner:
                         model_version=record.version, score=score, threshold=float(detector.threshold_),
                         window_start=window.start, window_end=window.end, explanation=explanation,
                         level=detector.level, normalised_score=scale.score(score),
-                        confidence=confidence(trained_windows, window.num_events), related=related)
+                        confidence=confidence(trained_windows, window.num_events), related=related,
+                        graph=evidence_graph(window, explanation, detector.level, item, scores[position],
+                                             float(detector.threshold_)))
                     result.alerts.append(alert)
+                    alerted.setdefault(name, set()).update(
+                        (window.start, entity_key(f, v)) for f, v in explanation.entity.items())
                     result.entities[alert["siem_gad"]["alert_id"]] = dict(explanation.entity)
                     result.related[alert["siem_gad"]["alert_id"]] = related
                 result.suppressed += suppressor.suppressed
                 result.suppressions.update({(rule.id, key): until for key, until in suppressor.decided.items()})
+        result.scores = self._score_points(windows, scored, alerted)
         return result
+
+    def _score_points(self, windows: list["GraphWindow"], scored: dict[str, list], alerted: dict[str, set]) -> list:
+        """The batch's rows of the entity score history (`triage.scorebook`)."""
+        from .triage.scorebook import batch_points, watched_entities
+
+        if not windows:
+            return []
+        with self.app.state.transaction() as db:
+            keep = watched_entities(db, self.name, windows[0].start)
+        keep |= {key for pairs in alerted.values() for _, key in pairs}
+        return [point for name, loaded in self.models.loaded.items()
+                for point in batch_points(self.name, name, loaded.detector.level, windows, scored[name],
+                                          float(loaded.detector.threshold_), alerted.get(name, set()), keep)]
 
     def _deliver(self, alerts: list[dict[str, Any]]) -> dict[str, int]:
         """Hand each alert to its rule's sinks; return how many were new to each sink (a batch

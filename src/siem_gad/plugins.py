@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "siem_gad"
 # The built-ins that add CLI commands: all the command line loads to list its commands, so that
 # `siem-gad --help` imports none of numpy, pandas, torch or pydantic.
-COMMAND_PLUGINS = ("siem_gad.commands.deadletter", "siem_gad.commands.kibana", "siem_gad.commands.triage")
+COMMAND_PLUGINS = ("siem_gad.commands.deadletter", "siem_gad.commands.kibana", "siem_gad.commands.triage",
+                   "siem_gad.commands.ui")
 DEFAULT_PLUGINS = (
     "siem_gad.sources.csv_source",
     "siem_gad.sources.simulate",

@@ -55,6 +55,11 @@ CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY, target TEXT NOT NULL, verdict TEXT NOT NULL, scope TEXT NOT NULL,
     rules TEXT NOT NULL, entities TEXT NOT NULL, alerts TEXT NOT NULL, until TEXT, note TEXT, by TEXT NOT NULL,
     at TEXT NOT NULL, origin TEXT NOT NULL, UNIQUE (target));
+CREATE TABLE IF NOT EXISTS entity_scores (
+    job TEXT NOT NULL, detector TEXT NOT NULL, entity TEXT NOT NULL, window_start TEXT NOT NULL,
+    score REAL NOT NULL, threshold REAL NOT NULL, alerted INTEGER NOT NULL,
+    PRIMARY KEY (job, detector, entity, window_start));
+CREATE INDEX IF NOT EXISTS entity_scores_entity ON entity_scores (entity, window_start);
 """
 # Columns added after a state file may have been created; added on open when missing.
 MIGRATIONS = (("dead_letters", "kind", "TEXT NOT NULL DEFAULT 'alert'"),)

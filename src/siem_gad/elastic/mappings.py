@@ -68,6 +68,8 @@ ALERT_PROPERTIES: dict[str, Any] = {
         evidence=_obj(event_ids=KEYWORD, count=INTEGER),
         # Detector-specific details vary by detector: kept in _source, not indexed.
         details={"type": "object", "enabled": False},
+        # The evidence graph (triage/neighbourhood.py): drawn by `siem-gad ui`, not searched.
+        graph={"type": "object", "enabled": False},
         asset=_obj(owner=KEYWORD, criticality=KEYWORD),
         feedback=FEEDBACK,
     ),

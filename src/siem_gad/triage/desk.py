@@ -17,6 +17,7 @@ from ..sinks import document_id
 from .feedback import FeedbackBook, Verdict, verdict_for
 from .incidents import IncidentBook, alert_record
 from .related import Related
+from .scorebook import ScorePoint, record_points
 
 if TYPE_CHECKING:
     from ..pipeline import App, JobRunner, PassOutcome
@@ -63,16 +64,22 @@ class TriageDesk:
 
     # ------------------------------------------------------------------ incidents
     def fold(self, alerts: list[dict[str, Any]], entities: dict[str, dict[str, str]],
-             related: dict[str, list[Related]]) -> Callable[[sqlite3.Connection], None] | None:
-        """What the pass's commit does to the incidents (`StateStore.commit_pass(apply=...)`)."""
-        if not alerts or not self.config.incidents.enabled:
+             related: dict[str, list[Related]], scores: "list[ScorePoint] | None" = None
+             ) -> Callable[[sqlite3.Connection], None] | None:
+        """What the pass's commit does to the incidents and the entity score history
+        (`StateStore.commit_pass(apply=...)`)."""
+        incidents = bool(alerts) and self.config.incidents.enabled
+        if not incidents and not scores:
             return None
         records = [alert_record(a, entities[a["siem_gad"]["alert_id"]], related[a["siem_gad"]["alert_id"]])
-                   for a in alerts]
+                   for a in alerts] if incidents else []
         horizon = self.config.incidents.horizon
 
         def apply(db: sqlite3.Connection) -> None:
-            IncidentBook(db, horizon).fold(records)
+            if records:
+                IncidentBook(db, horizon).fold(records)
+            if scores:
+                record_points(db, scores)
 
         return apply
 

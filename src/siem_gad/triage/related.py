@@ -63,13 +63,13 @@ def related_entities(window: "GraphWindow", explanation: "Explanation", level: s
         np.zeros(window.num_nodes, dtype=np.int64)
     bar = max(HUB_MIN_DEGREE, HUB_FRACTION * window.num_nodes)
     if level == "node":
-        nodes = _peers(window, item)
+        nodes = peers(window, item)
     elif level == "edge":
         nodes = [int(n) for n in window.edge_index[:, item]] if item < window.num_edges else []
     else:  # a window-level alert: what its entity (the one that moved the window most) touches
         index = {(window.node_fields[int(k)], str(v)): n for n, (k, v) in enumerate(zip(window.node_kind, window.node_value))}
         node = next((index[(f, str(v))] for f, v in explanation.entity.items() if (f, str(v)) in index), None)
-        nodes = _peers(window, node) if node is not None else []
+        nodes = peers(window, node) if node is not None else []
     out, seen = [], set(own)
     for node in nodes:
         (field, value), = window.entity(node).items()
@@ -82,7 +82,7 @@ def related_entities(window: "GraphWindow", explanation: "Explanation", level: s
     return out
 
 
-def _peers(window: "GraphWindow", node: int) -> list[int]:
+def peers(window: "GraphWindow", node: int) -> list[int]:
     """The node's neighbours, those joined by most edges first (ties by node index)."""
     import numpy as np
 
