@@ -133,10 +133,11 @@ def test_run_reads_events_and_writes_mapped_ecs_alerts_once(tmp_path: Path, clon
     assert mapping["dynamic"] == "strict"
     actual = field_types(mapping)
     for name in {k for a in alerts for k in leaf_fields({k: v for k, v in a.items() if k != "_id"})}:
-        if name.startswith("siem_gad.details."):
+        if name.startswith(("siem_gad.details.", "siem_gad.graph.")):
             continue  # kept in _source, not indexed (enabled: false)
         assert name in actual, f"alert field {name} has no mapping"
     assert actual["source.ip"] == "ip" and actual["siem_gad.score"] == "double" and actual["@timestamp"] == "date"
+    assert all(a["siem_gad"]["graph"]["nodes"] for a in alerts) and actual["siem_gad.graph"] == "object"
     shown = siem_gad("explain", alerts[0]["_id"], "-c", str(config), env=ENV).stdout  # read back from the index
     assert f"entity   {alerts[0]['siem_gad']['entity']['field']} = {alerts[0]['siem_gad']['entity']['value']}" in shown
 

@@ -1,119 +1,231 @@
-"""Kibana saved objects, the alert index template and the Elasticsearch-only settings.
+"""Kibana and OpenSearch Dashboards saved objects, the alert index template and the
+Elasticsearch-only settings.
 
-No Kibana can run here: the saved objects are checked against the alert index template (every
-field they use is mapped, with a type the visualisation can aggregate on), and the import
-command against a local HTTP endpoint that records what Kibana would receive.
+No Kibana can run here: the bundles are checked by `saved_objects.validate_bundle` the way the
+servers' import checks them (and every field against the index templates), and `kibana import`
+against a local HTTP server that parses the multipart request, demands the product's xsrf
+header and validates what it receives. `test_live_kibana_import` runs only with KIBANA_URL set.
 """
 
 from __future__ import annotations
 
+import copy
+import email.parser
+import email.policy
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, siem_gad
-from siem_gad.elastic.kibana import saved_objects, to_ndjson
-from siem_gad.elastic.kibana import DATA_VIEW_ID, INCIDENT_VIEW_ID, STATUS_VIEW_ID
-from siem_gad.elastic.mappings import document_mappings, field_types
+from siem_gad.elastic.kibana import saved_objects, to_ndjson, view_field_types
+from siem_gad.elastic.saved_objects import PRODUCTS, validate_bundle
 
-AGGREGATABLE = {"keyword", "ip", "long", "integer", "float", "double", "date", "boolean"}
-NUMERIC = {"long", "integer", "float", "double"}
-AGG_FIELD_TYPES = {"date_histogram": {"date"}, "histogram": NUMERIC, "max": NUMERIC, "min": NUMERIC, "avg": NUMERIC,
-                   "sum": NUMERIC, "terms": AGGREGATABLE, "cardinality": AGGREGATABLE}
+BUNDLES = {"kibana": "siem-gad.ndjson", "opensearch-dashboards": "siem-gad.opensearch-dashboards.ndjson"}
 
 
-def fields_used(objects: list[dict]) -> list[tuple[str, str, str]]:
-    """(object id, field, what uses it) for every field the saved objects refer to."""
-    used = []
-    for obj in objects:
-        attributes = obj["attributes"]
-        if obj["type"] == "index-pattern":
-            used.append((obj["id"], attributes["timeFieldName"], "date_histogram"))
-        if obj["type"] == "visualization":
-            for agg in json.loads(attributes["visState"])["aggs"]:
-                if "field" in agg.get("params", {}):
-                    used.append((obj["id"], agg["params"]["field"], agg["type"]))
-        if obj["type"] == "search":
-            used += [(obj["id"], column, "column") for column in attributes["columns"]]
-            used += [(obj["id"], name, "sort") for name, _ in attributes["sort"]]
-    return used
+def shipped(product: str) -> list[dict]:
+    return [json.loads(line) for line in (ROOT / "kibana" / BUNDLES[product]).read_text().splitlines()]
 
 
-def test_shipped_ndjson_is_the_current_export():
-    shipped = (ROOT / "kibana" / "siem-gad.ndjson").read_text()
-    assert shipped == to_ndjson(saved_objects()), "regenerate with: siem-gad kibana export > kibana/siem-gad.ndjson"
+@pytest.mark.parametrize("product", sorted(BUNDLES))
+def test_shipped_bundle_is_the_current_export_and_valid(product: str):
+    text = (ROOT / "kibana" / BUNDLES[product]).read_text()
+    assert text == to_ndjson(saved_objects(product=product)), \
+        f"regenerate with: siem-gad kibana export --product {product} > kibana/{BUNDLES[product]}"
+    assert validate_bundle(shipped(product), product, view_field_types()) == []
+    result = siem_gad("kibana", "validate", "--product", product, str(ROOT / "kibana" / BUNDLES[product]))
+    assert "valid for" in result.stdout
 
 
-def test_every_field_the_saved_objects_use_is_mapped_with_a_compatible_type():
-    objects = [json.loads(line) for line in (ROOT / "kibana" / "siem-gad.ndjson").read_text().splitlines()]
-    kinds = {DATA_VIEW_ID: "alert", INCIDENT_VIEW_ID: "incident", STATUS_VIEW_ID: "status"}
-    view_of = {o["id"]: (o["id"] if o["type"] == "index-pattern" else o["references"][0]["id"])
-               for o in objects if o["type"] != "dashboard"}
-    used = fields_used(objects)
-    assert len(used) >= 10
-    assert {kinds[view_of[obj_id]] for obj_id, _, _ in used} == {"alert", "incident", "status"}
-    for obj_id, field, use in used:
-        kind = kinds[view_of[obj_id]]
-        types = field_types(document_mappings(kind))
-        assert field in types, f"{obj_id} uses {field}, which the {kind} template does not map"
-        allowed = AGG_FIELD_TYPES.get(use, AGGREGATABLE | {"text"} if use == "column" else AGGREGATABLE)
-        assert types[field] in allowed, f"{obj_id}: {use} on {field} needs {sorted(allowed)}, mapped {types[field]}"
+def test_each_product_refuses_the_others_fields():
+    problems = [str(p) for p in validate_bundle(shipped("kibana"), "opensearch-dashboards", view_field_types())]
+    assert problems and all("'name' was unexpected" in p for p in problems)
+    osd = shipped("opensearch-dashboards")
+    osd[3]["coreMigrationVersion"] = "8.8.0"
+    assert any("coreMigrationVersion" in str(p) for p in validate_bundle(osd, "opensearch-dashboards"))
+    assert validate_bundle(osd, "kibana", view_field_types()) == []  # Kibana has the field
 
 
-def test_dashboard_references_resolve():
-    objects = saved_objects("custom-alerts")
-    ids = {(o["type"], o["id"]) for o in objects}
-    for obj in objects:
-        for ref in obj["references"]:
-            assert (ref["type"], ref["id"]) in ids, f"{obj['id']} refers to missing {ref}"
-    dashboard = next(o for o in objects if o["type"] == "dashboard")
-    panels = json.loads(dashboard["attributes"]["panelsJSON"])
-    assert {p["panelRefName"] for p in panels} == {r["name"] for r in dashboard["references"]}
-    assert objects[0]["attributes"]["title"] == "custom-alerts*"
+def problems_of(objects: list[dict], product: str = "kibana") -> list[str]:
+    return [str(p) for p in validate_bundle(objects, product, view_field_types())]
 
 
-class _FakeKibana(BaseHTTPRequestHandler):
-    requests: list = []
+def test_a_dangling_reference_is_refused():
+    objects = shipped("kibana")
+    dashboard = objects[-1]
+    dashboard["references"][2]["id"] = "siem-gad-nowhere"
+    assert problems_of(objects) == [f"dashboard/siem-gad-overview: references.2: "
+                                    f"{dashboard['references'][2]['type']}/siem-gad-nowhere is not in the bundle "
+                                    f"(dangling reference)"]
+    objects = shipped("kibana")
+    objects[-1]["attributes"]["panelsJSON"] = objects[-1]["attributes"]["panelsJSON"].replace('"panel_3"', '"panel_9"')
+    assert any("panelsJSON.3.panelRefName: 'panel_9' names no reference" in p for p in problems_of(objects))
+
+
+def test_an_unknown_field_is_refused():
+    objects = shipped("kibana")
+    objects[3]["attributes"]["colour"] = "red"
+    objects[4]["owner"] = "me"
+    found = problems_of(objects)
+    assert len(found) == 2
+    assert "attributes: Additional properties are not allowed ('colour' was unexpected)" in found[0]
+    assert "('owner' was unexpected)" in found[1]
+
+
+def test_a_malformed_nested_json_string_is_refused():
+    objects = shipped("kibana")
+    objects[3]["attributes"]["visState"] = objects[3]["attributes"]["visState"][:-1]
+    objects[-1]["attributes"]["panelsJSON"] = '{"not": "a list"}'
+    objects[6]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"] = "{'single': 'quotes'}"
+    found = problems_of(objects)
+    assert any(p.startswith(f"visualization/{objects[3]['id']}: attributes.visState: not valid JSON") for p in found)
+    assert any("attributes.panelsJSON: must hold a JSON list, not dict" in p for p in found)
+    assert any("searchSourceJSON: not valid JSON" in p for p in found)
+
+
+def test_fields_must_be_mapped_with_a_type_the_aggregation_takes():
+    objects = shipped("kibana")
+    state = json.loads(objects[3]["attributes"]["visState"])
+    state["aggs"][1]["params"]["field"] = "message"  # text: no date histogram on it
+    objects[3]["attributes"]["visState"] = json.dumps(state)
+    objects[6]["attributes"]["columns"].append("siem_gad.no_such_field")
+    found = problems_of(objects)
+    assert any("aggs.1.params.field: 'message' is mapped text; this needs one of date" in p for p in found)
+    assert any("'siem_gad.no_such_field' is not mapped in the index behind 'siem-gad-alerts'" in p for p in found)
+
+
+def test_migration_versions_must_be_set_and_not_newer_than_the_oldest_server():
+    objects = shipped("opensearch-dashboards")
+    objects[3]["migrationVersion"] = {"visualization": "8.5.0"}
+    del objects[4]["migrationVersion"]
+    found = problems_of(objects, "opensearch-dashboards")
+    assert any("migrationVersion.visualization: 8.5.0 is newer than opensearch-dashboards 7.10.2" in p for p in found)
+    assert any(p.startswith(f"visualization/{objects[4]['id']}: (object): 'migrationVersion' is a required property")
+               for p in found)
+
+
+def test_the_bundle_uses_fields_of_all_three_indices():
+    checked = view_field_types()
+    views = {r["id"] for o in shipped("kibana") for r in o["references"] if r["type"] == "index-pattern"}
+    assert views == set(checked) == {"siem-gad-alerts", "siem-gad-incidents", "siem-gad-status"}
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                    max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None)
+@given(position=st.integers(0, 9), key=st.sampled_from(["attributes", "references", "migrationVersion", "id", "type"]),
+       value=JSON, nested=st.sampled_from(["visState", "panelsJSON", "uiStateJSON", "optionsJSON"]), text=st.text())
+def test_the_validator_reports_any_damage_and_never_crashes(position, key, value, nested, text):
+    """Whatever one field of one object is replaced by, the validator answers with problems
+    (never an exception), and a nested JSON string replaced by text that is not the JSON the
+    server reads is always reported."""
+    objects = shipped("kibana")
+    damaged = copy.deepcopy(objects)
+    damaged[position][key] = value
+    assert isinstance(validate_bundle(damaged, "kibana", view_field_types()), list)
+    target = next((o for o in objects if nested in o["attributes"]), None)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    expected = list if nested == "panelsJSON" else dict
+    if target is not None and not isinstance(parsed, expected):
+        target["attributes"][nested] = text
+        assert any(f"attributes.{nested}" in str(p) for p in validate_bundle(objects, "kibana"))
+
+
+class SavedObjectsServer(BaseHTTPRequestHandler):
+    """Kibana's or OpenSearch Dashboards' `_import` endpoint as far as a client can tell: the
+    xsrf header of its product, one multipart file part of NDJSON, objects it validates."""
+
+    product = "kibana"
+    received: list = []
 
     def log_message(self, *args):
         pass
 
+    def answer(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append((self.path, self.headers, body))
-        objects = [line for line in body.split(b"\r\n\r\n", 1)[1].splitlines() if line.startswith(b"{")]
-        payload = json.dumps({"success": True, "successCount": len(objects)}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        header = PRODUCTS[self.product]["xsrf"]
+        if self.headers.get(header) is None:
+            return self.answer(400, {"statusCode": 400, "error": "Bad Request",
+                                     "message": f"Request must contain a {header} header."})
+        if not self.path.endswith("/api/saved_objects/_import?overwrite=true"):
+            return self.answer(404, {"statusCode": 404, "message": "Not Found"})
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
+        parts = list(message.iter_parts()) if message.is_multipart() else []
+        files = [p for p in parts if p.get_param("name", header="content-disposition") == "file"]
+        if len(files) != 1 or not (files[0].get_filename() or "").endswith(".ndjson"):
+            return self.answer(415, {"statusCode": 415, "message": "expected one .ndjson file part"})
+        objects = [json.loads(line) for line in files[0].get_content().splitlines() if line.strip()]
+        type(self).received.append((self.path, self.headers, objects))
+        errors = [{"id": p.object, "error": {"type": "validation", "message": f"{p.where}: {p.message}"}}
+                  for p in validate_bundle(objects, self.product, view_field_types())]
+        self.answer(200, {"success": not errors, "successCount": len(objects) - len(errors), "errors": errors})
 
 
-def test_kibana_import_posts_the_objects_for_the_configured_index(tmp_path: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeKibana)
+def import_into(tmp_path: Path, product: str, answering: str | None = None):
+    handler = type("Server", (SavedObjectsServer,), {"product": answering or product, "received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     config = yaml.safe_load((ROOT / "examples" / "elastic.yaml").read_text())
-    config["kibana"]["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    config["kibana"]["space"] = "soc"
+    config["kibana"].update(url=f"http://127.0.0.1:{server.server_address[1]}", space="soc", product=product)
     path = tmp_path / "elastic.yaml"
     path.write_text(yaml.safe_dump(config))
     try:
-        result = siem_gad("kibana", "import", "-c", str(path), env={"KIBANA_API_KEY": "a2V5OnNlY3JldA==", "ES_API_KEY": "x"})
+        result = siem_gad("kibana", "import", "-c", str(path), check=False,
+                          env={"KIBANA_API_KEY": "a2V5OnNlY3JldA==", "ES_API_KEY": "x"})
     finally:
         server.shutdown()
+    return result, handler.received
+
+
+@pytest.mark.parametrize("product", sorted(BUNDLES))
+def test_import_posts_the_products_objects_with_its_header(tmp_path: Path, product: str):
+    result, received = import_into(tmp_path, product)
+    assert result.returncode == 0, result.stderr
     assert f"imported {len(saved_objects())} saved objects" in result.stdout
-    url, headers, body = _FakeKibana.requests[-1]
+    url, headers, objects = received[-1]
     assert url == "/s/soc/api/saved_objects/_import?overwrite=true"
-    assert headers["kbn-xsrf"] == "true" and headers["Authorization"] == "ApiKey a2V5OnNlY3JldA=="
-    assert headers["Content-Type"].startswith("multipart/form-data; boundary=")
-    objects = [json.loads(line) for line in body.decode().split("\r\n\r\n", 1)[1].splitlines() if line.startswith("{")]
-    assert [o["type"] for o in objects][0] == "index-pattern" and objects[0]["attributes"]["title"] == "siem-gad-alerts*"
+    assert headers[PRODUCTS[product]["xsrf"]] == "true" and headers["Authorization"] == "ApiKey a2V5OnNlY3JldA=="
+    assert objects == saved_objects(product=product)
     assert "a2V5OnNlY3JldA==" not in result.stdout + result.stderr, "credentials are never printed"
+
+
+def test_import_into_the_other_product_fails_with_its_answer(tmp_path: Path):
+    result, received = import_into(tmp_path, "kibana", answering="opensearch-dashboards")
+    assert result.returncode == 1 and not received
+    assert "HTTP 400" in result.stderr and "osd-xsrf" in result.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("KIBANA_URL"), reason="a live Kibana: set KIBANA_URL (and KIBANA_API_KEY)")
+def test_live_kibana_import(tmp_path: Path):
+    config = yaml.safe_load((ROOT / "examples" / "elastic.yaml").read_text())
+    config["kibana"]["url"] = os.environ["KIBANA_URL"]
+    config["kibana"]["product"] = os.environ.get("KIBANA_PRODUCT", "kibana")
+    path = tmp_path / "elastic.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = siem_gad("kibana", "import", "-c", str(path), env={"ES_API_KEY": os.environ.get("ES_API_KEY", "x")})
+    assert f"imported {len(saved_objects())} saved objects" in result.stdout
 
 
 def test_connection_settings_are_validated_precisely(tmp_path: Path):

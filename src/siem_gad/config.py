@@ -83,6 +83,8 @@ class KibanaConfig(Params):
     """The `kibana:` section of the config: where `siem-gad kibana import` posts the objects."""
 
     url: str = Field(..., description="Kibana base URL, e.g. https://kibana.example:5601")
+    product: Literal["kibana", "opensearch-dashboards"] = Field(
+        "kibana", description="what runs at `url`: the objects and the API header differ")
     space: str | None = Field(None, description="Kibana space id (default space when unset)")
     api_key: SecretStr | None = None
     username: str | None = None

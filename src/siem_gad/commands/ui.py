@@ -31,10 +31,11 @@ def ui(ctx: click.Context, config: Path, host: str, port: int, sink: str | None,
       SIEM_GAD_UI_TOKEN=$(openssl rand -hex 16) siem-gad ui -c config.yaml --host 0.0.0.0
     """
     import socket
+    import time
 
     import waitress
 
-    from ..ui.stores import open_store
+    from ..ui.stores import AlertQuery, open_store
     from ..ui.web import create_app, is_loopback
 
     token = os.environ.get(TOKEN_VARIABLE) or None
@@ -47,6 +48,9 @@ def ui(ctx: click.Context, config: Path, host: str, port: int, sink: str | None,
             sink_name, store = open_store(app, sink)
         except KeyError as exc:
             raise click.ClickException(exc.args[0]) from None
+        began = time.monotonic()
+        known = store.alerts(AlertQuery(per_page=5), {}).total  # read (and index) the alerts before the first visitor
+        click.echo(f"siem-gad ui: {known} alerts in {sink_name} ({time.monotonic() - began:.1f} s to read)", err=True)
         web = create_app(app, store, sink_name=sink_name, token=token)
         server = waitress.create_server(web, host=host, port=port, threads=threads, ident="siem-gad",
                                         clear_untrusted_proxy_headers=True)

@@ -16,6 +16,8 @@ from typing import Any
 
 
 from ..config import KibanaConfig
+from .mappings import document_mappings, field_types
+from .saved_objects import MIGRATION_VERSIONS, PRODUCTS
 
 DATA_VIEW_ID = "siem-gad-alerts"
 INCIDENT_VIEW_ID = "siem-gad-incidents"
@@ -74,8 +76,25 @@ INCIDENT_COLUMNS = ["message", "siem_gad.incident.risk_score", "siem_gad.inciden
 
 
 def saved_objects(index: str = "siem-gad-alerts", incident_index: str = "siem-gad-incidents",
-                  status_index: str = "siem-gad-status") -> list[dict[str, Any]]:
-    """The data views, the visualisations, the saved searches and the dashboard, in import order."""
+                  status_index: str = "siem-gad-status", product: str = "kibana") -> list[dict[str, Any]]:
+    """The data views, the visualisations, the saved searches and the dashboard, in import
+    order, for `product` (kibana or opensearch-dashboards: `saved_objects.PRODUCTS`)."""
+    objects = _objects(index, incident_index, status_index)
+    for obj in objects:
+        obj["migrationVersion"] = {obj["type"]: MIGRATION_VERSIONS[obj["type"]]}
+        if product == "opensearch-dashboards" and obj["type"] == "index-pattern":
+            obj["attributes"].pop("name")  # a Kibana 8 data view field OpenSearch Dashboards refuses
+    return objects
+
+
+def view_field_types(index_kinds: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """{data view id: {field: mapped type}}: what `validate_bundle` checks the objects' fields
+    against, from the index templates siem-gad installs."""
+    kinds = index_kinds or {DATA_VIEW_ID: "alert", INCIDENT_VIEW_ID: "incident", STATUS_VIEW_ID: "status"}
+    return {view: field_types(document_mappings(kind)) for view, kind in kinds.items()}
+
+
+def _objects(index: str, incident_index: str, status_index: str) -> list[dict[str, Any]]:
     data_view = _data_view(DATA_VIEW_ID, index, "siem-gad alerts")
     incident_view = _data_view(INCIDENT_VIEW_ID, incident_index, "siem-gad incidents")
     status_view = _data_view(STATUS_VIEW_ID, status_index, "siem-gad status")
@@ -146,7 +165,8 @@ def to_ndjson(objects: list[dict[str, Any]]) -> str:
 
 
 def import_saved_objects(config: KibanaConfig, ndjson: str) -> dict[str, Any]:
-    """POST the objects to Kibana's saved-objects import API (overwrite); return its answer."""
+    """POST the objects to the saved-objects import API of Kibana or OpenSearch Dashboards
+    (`config.product`; overwrite); return its answer."""
     import urllib.error
     import urllib.request
     import uuid
@@ -160,7 +180,7 @@ def import_saved_objects(config: KibanaConfig, ndjson: str) -> dict[str, Any]:
     boundary = f"siem-gad-{uuid.uuid4().hex}"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"siem-gad.ndjson\"\r\n"
             f"Content-Type: application/ndjson\r\n\r\n{ndjson}\r\n--{boundary}--\r\n").encode()
-    headers = {"kbn-xsrf": "true", "Content-Type": f"multipart/form-data; boundary={boundary}",
+    headers = {PRODUCTS[config.product]["xsrf"]: "true", "Content-Type": f"multipart/form-data; boundary={boundary}",
                **connection.auth_header()}
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     context = connection.ssl_context() if url.startswith("https") else None
@@ -168,9 +188,9 @@ def import_saved_objects(config: KibanaConfig, ndjson: str) -> dict[str, Any]:
         with urllib.request.urlopen(request, timeout=config.request_timeout, context=context) as response:
             answer = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"Kibana answered HTTP {exc.code} to {url}: {exc.read()[:500].decode(errors='replace')}") from None
+        raise RuntimeError(f"{config.product} answered HTTP {exc.code} to {url}: {exc.read()[:500].decode(errors='replace')}") from None
     except OSError as exc:
-        raise RuntimeError(f"cannot reach Kibana at {url}: {exc}") from None
+        raise RuntimeError(f"cannot reach {config.product} at {url}: {exc}") from None
     if not answer.get("success", False):
-        raise RuntimeError(f"Kibana could not import every object: {json.dumps(answer.get('errors', answer))[:1000]}")
+        raise RuntimeError(f"{config.product} could not import every object: {json.dumps(answer.get('errors', answer))[:1000]}")
     return answer

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, abort, g, redirect, render_template, request, url_for
+from flask import Flask, Response, abort, redirect, render_template, request, url_for
 
 from ..timeutil import isoformat, parse_time
 from .stores import PAGE_SIZE, SORTS, VERDICTS, AlertQuery, AlertStore
