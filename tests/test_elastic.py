@@ -78,6 +78,20 @@ def es_config(directory: Path, url: str, flavor: str = "opensearch", *, sink_ext
     return directory / "config.yaml"
 
 
+def evidence_page(config: Path, alert: dict) -> str:
+    """The web view's page of `alert`, served over the config's elasticsearch sink."""
+    from siem_gad.pipeline import App
+    from siem_gad.ui.stores import open_store
+    from siem_gad.ui.web import create_app
+
+    app = App.open(config)
+    try:
+        name, store = open_store(app)
+        return create_app(app, store, sink_name=name).test_client().get(f"/alerts/{alert['_id']}").get_data(as_text=True)
+    finally:
+        app.close()
+
+
 def leaf_fields(doc: dict, prefix: str = "") -> set[str]:
     """Dotted names of every leaf of a document; arrays of objects map like objects."""
     names = set()
@@ -138,6 +152,10 @@ def test_run_reads_events_and_writes_mapped_ecs_alerts_once(tmp_path: Path, clon
         assert name in actual, f"alert field {name} has no mapping"
     assert actual["source.ip"] == "ip" and actual["siem_gad.score"] == "double" and actual["@timestamp"] == "date"
     assert all(a["siem_gad"]["graph"]["nodes"] for a in alerts) and actual["siem_gad.graph"] == "object"
+    page = evidence_page(config, alerts[0])  # the web view fetches the evidence from the source by id
+    for event_id in alerts[0]["siem_gad"]["evidence"]["event_ids"]:
+        assert f"<b>event.id</b> {event_id}</span>" in page
+    assert page.count("<tr><td><span class=\"field\">") == len(alerts[0]["siem_gad"]["evidence"]["event_ids"])
     shown = siem_gad("explain", alerts[0]["_id"], "-c", str(config), env=ENV).stdout  # read back from the index
     assert f"entity   {alerts[0]['siem_gad']['entity']['field']} = {alerts[0]['siem_gad']['entity']['value']}" in shown
 

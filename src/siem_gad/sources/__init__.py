@@ -48,6 +48,12 @@ class Source(Component, ABC):
         may then be processed. Live sources keep the default, False."""
         return False
 
+    def find_events(self, event_ids: list[str]) -> "list[dict] | None":
+        """The events with these `event.id` values, as documents (what the web view shows as an
+        alert's evidence), or None when this source cannot look events up by id: the view then
+        shows the ids. Sources with an index (Elasticsearch) override it."""
+        return None
+
     @abstractmethod
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
         """Events in [start, end) with the cursor that marks them as consumed."""

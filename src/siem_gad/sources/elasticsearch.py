@@ -81,6 +81,15 @@ class ElasticsearchSource(UsesCluster, Source):
             return None, None
         return datetime.fromtimestamp(first / 1000, tz=timezone.utc), horizon
 
+    def find_events(self, event_ids: list[str]) -> list[dict]:
+        """One search for the events by id (the source field that `field_map` maps to `event.id`)."""
+        if not event_ids:
+            return []
+        id_field = next((src for src, ecs in self.params.field_map.items() if ecs == "event.id"), "event.id")
+        body = {"size": len(event_ids), "query": {"bool": {"filter": [*self._filters(), {"terms": {id_field: event_ids}}]}},
+                "sort": [{self.params.time_field: "asc"}]}
+        return [hit["_source"] for hit in self.client.search(body, index=self.params.index)["hits"]["hits"]]
+
     def is_finite(self) -> bool:
         end = self._end()
         return end is not None and end <= utcnow() - self.params.query_delay

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import fields
 from datetime import datetime
@@ -32,6 +33,7 @@ from ..timeutil import isoformat, parse_time
 from .stores import PAGE_SIZE, SORTS, VERDICTS, AlertQuery, AlertStore
 from .svg import evidence_graph_svg, timeline_svg
 
+log = logging.getLogger(__name__)
 COOKIE = "siem_gad_ui"
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; script-src 'none'")
@@ -174,7 +176,23 @@ def create_app(app: Any, store: AlertStore, *, sink_name: str, token: str | None
             "alert.html", alert=document, info=info, verdict=given, top_weight=max(weights, default=0) or 1.0,
             graph=evidence_graph_svg(info.get("graph") or {}), graph_data=info.get("graph") or {},
             entity_key=entity_key(entity.get("field", ""), entity.get("value", "")) if entity else None,
-            incident_id=incident_of(alert_id))
+            incident_id=incident_of(alert_id), events=evidence_events(info))
+
+    def evidence_events(info: dict[str, Any]) -> list[list[tuple[str, Any]]] | None:
+        """The alert's evidence events from its job's source, flattened, or None where the
+        source cannot look them up (or is out of reach: the ids are shown then)."""
+        from ..alerts import flatten
+
+        job = info.get("job")
+        ids = [str(i) for i in (info.get("evidence") or {}).get("event_ids", [])]
+        if job not in app.config.jobs or not ids:
+            return None
+        try:
+            found = app.job(job).source.find_events(ids)
+        except Exception as exc:  # noqa: BLE001 - the page still shows the ids
+            log.warning("evidence of %s: the source could not be searched: %s", info.get("alert_id"), exc)
+            return None
+        return None if found is None else [sorted(flatten(doc).items())[:40] for doc in found]
 
     def incident_of(alert_id: str) -> str | None:
         with app.state.transaction() as db:
