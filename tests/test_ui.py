@@ -208,8 +208,7 @@ def test_values_from_events_render_as_text(client, deployment, alerts):
         assert "script-src 'none'" in answer.headers["Content-Security-Policy"]
     html = client.get(f"/alerts/{HOSTILE_ID}").get_data(as_text=True)
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert "&#34;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#34;" in html or \
-        "&quot;&lt;script&gt;" in html.replace("&#34;", "&quot;")
+    assert "&#34;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#34;" in html  # quotes escaped too
     assert HOSTILE_MESSAGE not in html
 
 

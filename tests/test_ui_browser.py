@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_alerts, require_module, require_program
+from conftest import read_alerts, require_module, require_program, siem_gad
 from ui_support import HOSTILE_ID, HOSTILE_USER, deploy, hostile_alert, serving
 
 CHROMIUM, CHROMEDRIVER = require_program("chromium", "chromedriver", package="chromium chromium-driver")
@@ -134,12 +134,17 @@ def opensearch():
 def test_the_same_pages_with_opensearch_as_the_alert_store(browser, tmp_path_factory, opensearch, shots):
     deployment = deploy(tmp_path_factory.mktemp("ui-opensearch") / "deploy", es_url=opensearch)
     alerts = read_alerts(deployment.parent / "state" / "alerts.jsonl")
+    marked = alerts[0]["siem_gad"]["alert_id"]
+    siem_gad("feedback", marked, "-c", str(deployment), "--verdict", "false_positive")
     pages = {}
     for sink in ("alerts", "siem"):
         with serving(deployment, sink=sink) as url:
+            for verdict in ("false_positive", "true_positive", "none"):
+                browser.get(f"{url}/alerts?verdict={verdict}&per_page=500")
+                pages.setdefault(sink, {})[verdict] = sorted(table_ids(browser))
             browser.get(f"{url}/alerts?sort=riskiest&per_page=20")
             assert f"alerts from {sink}" in browser.find_element(By.CSS_SELECTOR, "header .source").text
-            pages[sink] = {"riskiest": table_ids(browser)}
+            pages[sink]["riskiest"] = table_ids(browser)
             Select(browser.find_element(By.NAME, "detector")).select_by_value("gcn_hmm")
             browser.find_element(By.ID, "apply").click()
             pages[sink]["gcn_hmm"] = table_ids(browser)
@@ -152,6 +157,9 @@ def test_the_same_pages_with_opensearch_as_the_alert_store(browser, tmp_path_fac
             if sink == "siem":
                 browser.get(f"{url}/alerts/{chosen}")
                 browser.save_screenshot(str(shots / "ui-alert-opensearch.png"))
+    assert pages["alerts"]["false_positive"] == pages["siem"]["false_positive"] == [marked]
+    assert pages["alerts"]["true_positive"] == pages["siem"]["true_positive"] == []
+    assert pages["alerts"]["none"] == pages["siem"]["none"] and len(pages["siem"]["none"]) == len(alerts) - 1
     assert pages["alerts"]["riskiest"] == pages["siem"]["riskiest"] and len(pages["siem"]["riskiest"]) == min(20, len(alerts))
     assert pages["alerts"]["gcn_hmm"] == pages["siem"]["gcn_hmm"] != []
     assert pages["alerts"]["graph"] == pages["siem"]["graph"] != []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .related import entity_kind, peers
+from .related import alerted_nodes, entity_kind, peers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,18 +31,6 @@ if TYPE_CHECKING:
     from ..graphs import GraphWindow
 
 MAX_PEERS = 24
-
-
-def alerted_nodes(window: "GraphWindow", explanation: "Explanation", level: str, item: int) -> list[int]:
-    """The window's nodes the alert is about (see the module docstring)."""
-    if window.num_nodes == 0:
-        return []
-    if level == "node":
-        return [item] if item < window.num_nodes else []
-    if level == "edge":
-        return sorted({int(n) for n in window.edge_index[:, item]}) if item < window.num_edges else []
-    index = {(window.node_fields[int(k)], str(v)): n for n, (k, v) in enumerate(zip(window.node_kind, window.node_value))}
-    return [index[(f, str(v))] for f, v in explanation.entity.items() if (f, str(v)) in index][:1]
 
 
 def evidence_graph(window: "GraphWindow", explanation: "Explanation", level: str, item: int,

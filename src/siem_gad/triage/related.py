@@ -52,24 +52,32 @@ class Related:
         return entity_key(self.field, self.value)
 
 
+def alerted_nodes(window: "GraphWindow", explanation: "Explanation", level: str, item: int) -> list[int]:
+    """The window's nodes alert `item` is about: the node, an edge's two ends, or for a
+    window-level alert the node of the entity that moved the window most."""
+    if window.num_nodes == 0:
+        return []
+    if level == "node":
+        return [item] if item < window.num_nodes else []
+    if level == "edge":
+        return list(dict.fromkeys(int(n) for n in window.edge_index[:, item])) if item < window.num_edges else []
+    index = {(window.node_fields[int(k)], str(v)): n for n, (k, v) in enumerate(zip(window.node_kind, window.node_value))}
+    return [index[(f, str(v))] for f, v in explanation.entity.items() if (f, str(v)) in index][:1]
+
+
 def related_entities(window: "GraphWindow", explanation: "Explanation", level: str, item: int) -> list[Related]:
     """The entities alert `item` of `window` touches besides its own entity (see the module)."""
     import numpy as np
 
     own = {entity_key(f, v) for f, v in explanation.entity.items()}
-    if window.num_nodes == 0:
+    alerted = alerted_nodes(window, explanation, level, item)
+    if not alerted:
         return []
     degree = np.bincount(window.edge_index.ravel(), minlength=window.num_nodes) if window.num_edges else \
         np.zeros(window.num_nodes, dtype=np.int64)
     bar = max(HUB_MIN_DEGREE, HUB_FRACTION * window.num_nodes)
-    if level == "node":
-        nodes = peers(window, item)
-    elif level == "edge":
-        nodes = [int(n) for n in window.edge_index[:, item]] if item < window.num_edges else []
-    else:  # a window-level alert: what its entity (the one that moved the window most) touches
-        index = {(window.node_fields[int(k)], str(v)): n for n, (k, v) in enumerate(zip(window.node_kind, window.node_value))}
-        node = next((index[(f, str(v))] for f, v in explanation.entity.items() if (f, str(v)) in index), None)
-        nodes = peers(window, node) if node is not None else []
+    # an edge alert touches the edge's two ends; a node or window alert its node's peers
+    nodes = alerted if level == "edge" else peers(window, alerted[0])
     out, seen = [], set(own)
     for node in nodes:
         (field, value), = window.entity(node).items()

@@ -256,13 +256,13 @@ class ElasticStore:
             filters.append({"wildcard": {"siem_gad.entity.value": {"value": f"*{escape_wildcard(query.entity)}*",
                                                                    "case_insensitive": True}}})
         must_not: list[dict] = []
-        if query.verdict:
-            ids = sorted(i for i, v in verdicts.items() if v == query.verdict) if query.verdict != "none" else []
-            if query.verdict == "none":
-                if verdicts:
-                    must_not.append({"terms": {"siem_gad.alert_id": sorted(verdicts)}})
-            else:
-                filters.append({"terms": {"siem_gad.alert_id": ids or ["-"]}})
+        if query.verdict == "none" and verdicts:
+            must_not.append({"terms": {"siem_gad.alert_id": sorted(verdicts)}})
+        elif query.verdict and query.verdict != "none":
+            ids = sorted(i for i, v in verdicts.items() if v == query.verdict)
+            if not ids:
+                return AlertPage([], 0, query, self.alerts(replace(query, verdict=None, per_page=1), verdicts).facets)
+            filters.append({"terms": {"siem_gad.alert_id": ids}})
         sort = [{"@timestamp": "desc"}, {"siem_gad.alert_id": "asc"}] if query.sort != "riskiest" else \
             [{"event.risk_score": "desc"}, {"@timestamp": "desc"}, {"siem_gad.alert_id": "asc"}]
         body = {"query": {"bool": {"filter": filters, "must_not": must_not}}, "sort": sort,

@@ -23,7 +23,6 @@ import logging
 import secrets
 from dataclasses import fields
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -262,7 +261,3 @@ def create_app(app: Any, store: AlertStore, *, sink_name: str, token: str | None
         return render_template("error.html", code=error.code, message=error.description), error.code
 
     return web
-
-
-def templates_dir() -> Path:
-    return Path(__file__).with_name("templates")
