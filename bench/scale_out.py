@@ -1,16 +1,23 @@
-"""Training and scoring on Ray against the local engine, for one job with four detectors.
+"""Ray against the local engine: training one job with four detectors, the scoring pass at
+scale, and what one run of windows costs in Ray.
 
-    .venv/bin/python bench/scale_out.py [--hosts 300] [--hours 72] [--repeat 2]
+    .venv/bin/python bench/scale_out.py [--part training|scoring|all] [--repeat 2]
+        [--hosts 300 --hours 72] [--scale-hosts 2000 --scale-hours 180] [--baseline-rev REV] [--loaded]
 
-Each measurement is a fresh process on a copy of the same config, whose `network` job has
-`gcn_hmm`, `graph_ae`, `iforest` and `rare_links` (48 training windows of the simulated
-enterprise): `siem-gad train`, then `siem-gad run --once` over every window with the models
-of the local training (scoring; `gcn_hmm`, a sequence model, scores in the driver under every
-engine). Engines: `local`, and `ray` with a local Ray of 1 and of 2 CPUs. Also measured in the
-same run: starting and stopping a local Ray alone, the fixed cost `engine: ray` adds, and the
-cost of one run of windows going through Ray (object store, scheduling, return) against
-scoring it in the driver.
-Prints a Markdown table for docs/scale-out.md (median wall time of `--repeat` runs).
+Every measurement is a fresh process on a copy of the same config (the simulated enterprise).
+
+- `training`: `siem-gad train` of a job with `gcn_hmm`, `graph_ae`, `iforest` and `rare_links`
+  (48 training windows) under `local` and a local Ray of 1 and 2 CPUs, then `run --once` over
+  every window with the local engine's models; also starting a local Ray alone, and one run of
+  windows through Ray (object store, scheduling, return) against scoring it in the driver.
+- `scoring`: the scoring pass on about 5 M events (`--scale-hosts` x `--scale-hours`): models
+  trained once (locally) on the first 24 windows, then `run --once` over every window under
+  `local`, under `local` with the code of `--baseline-rev` (the commit before this change:
+  "local is not slower than before"), and under Ray with 1 and 2 CPUs. Reported: the command's
+  wall time and the pass's own time (the batches' durations, without starting the process and
+  Ray), events per second, and the ratios. `--loaded` repeats the Ray rows with a CPU-bound
+  process running beside them.
+Prints Markdown tables for docs/scale-out.md (medians of `--repeat` runs).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,7 +46,7 @@ ENGINES = {"local": {"engine": "local"}, "ray, 1 CPU": {"engine": "ray", "worker
 RAY_START = "import ray; ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False); ray.shutdown()"
 
 
-def write_config(folder: Path, hosts: int, hours: int, execution: dict) -> Path:
+def write_config(folder: Path, hosts: int, hours: int, execution: dict, detectors: dict | None = None) -> Path:
     folder.mkdir(parents=True)
     (folder / "rules").mkdir()
     config = {"state_dir": "state", "rules_dir": "rules",
@@ -46,15 +54,15 @@ def write_config(folder: Path, hosts: int, hours: int, execution: dict) -> Path:
               "sinks": {"alerts": {"type": "jsonl", "path": "state/alerts.jsonl"}},
               "execution": execution,
               "jobs": {"network": {"source": "sim", "window": "1h", "graph": {"type": "bipartite"},
-                                   "detectors": DETECTORS, "sinks": ["alerts"]}}}
+                                   "detectors": detectors or DETECTORS, "sinks": ["alerts"]}}}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path, env: dict | None = None) -> float:
     began = time.perf_counter()
-    subprocess.run(command, cwd=cwd, capture_output=True, check=True)
+    subprocess.run(command, cwd=cwd, capture_output=True, check=True, env={**os.environ, **(env or {})})
     return time.perf_counter() - began
 
 
@@ -64,6 +72,7 @@ from datetime import timedelta
 import ray
 from siem_gad.detectors.iforest import IsolationForestDetector
 from siem_gad.events import finalize_events
+from siem_gad.execution.arrow import runs_of_events, to_table
 from siem_gad.graphs import WindowGrid
 from siem_gad.graphs.bipartite import BipartiteGraphBuilder
 from siem_gad.simulator import Enterprise
@@ -74,6 +83,8 @@ events = finalize_events(enterprise.events(enterprise.start, enterprise.end), "s
 windows = BipartiteGraphBuilder().build(events, WindowGrid(enterprise.start, timedelta(hours=1), 30))
 detector = IsolationForestDetector().fit(windows[:24])
 run = windows[24:30]  # a run of six one-hour windows
+grid = WindowGrid(enterprise.start, timedelta(hours=1), 30)
+run_events = runs_of_events(events, [(grid.start_ns + 24 * grid.size_ns, grid.start_ns + 30 * grid.size_ns)])[0]
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 noop = ray.remote(lambda run: len(run))
 score = ray.remote(lambda detector, run: detector.score(run))
@@ -90,6 +101,8 @@ def median_ms(action):
 
 print(json.dumps({
     "nodes_per_window": statistics.median(w.num_nodes for w in run),
+    "events": len(run_events),
+    "put_events_ms": median_ms(lambda: ray.put(to_table(run_events))),
     "put_run_ms": median_ms(lambda: ray.put(run)),
     "noop_task_on_a_run_ms": median_ms(lambda: ray.get(noop.remote(ray.put(run)))),
     "score_task_ms": median_ms(lambda: ray.get(score.remote(model, ray.put(run)))),
@@ -99,26 +112,18 @@ ray.shutdown()
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=300)
-    parser.add_argument("--hours", type=int, default=72)
-    parser.add_argument("--repeat", type=int, default=2)
-    args = parser.parse_args()
+def training_part(args: argparse.Namespace) -> None:
     rows, passes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, execution in ENGINES.items():
             times, fits, scoring = [], {}, []
             for run in range(args.repeat):
-                config = write_config(Path(tmp) / f"{label}-{run}".replace(" ", "").replace(",", ""), args.hosts,
-                                      args.hours, execution)
+                config = write_config(Path(tmp) / slug(f"{label}-{run}"), args.hosts, args.hours, execution)
                 times.append(timed([sys.executable, "-m", "siem_gad", "train", "-c", str(config)], config.parent))
                 trained = Path(tmp) / "local-0"  # every engine scores with the local engine's models
-                scored = Path(tmp) / f"score-{label}-{run}".replace(" ", "").replace(",", "")
+                scored = Path(tmp) / slug(f"score-{label}-{run}")
                 shutil.copytree(trained, scored)
-                settings = yaml.safe_load((scored / "config.yaml").read_text())
-                settings["execution"] = execution
-                (scored / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+                set_execution(scored / "config.yaml", execution)
                 scoring.append(timed([sys.executable, "-m", "siem_gad", "run", "-c", str(scored / "config.yaml"),
                                       "--once"], scored))
                 status = subprocess.run([sys.executable, "-m", "siem_gad", "status", "-c", str(config), "--json"],
@@ -136,21 +141,170 @@ def main() -> None:
         print(f"| {label} | {wall:.1f} | {local / wall:.2f}x | " + " | ".join(f"{fits.get(d, float('nan')):.1f}"
                                                                         for d in DETECTORS) + " |")
     print(f"| starting and stopping a local Ray (2 CPUs) alone | {ray_start:.1f} | | | | | |")
-    overhead = json.loads(subprocess.run([sys.executable, "-c", OVERHEAD, str(args.hosts), "20"], capture_output=True,
-                                         text=True, check=True).stdout.strip().splitlines()[-1])
     print()
     print("| engine | `siem-gad run --once` with trained models, wall (s) | vs local |")
     print("|---|---|---|")
     for label, wall in passes.items():
         print(f"| {label} | {wall:.1f} | {passes['local'] / wall:.2f}x |")
+    overhead_part(args)
+
+
+def overhead_part(args: argparse.Namespace) -> None:
+    overhead = json.loads(subprocess.run([sys.executable, "-c", OVERHEAD, str(args.hosts), "20"], capture_output=True,
+                                         text=True, check=True).stdout.strip().splitlines()[-1])
     print()
-    print(f"Per run of 6 windows ({overhead['nodes_per_window']:.0f} nodes a window), warm workers, median of 20 (ms):")
+    print(f"Per run of 6 windows ({overhead['nodes_per_window']:.0f} nodes a window, {overhead['events']} events), "
+          "warm workers, median of 20 (ms):")
     print()
-    print("| putting the run into the object store | a no-op task on it (put + schedule + return) "
-          "| an `iforest` scoring task | the same scoring in the driver |")
-    print("|---|---|---|---|")
-    print(f"| {overhead['put_run_ms']:.1f} | {overhead['noop_task_on_a_run_ms']:.1f} | {overhead['score_task_ms']:.1f} "
-          f"| {overhead['score_locally_ms']:.1f} |")
+    print("| the run's events into the object store as Arrow | its graphs into the object store "
+          "| a no-op task on the graphs (put + schedule + return) | an `iforest` scoring task "
+          "| the same scoring in the driver |")
+    print("|---|---|---|---|---|")
+    print(f"| {overhead['put_events_ms']:.1f} | {overhead['put_run_ms']:.1f} | {overhead['noop_task_on_a_run_ms']:.1f} "
+          f"| {overhead['score_task_ms']:.1f} | {overhead['score_locally_ms']:.1f} |")
+
+
+SCALE_DETECTORS = {"gcn_hmm": {"type": "gcn_hmm", "training": {"windows": 24}},
+                   "graph_ae": {"type": "graph_ae", "training": {"windows": 24}},
+                   "iforest": {"type": "iforest", "training": {"windows": 24}},
+                   "rare_links": {"type": "rare_links", "training": {"windows": 24}}}
+SPIN = "import time\nwhile True:\n    sum(i * i for i in range(10000))\n"
+
+
+def run_sampling_memory(command: list[str], cwd: Path, env: dict | None) -> tuple[float, float, float]:
+    """Run `command`; return its wall time, the driver's peak RSS and the largest Ray worker's
+    peak RSS (MiB), sampled every 0.2 s over the process tree."""
+    import threading
+
+    import psutil
+
+    began = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    peaks = {"driver": 0.0, "worker": 0.0}
+
+    def sample() -> None:
+        root = psutil.Process(process.pid)
+        while process.poll() is None:
+            try:
+                peaks["driver"] = max(peaks["driver"], root.memory_info().rss / 2**20)
+                for child in root.children(recursive=True):
+                    try:  # Ray titles its workers `ray::IDLE`, `ray::score_run` ... (not its agents)
+                        title = " ".join(child.cmdline())
+                        if title.startswith("ray::") and "Agent" not in title:
+                            peaks["worker"] = max(peaks["worker"], child.memory_info().rss / 2**20)
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    if process.wait() != 0:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    sampler.join()
+    return time.perf_counter() - began, peaks["driver"], peaks["worker"]
+
+
+def pass_seconds(folder: Path) -> tuple[float, int]:
+    """The batches' own durations and events, from the state store."""
+    with sqlite3.connect(folder / "state" / "state.sqlite") as db:
+        seconds, events = db.execute("SELECT SUM(duration_s), SUM(events) FROM passes WHERE window_start IS NOT NULL"
+                                     ).fetchone()
+    return float(seconds or 0), int(events or 0)
+
+
+def scoring_part(args: argparse.Namespace) -> None:
+    engines = {"local": ({"engine": "local"}, None)}
+    baseline = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline_rev:
+            baseline = Path(tmp) / "baseline"
+            baseline.mkdir()
+            archive = subprocess.run(["git", "archive", args.baseline_rev, "src"], cwd=ROOT, capture_output=True,
+                                     check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+            engines[f"local, {args.baseline_rev} (before)"] = ({"engine": "local"}, {"PYTHONPATH": str(baseline / "src")})
+            # its numba kernels compile (and cache) once here, as this tree's did long ago
+            warm = write_config(Path(tmp) / "warm", 20, 30, {"engine": "local"}, SCALE_DETECTORS).parent
+            for command in ("train", "run"):
+                timed([sys.executable, "-m", "siem_gad", command, "-c", str(warm / "config.yaml"),
+                       *(["--once"] if command == "run" else [])], warm, {"PYTHONPATH": str(baseline / "src")})
+        engines["ray, 1 CPU"] = ({"engine": "ray", "workers": 1}, None)
+        engines["ray, 2 CPUs"] = ({"engine": "ray", "workers": 2}, None)
+        trained = write_config(Path(tmp) / "trained", args.scale_hosts, args.scale_hours, {"engine": "local"},
+                               SCALE_DETECTORS).parent
+        train_s = timed([sys.executable, "-m", "siem_gad", "train", "-c", str(trained / "config.yaml")], trained)
+        rows = {}
+        loads = [False, True] if args.loaded else [False]
+        for loaded in loads:
+            for label, (execution, env) in engines.items():
+                if loaded and not label.startswith("ray"):
+                    continue
+                walls, own, driver_mib, worker_mib = [], [], [], []
+                for run in range(args.repeat):
+                    folder = Path(tmp) / slug(f"{label}-{loaded}-{run}")
+                    shutil.copytree(trained, folder)
+                    set_execution(folder / "config.yaml", execution)
+                    spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if loaded else None
+                    try:
+                        wall, driver, worker = run_sampling_memory(
+                            [sys.executable, "-m", "siem_gad", "run", "-c", str(folder / "config.yaml"), "--once"],
+                            folder, env)
+                        walls.append(wall)
+                        driver_mib.append(driver)
+                        worker_mib.append(worker)
+                    finally:
+                        if spinner:
+                            spinner.kill()
+                    seconds, events = pass_seconds(folder)
+                    own.append(seconds)
+                    shutil.rmtree(folder)
+                rows[label + (", loaded" if loaded else "")] = (statistics.median(walls), statistics.median(own), events,
+                                                                max(driver_mib), max(worker_mib))
+    print(f"Scoring pass: {args.scale_hosts} hosts x {args.scale_hours} h = {events / 1e6:.2f} M events, "
+          f"{args.scale_hours} one-hour windows, 4 detectors; {os.cpu_count()} cores, median of {args.repeat}; "
+          f"models trained locally once ({train_s:.0f} s)")
+    print()
+    print("| engine | `run --once` wall (s) | the pass alone (s) | events/s (pass) | pass vs local | pass vs ray 1 CPU "
+          "| wall vs ray 1 CPU | driver peak RSS (MiB) | largest worker peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    local = rows["local"][1]
+    for label, (wall, seconds, events, driver, worker) in rows.items():
+        one_wall, one_pass = rows["ray, 1 CPU" + (", loaded" if label.endswith("loaded") else "")][:2]
+        print(f"| {label} | {wall:.1f} | {seconds:.1f} | {events / seconds:,.0f} | {local / seconds:.2f}x "
+              f"| {one_pass / seconds:.2f}x | {one_wall / wall:.2f}x | {driver:,.0f} | {worker:,.0f} |")
+
+
+def slug(label: str) -> str:
+    return label.replace(" ", "").replace(",", "").replace("(", "").replace(")", "")
+
+
+def set_execution(config: Path, execution: dict) -> None:
+    settings = yaml.safe_load(config.read_text())
+    settings["execution"] = execution
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["training", "scoring", "overhead", "all"], default="all")
+    parser.add_argument("--hosts", type=int, default=300)
+    parser.add_argument("--hours", type=int, default=72)
+    parser.add_argument("--scale-hosts", type=int, default=2000)
+    parser.add_argument("--scale-hours", type=int, default=180)
+    parser.add_argument("--baseline-rev", default=None, help="a commit whose local engine the scoring part also runs")
+    parser.add_argument("--loaded", action="store_true", help="repeat the scoring part's Ray rows beside a busy process")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    if args.part in ("training", "all"):
+        training_part(args)
+    elif args.part == "overhead":
+        overhead_part(args)
+    if args.part in ("scoring", "all"):
+        print()
+        scoring_part(args)
 
 
 if __name__ == "__main__":

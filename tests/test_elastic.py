@@ -396,3 +396,36 @@ def test_a_conflicting_index_mapping_is_refused_naming_the_field_and_both_types(
     deploy = tmp_path / "deploy"
     out = siem_gad("setup", "-c", str(es_config(deploy, clone_url)), cwd=deploy, check=False)
     assert out.returncode != 0 and "source.ip: index siem-gad-alerts maps it as text, the template as ip" in out.stderr
+
+
+def test_on_ray_the_workers_read_the_index_in_slices_and_the_alerts_are_the_local_ones(tmp_path: Path, base):
+    """`engine: ray`: each run of windows is read from the server by a worker's own copy of the
+    source (its own client and point in time), built there, and the alert documents written
+    from the driver equal those of the local engine."""
+    from conftest import require_module
+    from siem_gad.pipeline import App
+    from siem_gad.scheduler import run_once
+
+    require_module("ray", extra="ray")
+    import threading
+
+    documents = {}
+    for engine in ("local", "ray"):
+        clone = base.clone()
+        try:
+            config = es_config(tmp_path / engine, clone.url, job_extra={"batch_windows": 8})
+            settings = yaml.safe_load(config.read_text())
+            settings["execution"] = {"engine": engine, "workers": 2}
+            config.write_text(yaml.safe_dump(settings, sort_keys=False))
+            app = App.open(config)
+            try:
+                assert all(o.status == "ok" for o in run_once(app, ["flows"], threading.Event()))
+                if engine == "ray":
+                    assert app.executor().built_runs >= 2 and app.source("siem").splittable
+            finally:
+                app.close()
+            documents[engine] = {d["_id"]: (d["siem_gad"]["score"], d["siem_gad"]["evidence"]["event_ids"])
+                                 for d in alert_docs(clone.url)}
+        finally:
+            clone.close()
+    assert documents["ray"] == documents["local"] and documents["local"]

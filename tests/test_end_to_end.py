@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from siem_gad.simulator import Enterprise
 
-from conftest import ROOT, make_config, read_alerts, siem_gad
+from conftest import ROOT, make_config, read_alerts, require_module, siem_gad
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +142,13 @@ def committed_watermark(deploy: Path) -> str | None:
     return row[0] if row else None
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
-def test_interrupted_run_resumes_with_the_same_alerts(tmp_path: Path, signum: int):
+@pytest.mark.parametrize("signum, engine", [(signal.SIGKILL, "local"), (signal.SIGTERM, "local"),
+                                            (signal.SIGKILL, "ray")], ids=["SIGKILL", "SIGTERM", "SIGKILL-ray"])
+def test_interrupted_run_resumes_with_the_same_alerts(tmp_path: Path, signum: int, engine: str):
+    """Killed between commits, a run resumes from its checkpoint with the uninterrupted run's
+    alerts; also a driver on Ray (its batches read, built and scored by Ray workers)."""
+    if engine == "ray":
+        require_module("ray", extra="ray")
     reference = tmp_path / "reference"
     make_config(reference)
     expected = run_to_completion(reference)
@@ -152,7 +157,7 @@ def test_interrupted_run_resumes_with_the_same_alerts(tmp_path: Path, signum: in
     # The interrupted run commits every 2 windows, the reference every 6: the alerts must not
     # depend on where batches (or crashes) fall.
     deploy = tmp_path / "interrupted"
-    make_config(deploy)
+    make_config(deploy, extra={"execution": {"engine": engine, "workers": 2}})
     text = (deploy / "config.yaml").read_text().replace("batch_windows: 6", "batch_windows: 2")
     (deploy / "config.yaml").write_text(text)
     (deploy / "plugins").mkdir()

@@ -40,6 +40,13 @@ class Component:
         self.host = host
         return self
 
+    def detached(self, **overrides: object) -> "Component":
+        """A copy with the same parameters (and `overrides`) and name, but no state store, host or
+        open connection: what goes to another process (a Ray worker), which opens its own."""
+        copy = type(self)(**{**self.params.model_dump(), **overrides})
+        copy.name = self.name
+        return copy
+
     @property
     def state_dir(self) -> Path | None:
         return self.state.dir if self.state is not None else None

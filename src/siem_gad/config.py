@@ -119,6 +119,8 @@ class ExecutionConfig(Strict):
     address: str | None = Field(None, description="Ray cluster to join (ray://host:10001 or auto); "
                                                    "default: start a local Ray with `workers` CPUs")
     workers: int | None = Field(None, ge=1, le=4096, description="CPUs of the local Ray; default: every core")
+    shards: int | None = Field(None, ge=1, le=4096, description="actors over which a keyed baseline (rare_links' "
+                                                               "link table) is split; default: one per CPU")
 
 
 class AppConfig(Strict):

@@ -39,7 +39,8 @@ from .yamlfile import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .execution import LocalExecutor, RayExecutor
+    from .execution import LocalExecutor, WindowBatch
+    from .execution.ray_engine import RayExecutor
 
     from .graphs import GraphBuilder, GraphWindow
     from .sinks import Sink
@@ -132,16 +133,6 @@ class PassOutcome:
     quarantined: int = 0  # malformed records the source set aside during this pass
     stopped_by_feedback: int = 0  # alerts analysts' false-positive verdicts stopped
     watermark: datetime | None = None
-
-
-@dataclass
-class WindowBatch:
-    """The events of a time range and the window graphs built from them."""
-
-    events: "pd.DataFrame"
-    windows: list["GraphWindow"]
-    cursor: dict | None
-    stats: dict
 
 
 @dataclass
@@ -258,15 +249,17 @@ class JobRunner:
                                      progress=progress)
 
     # ------------------------------------------------------------------ data
-    def read_windows(self, start: datetime, end: datetime, cursor: dict | None) -> WindowBatch:
+    def read_windows(self, start: datetime, end: datetime, cursor: dict | None, keep_events: bool = False) -> "WindowBatch":
         """Read [start, end), run the enrich_events hooks and build one graph per window: the one
-        way the pass, training and `evaluate` turn the source's events into windows."""
+        way the pass, training and `evaluate` turn the source's events into windows, here or on
+        the executor's workers. The batch keeps the events when `keep_events` (or when they
+        were read here anyway)."""
+        from .execution import BuildTask
         from .graphs import WindowGrid
 
-        result = self.source.read(start, end, cursor)
-        events = self.enrich(result.events)
         grid = WindowGrid(start, self.window, int((end - start) / self.window))
-        return WindowBatch(events, self.builder.build(events, grid), result.cursor, {**result.stats, "events": len(events)})
+        enrich = self.enrich if self.app.host.implements("enrich_events") else None
+        return self.app.executor().build(BuildTask(self.source, self.builder, grid, cursor, enrich, keep_events))
 
     def enrich(self, events: "pd.DataFrame") -> "pd.DataFrame":
         """Run the `enrich_events` hooks over a batch of events."""

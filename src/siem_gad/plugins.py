@@ -272,6 +272,11 @@ class PluginHost:
         return registries
 
     # ----------------------------------------------------------------- event hooks
+    def implements(self, hook: str) -> bool:
+        """True when some plugin implements `hook` (the Ray engine keeps `enrich_events` in the
+        driver, where the plugins are loaded, and only then reads there)."""
+        return bool(getattr(self.pm.hook, hook).get_hookimpls())
+
     def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of `hook` separately; a raising plugin is reported and skipped."""
         results = []

@@ -106,6 +106,10 @@ class Detector(ABC):
         self.metrics_: dict[str, Any] = {}
         self.stream_state_: dict[str, Any] | None = None
         self.score_reference_: list[float] = []  # quantiles of the reference scores (risk.py)
+        # What the last `score` left for `explain`, keyed by window start (a sequence detector's
+        # filtered steps). The Ray engine scores in a worker and explains in the driver, so it
+        # brings this back with the scores: explanations do not depend on where scoring ran.
+        self.explain_cache: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ estimator API
     @abstractmethod

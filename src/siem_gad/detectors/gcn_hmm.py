@@ -89,7 +89,7 @@ class GcnHmmDetector(Detector):
         self.metrics_ = {"training_windows": len(train), "final_loss": losses[-1], "first_loss": losses[0],
                          "states": states, "hmm_dims": dims, "occupancy": self.occupancy_.round(3).tolist(),
                          "train_score_median": float(np.median(scores))}
-        self._cache: dict[str, dict[str, Any]] = {}
+        self.explain_cache = {}
         return self
 
     # ------------------------------------------------------------------ pieces
@@ -144,10 +144,10 @@ class GcnHmmDetector(Detector):
         alpha = self._resume(windows[0]) if windows else None
         scores, steps = self._filter(observed, present, alpha)
         z_iter = iter(embeddings)
-        self._cache = {}
+        self.explain_cache = {}
         for window, step in zip(windows, steps):
             if step:
-                self._cache[isoformat(window.start)] = {**step, "z": next(z_iter)}
+                self.explain_cache[isoformat(window.start)] = {**step, "z": next(z_iter)}
         if windows:
             last_alpha = np.log(np.clip(steps[-1]["posterior"], 1e-300, None)) if steps[-1] else None
             if last_alpha is not None:
@@ -162,10 +162,10 @@ class GcnHmmDetector(Detector):
         return np.asarray(state["alpha"], dtype=np.float64)
 
     def explain(self, window: GraphWindow, item: int = 0, top_k: int = 5) -> Explanation:
-        step = self._cache.get(isoformat(window.start))
+        step = self.explain_cache.get(isoformat(window.start))
         if step is None:  # explained without a preceding score(): treat it as a fresh sequence
             self.score([window])
-            step = self._cache[isoformat(window.start)]
+            step = self.explain_cache[isoformat(window.start)]
         contributions = self._node_contributions(step["z"], step["y"], step["posterior"])
         order = np.argsort(-contributions)[:top_k]
         contributors = [{"name": window.node_fields[int(window.node_kind[i])], "value": str(window.node_value[i]),
@@ -217,4 +217,4 @@ class GcnHmmDetector(Detector):
             setattr(self, f"{name}_", state[name].numpy())
         self.feature_mean_ = self.feature_mean_.astype(np.float32)
         self.feature_std_ = self.feature_std_.astype(np.float32)
-        self._cache = {}
+        self.explain_cache = {}

@@ -141,16 +141,16 @@ class LstmAeDetector(Detector):
             past = [past[0]] * (p.sequence - len(past)) + past  # pad a short history with its first window
             sequences.append(np.stack(past))
         errors = self._errors(torch.from_numpy(np.stack(sequences).astype(np.float32)))
-        self._cache = {isoformat(w.start): e for w, e in zip(windows, errors)}
+        self.explain_cache = {isoformat(w.start): e for w, e in zip(windows, errors)}
         self.stream_state_ = {"history": [v.tolist() for v in series[-(p.sequence - 1):]],
                               "next_window": isoformat(windows[-1].end)}
         return [np.array([e.mean()]) for e in errors]
 
     def explain(self, window: GraphWindow, item: int = 0, top_k: int = 5) -> Explanation:
-        errors = self._cache.get(isoformat(window.start))
+        errors = self.explain_cache.get(isoformat(window.start))
         if errors is None:
             self.score([window])
-            errors = self._cache[isoformat(window.start)]
+            errors = self.explain_cache[isoformat(window.start)]
         raw = window_vector(window, self.width_)
         order = np.argsort(-errors)[:top_k]
         contributors = [{"name": self.feature_names_[i], "value": round(float(raw[i]), 3),

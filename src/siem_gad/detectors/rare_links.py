@@ -32,11 +32,12 @@ from pydantic import Field
 
 from ..graphs import GraphWindow
 from . import Detector, DetectorParams, Explanation
+from .baselines import KeyedBaseline, look_up
 
 SEPARATOR = "\x1f"  # joins the two ends of a link into one key; never part of an entity value
 
 
-class RareLinksDetector(Detector):
+class RareLinksDetector(KeyedBaseline, Detector):
     level = "node"
 
     class Params(DetectorParams):
@@ -44,30 +45,32 @@ class RareLinksDetector(Detector):
 
     # ------------------------------------------------------------------ links of a window
     @staticmethod
-    def _links(window: GraphWindow) -> tuple[np.ndarray, np.ndarray]:
-        """(key per edge, events per edge) of a window."""
+    def _keys(window: GraphWindow) -> np.ndarray:
+        """The link key of each edge of a window: `kind:value` of both ends."""
         if window.kind_features is not None:
             raise ValueError("rare_links scores links between two entities; heterogeneous graphs (host_flow) have "
                              "a node per flow: use bipartite or temporal")
         src, dst = window.edge_index
         ends = np.char.add(window.node_kind.astype(str), ":")
         ends = np.char.add(ends, window.node_value.astype(str))
-        keys = np.char.add(np.char.add(ends[src], SEPARATOR), ends[dst])
+        return np.char.add(np.char.add(ends[src], SEPARATOR), ends[dst])
+
+    @staticmethod
+    def _events(window: GraphWindow) -> np.ndarray:
+        """The events on each edge of a window."""
         if "events" in window.edge_feature_names:
             logged = window.edge_attr[:, window.edge_feature_names.index("events")].astype(np.float64)
-            events = np.rint(np.expm1(logged))  # counts: undo the float32 rounding of log1p
-        else:
-            events = np.ones(window.num_edges)
-        return keys, events
+            return np.rint(np.expm1(logged))  # counts: undo the float32 rounding of log1p
+        return np.ones(window.num_edges)
 
     # ------------------------------------------------------------------ fit / score
     def fit(self, windows: list[GraphWindow], progress: bool = False) -> "RareLinksDetector":
         if not windows:
             raise ValueError("rare_links needs training windows")
-        keys, events = zip(*(self._links(w) for w in windows))
-        links, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+        links, inverse = np.unique(np.concatenate([self._keys(w) for w in windows]), return_inverse=True)
         self.links_ = links
-        self.rate_ = np.bincount(inverse, weights=np.concatenate(events), minlength=len(links)) / len(windows)
+        events = np.concatenate([self._events(w) for w in windows])
+        self.rate_ = np.bincount(inverse, weights=events, minlength=len(links)) / len(windows)
         self.training_windows_ = len(windows)
         train_scores = np.concatenate([self._node_scores(w) for w in windows])
         self.threshold_ = self.threshold_from(train_scores)
@@ -75,18 +78,11 @@ class RareLinksDetector(Detector):
                          "training_nodes": int(len(train_scores)), "unseen_link_score": float(-np.log(self.params.prior))}
         return self
 
-    def _rates(self, keys: np.ndarray) -> np.ndarray:
-        """Training events per window of each link (0 for links never seen)."""
-        if not len(self.links_):
-            return np.zeros(len(keys))
-        at = np.minimum(np.searchsorted(self.links_, keys), len(self.links_) - 1)
-        return np.where(self.links_[at] == keys, self.rate_[at], 0.0)
-
-    def _surprisal(self, window: GraphWindow) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score, events, training rate) per edge of a window."""
-        keys, events = self._links(window)
-        rates = self._rates(keys)
-        return -np.log(rates + self.params.prior), events, rates
+    def _surprisal(self, window: GraphWindow, rates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(score, events, training rate) per edge of a window; `rates` when already looked up."""
+        if rates is None:
+            rates = look_up(self.links_, self.rate_, self._keys(window))
+        return -np.log(rates + self.params.prior), self._events(window), rates
 
     def score_edges(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """Per edge: -log(training events per window on its link + prior)."""
@@ -97,14 +93,29 @@ class RareLinksDetector(Detector):
         self.check_fitted()
         return [self._node_scores(w) for w in windows]
 
-    def _node_scores(self, window: GraphWindow) -> np.ndarray:
+    def _node_scores(self, window: GraphWindow, rates: np.ndarray | None = None) -> np.ndarray:
         """Per entity: the event-weighted mean surprisal of its links."""
-        surprisal, events, _ = self._surprisal(window)
+        surprisal, events, _ = self._surprisal(window, rates)
         src, dst = window.edge_index
         n = window.num_nodes
         weight = np.bincount(src, events, n) + np.bincount(dst, events, n)
         total = np.bincount(src, events * surprisal, n) + np.bincount(dst, events * surprisal, n)
         return np.divide(total, weight, out=np.zeros(n), where=weight > 0)
+
+    # ------------------------------------------------------------------ the link table, shardable
+    def baseline_table(self) -> tuple[np.ndarray, np.ndarray]:
+        self.check_fitted()
+        return self.links_, self.rate_
+
+    def baseline_entity(self, keys: np.ndarray) -> np.ndarray:
+        """A link's source entity: all links of a source go to one shard."""
+        return np.char.partition(keys.astype(str), SEPARATOR)[:, 0] if len(keys) else keys.astype(str)
+
+    def baseline_keys(self, window: GraphWindow) -> np.ndarray:
+        return self._keys(window)
+
+    def score_from_baseline(self, window: GraphWindow, values: np.ndarray) -> np.ndarray:
+        return self._node_scores(window, values)
 
     # ------------------------------------------------------------------ explanation
     def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:

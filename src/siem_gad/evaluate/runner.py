@@ -81,7 +81,7 @@ def _evaluate_job(app: "App", runner: "JobRunner", result: Evaluation, label_fie
     finish = (align_up(end, runner.window) if end else plan.last_end)
     if begin is None or finish is None or finish <= begin:
         raise EvaluationError(f"job {runner.name}: the source holds no events in the range to evaluate")
-    batch = runner.read_windows(begin, finish, None)
+    batch = runner.read_windows(begin, finish, None, keep_events=True)
     events, windows = batch.events, batch.windows
     if events.empty:
         raise EvaluationError(f"job {runner.name}: no events between {isoformat(begin)} and {isoformat(finish)}")

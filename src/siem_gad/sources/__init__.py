@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..components import Component
 
@@ -34,6 +34,17 @@ class ReadResult:
 
 class Source(Component, ABC):
     """Base class for event sources; see the module docstring for the contract."""
+
+    splittable: ClassVar[bool] = False
+    """True when reads of consecutive ranges, each in a fresh copy of the source
+    (`detached()`), give together exactly the events of one read of their union, with no side
+    effect in this process (no quarantine file, no offsets): the Ray engine then reads runs of
+    windows on the workers, in parallel. Files and listeners read in order and stay False."""
+
+    def join_cursors(self, cursors: list[Cursor]) -> Cursor:
+        """The cursor of one read of consecutive ranges, from the cursors of their split reads
+        in order (only the first was given the checkpoint's cursor). Default: the last one."""
+        return cursors[-1]
 
     @abstractmethod
     def bounds(self, cursor: Cursor) -> tuple[datetime | None, datetime | None]:

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 class ElasticsearchSource(UsesCluster, Source):
     """Events from an index pattern or data stream, through a PIT and search_after."""
 
+    splittable = True  # a time range is one query; workers open their own client and PIT
+
     class Params(ConnectionParams):
         index: str = Field(..., description="index pattern, alias or data stream, e.g. logs-*")
         query: dict[str, Any] | None = Field(None, description="query DSL that selects the events (a filter)")
@@ -106,6 +108,11 @@ class ElasticsearchSource(UsesCluster, Source):
         events = columns.frame(self.params.time_field)
         events = finalize_events(events, self.name) if len(events) else empty_events()
         return ReadResult(events, {"sort": last_sort, "until": isoformat(end)}, {"read": len(events), "pages": pages})
+
+    def join_cursors(self, cursors: list[Cursor]) -> Cursor:
+        """The last run's cursor, with the sort values of the last run that read anything."""
+        last_sort = next((c.get("sort") for c in reversed(cursors) if c and c.get("sort") is not None), None)
+        return {**cursors[-1], "sort": last_sort}
 
     # ------------------------------------------------------------------ paging
     def _pages(self, start: datetime, end: datetime):

@@ -17,6 +17,8 @@ from . import Cursor, ReadResult, Source
 class SimulateSource(Source):
     """Deterministic synthetic events with labeled attacks (`labels.attack`)."""
 
+    splittable = True  # every hour is generated from the seed alone
+
     class Params(Params):
         seed: int = 7
         hosts: int = Field(40, ge=10, le=100_000, description="number of workstations")
