@@ -78,7 +78,8 @@ class RareLinksDetector(KeyedBaseline, Detector):
                          "training_nodes": int(len(train_scores)), "unseen_link_score": float(-np.log(self.params.prior))}
         return self
 
-    def _surprisal(self, window: GraphWindow, rates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _surprisal(self, window: GraphWindow,
+                   rates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(score, events, training rate) per edge of a window; `rates` when already looked up."""
         if rates is None:
             rates = look_up(self.links_, self.rate_, self._keys(window))

@@ -123,7 +123,8 @@ class RayExecutor:
         events = pd.concat([to_frame(table, dtypes) for _, table, dtypes, *_ in parts], ignore_index=True) \
             if task.keep_events else None
         windows = self._keep_views([windows for windows, *_ in parts], [view for _, view in sent])
-        return WindowBatch(events, windows, task.source.join_cursors([cursor for _, _, _, cursor, _, _ in parts]), stats)
+        cursor = task.source.join_cursors([cursor for _, _, _, cursor, _, _ in parts])
+        return WindowBatch(events, windows, cursor, stats)
 
     def _build_on_workers(self, task: BuildTask, builder: Any, grids: list) -> WindowBatch:
         from .arrow import runs_of_events, to_table
