@@ -21,7 +21,8 @@ webdriver = require_module("selenium.webdriver", extra="test")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,15 @@ def table_ids(driver) -> list[str]:
     return [row.get_attribute("data-alert-id") for row in driver.find_elements(By.CSS_SELECTOR, "#alerts tbody tr[data-alert-id]")]
 
 
+def follow(driver, element) -> None:
+    """Click `element` (a link or a submit button) and wait until the next page has loaded:
+    reading the old page's rows while the new one replaces it finds stale elements."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def no_dialog(driver) -> bool:
     try:
         driver.switch_to.alert
@@ -75,14 +85,14 @@ def test_list_filter_open_an_alert_its_graph_and_the_entity_timeline(browser, de
         Select(browser.find_element(By.NAME, "detector")).select_by_value("iforest")
         Select(browser.find_element(By.NAME, "sort")).select_by_value("riskiest")
         browser.find_element(By.NAME, "entity").send_keys(chosen["siem_gad"]["entity"]["value"])
-        browser.find_element(By.ID, "apply").click()
+        follow(browser, browser.find_element(By.ID, "apply"))
         shown = table_ids(browser)
         by_id = {a["siem_gad"]["alert_id"]: a for a in alerts}
         assert chosen["siem_gad"]["alert_id"] in shown
         assert all(by_id[i]["siem_gad"]["detector"] == "iforest" for i in shown)
 
         row = browser.find_element(By.CSS_SELECTOR, f'tr[data-alert-id="{chosen["siem_gad"]["alert_id"]}"] a.open')
-        row.click()
+        follow(browser, row)
         assert chosen["siem_gad"]["alert_id"] in browser.title
         alerted = browser.find_elements(By.CSS_SELECTOR, "svg.evidence-graph g.node.alerted")
         assert [n.get_attribute("data-entity") for n in alerted] == [chosen["siem_gad"]["entity"]["value"]]
@@ -95,7 +105,7 @@ def test_list_filter_open_an_alert_its_graph_and_the_entity_timeline(browser, de
         browser.execute_script("arguments[0].scrollIntoView()", graph)
         graph.screenshot(str(shots / "ui-evidence-graph.png"))
 
-        browser.find_element(By.ID, "entity-link").click()
+        follow(browser, browser.find_element(By.ID, "entity-link"))
         charts = browser.find_elements(By.CSS_SELECTOR, "#timeline .chart")
         assert "iforest" in [c.get_attribute("data-detector") for c in charts]
         assert browser.find_elements(By.CSS_SELECTOR, "svg.timeline circle.alerted")
@@ -146,7 +156,7 @@ def test_the_same_pages_with_opensearch_as_the_alert_store(browser, tmp_path_fac
             assert f"alerts from {sink}" in browser.find_element(By.CSS_SELECTOR, "header .source").text
             pages[sink]["riskiest"] = table_ids(browser)
             Select(browser.find_element(By.NAME, "detector")).select_by_value("gcn_hmm")
-            browser.find_element(By.ID, "apply").click()
+            follow(browser, browser.find_element(By.ID, "apply"))
             pages[sink]["gcn_hmm"] = table_ids(browser)
             chosen = pages[sink]["riskiest"][0]
             browser.get(f"{url}/alerts/{chosen}")
