@@ -89,7 +89,7 @@ def run_job(directory: Path, engine: str, jobs: dict | None = None, rules: dict 
         assert all(o.status == "ok" for o in outcomes), outcomes
         assert app.executor().engine == engine
         if engine == "ray":  # windows read and built on the workers, and scored there
-            assert app.executor().built_runs > 0
+            assert app.executor().built_runs > 0 and app.executor().scored_runs > 0
         thresholds = {f"{job}/{name}": app.state.latest_model(job, name).metrics["threshold"]
                       for job, spec in app.config.jobs.items() for name in spec.detectors}
     finally:
