@@ -113,7 +113,7 @@ def test_malformed_csv_through_the_whole_job(tmp_path: Path):
     deploy = tmp_path / "deploy"
     deploy.mkdir()
     data = deploy / "events.csv"
-    siem_gad("simulate", "--out", str(data), "--hours", "30", "--hosts", "12")
+    siem_gad("simulate", "--out", str(data), "--hours", "36", "--hosts", "12")  # 24 to train on, 12 to alert on
     with data.open("ab") as handle:
         handle.write(b"garbage\n\x00\xff\n2026-01-06T05:00:00Z,only,three\nnot-a-time" + b",x" * 12 + b"\n")
     config = make_config(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import roc_auc_score
 
 from siem_gad.simulator import Enterprise
@@ -94,6 +95,28 @@ def test_repeating_the_run_writes_nothing_twice(default_run):
     assert len(read_alerts(deploy / "state" / "alerts.jsonl")) == len(alerts)
     status = siem_gad("status", "-c", str(deploy / "config.yaml")).stdout
     assert "checkpoint 2026-01-08T00:00:00Z" in status and "gcn_hmm (gcn_hmm): v1 current" in status
+
+
+def test_windows_a_model_was_fitted_on_are_scored_but_raise_no_alerts(default_run, tmp_path: Path):
+    import json
+
+    deploy, alerts = default_run
+    jobs = {j["job"]: j for j in json.loads(siem_gad("status", "-c", str(deploy / "config.yaml"), "--json").stdout)}
+    trained_until = {(job, m["detector"]): m["trained_on"].split(" .. ")[1] for job, j in jobs.items() for m in j["models"]}
+    assert trained_until[("network", "gcn_hmm")] == "2026-01-07T00:00:00Z"  # 48 hourly windows from 2026-01-05
+    for alert in alerts:
+        sg = alert["siem_gad"]
+        assert sg["window"]["start"] >= trained_until[(sg["job"], sg["detector"])], alert["message"]
+    first = min(jobs["network"]["passes"], key=lambda p: p["window_start"])
+    assert first["alerts"] == 0 and "24 training window(s) scored, not alerted" in first["message"]
+    # Asked to, the same job alerts on its training windows too (a backfill over history).
+    config = make_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["jobs"]["network"]["alert_training_windows"] = True
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    siem_gad("run", "-c", str(config), "--once")
+    backfilled = read_alerts(tmp_path / "state" / "alerts.jsonl")
+    assert any(a["siem_gad"]["window"]["start"] < "2026-01-06T00:00:00Z" for a in backfilled)  # 24 windows from 01-05
 
 
 def test_a_detector_waits_plainly_for_training_data(tmp_path: Path):
@@ -203,4 +226,5 @@ def test_scheduler_runs_jobs_until_a_signal(tmp_path: Path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert "scheduler started: network every 0:00:01" in stderr and "scheduler stopped" in stderr
-    assert len(read_alerts(tmp_path / "state" / "alerts.jsonl")) == 36  # top 1 in each of the 36 windows
+    # top 1 in each of the 12 windows after the 24 the model was fitted on (those raise none)
+    assert len(read_alerts(tmp_path / "state" / "alerts.jsonl")) == 12

@@ -107,6 +107,30 @@ def test_gcn_hmm_scores_do_not_depend_on_pass_boundaries(sim_windows):
     np.testing.assert_allclose(np.concatenate([first, second]), whole)
 
 
+def test_gcn_hmm_does_not_carry_an_outlier_window_into_the_regime(sim_windows):
+    """After an alerting window the filter goes on from its prediction, as if that window had
+    held no data: the normal windows after an attack score as they would without it."""
+    from dataclasses import replace
+
+    enterprise, _, windows = sim_windows
+    detector = GcnHmmDetector(epochs=30).fit(windows[:24])
+    scan = enterprise.attack_hours()["port_scan"][0]
+    scores = np.concatenate(detector.score(windows[scan:scan + 4]))
+    assert scores[0] >= detector.threshold_
+    assert detector.explain(windows[scan]).extra["state_held"]
+    empty = replace(windows[scan], node_kind=windows[scan].node_kind[:0], node_value=windows[scan].node_value[:0],
+                    x=windows[scan].x[:0], edge_index=windows[scan].edge_index[:, :0],
+                    edge_attr=windows[scan].edge_attr[:0])
+    detector.stream_state_ = None
+    without = np.concatenate(detector.score([empty, *windows[scan + 1:scan + 4]]))
+    np.testing.assert_allclose(scores[1:], without[1:])
+    # with the state conditioned on the attack window, the windows after it score otherwise
+    detector.set_params(hold_state_on_outliers=False)
+    detector.stream_state_ = None
+    plain = np.concatenate(detector.score(windows[scan:scan + 4]))
+    assert plain[0] == pytest.approx(scores[0]) and not np.allclose(plain[1:], scores[1:])
+
+
 def test_gcn_hmm_ranks_attack_windows_and_names_the_attacker(sim_windows):
     enterprise, _, windows = sim_windows
     detector = GcnHmmDetector(epochs=40).fit(windows[:24])

@@ -69,6 +69,24 @@ def test_incidents_follow_the_documented_links(tmp_path: Path):
                       frozenset({"a006"}), frozenset({"a007"})}
 
 
+def test_a_group_opens_as_an_incident_when_corroboration_lifts_it_to_open_at(tmp_path: Path):
+    """Risk-based alerting: one medium alert waits on watch; a second rule's alert about the
+    same address lifts the group to 75 (noisy-OR of 50 and 50) and it opens, under the same id."""
+    store = StateStore(tmp_path)
+    with store.transaction() as db:
+        book = IncidentBook(db, timedelta(hours=24), open_at=75.0)
+        book.fold([record(0, 10, {"source.ip": "10.0.0.5"}, risk=50.0),
+                   record(1, 11, {"source.ip": "10.0.0.8"}, risk=80.0)])
+        [watched] = [d for d in book.incidents(everything=True) if d["siem_gad"]["incident"]["status"] == "watch"]
+        assert [d["siem_gad"]["incident"]["alert_ids"] for d in book.incidents()] == [["a001"]]  # the queue: open only
+        book.fold([record(2, 12, {"destination.ip": "10.0.0.5"}, rule="r2", risk=50.0)])
+        opened = book.find(watched["event"]["id"])
+        assert opened["siem_gad"]["incident"]["status"] == "open" and opened["event"]["risk_score"] == 75.0
+        assert opened["siem_gad"]["incident"]["alert_ids"] == ["a000", "a002"]
+        assert len(book.incidents()) == 2
+    store.close()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.permutations(STORY), st.integers(1, len(STORY)))
 def test_incidents_do_not_depend_on_the_order_alerts_arrive(tmp_path_factory, order, cut):
@@ -160,9 +178,14 @@ def test_incidents_heartbeat_and_feedback_through_the_command_line(tmp_path: Pat
     assert alerts and incidents
     ids = [i["event"]["id"] for i in incidents]
     assert len(ids) == len(set(ids)), "an incident is in the file twice"
-    open_ones = [i for i in incidents if i["siem_gad"]["incident"]["status"] == "open"]
-    members = Counter(a for i in open_ones for a in i["siem_gad"]["incident"]["alert_ids"])
+    # every alert is in exactly one group that was not merged away: an open incident when the
+    # group's combined risk reaches incidents.open_at (75), else one on watch
+    live = [i for i in incidents if i["siem_gad"]["incident"]["status"] != "merged"]
+    members = Counter(a for i in live for a in i["siem_gad"]["incident"]["alert_ids"])
     assert set(members) == {a["siem_gad"]["alert_id"] for a in alerts} and max(members.values()) == 1
+    for incident in live:
+        info = incident["siem_gad"]["incident"]
+        assert info["status"] == ("open" if info["risk_score"] >= 75 else "watch"), info
     status = read_alerts(deploy / "state" / "alerts.status.jsonl")
     assert [s["siem_gad"]["status"]["job"] for s in status] == ["network"]  # one per pass
     assert status[0]["siem_gad"]["status"]["outcome"] == "ok" and status[0]["siem_gad"]["status"]["lag_seconds"] > 0

@@ -18,10 +18,9 @@ from ui_support import HOSTILE_ID, HOSTILE_USER, deploy, hostile_alert, serving
 
 CHROMIUM, CHROMEDRIVER = require_program("chromium", "chromedriver", package="chromium chromium-driver")
 webdriver = require_module("selenium.webdriver", extra="test")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
@@ -59,8 +58,19 @@ def follow(driver, element) -> None:
     reading the old page's rows while the new one replaces it finds stale elements."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20).until(lambda _: detached(page))
     WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def detached(element) -> bool:
+    """Whether `element` left the document. Chromium answers a node of a page being replaced
+    either with a stale-element error or, now and then, with 'Node with given id does not
+    belong to the document' (a plain WebDriverException): both mean it is gone."""
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
 
 
 def no_dialog(driver) -> bool:

@@ -75,6 +75,7 @@ class JobConfig(Strict):
     schedule: Duration = timedelta(minutes=5)
     start: TimeText | None = None
     batch_windows: int = Field(24, ge=1)
+    alert_training_windows: bool = False
     graph: ComponentSpec
     detectors: dict[Name, DetectorSpec] = Field(min_length=1)
     sinks: list[Name] = Field(default_factory=list)
@@ -100,6 +101,10 @@ class IncidentConfig(Strict):
 
     enabled: bool = True
     horizon: Duration = Field(timedelta(hours=24), description="alerts further apart than this are not linked")
+    open_at: float = Field(75.0, ge=0, le=100,
+                           description="combined risk at which a group of alerts becomes an open incident (75: the "
+                                       "high band, one high alert or two corroborating medium ones); below it the "
+                                       "group is kept with status `watch`")
     entity_half_life: Duration = Field(timedelta(hours=24),
                                        description="an alert counts half as much towards its entity's risk after this")
     sinks: list[Name] | None = Field(None, description="where incident documents go; default: every sink")

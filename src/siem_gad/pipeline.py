@@ -153,6 +153,7 @@ class _BatchResult:
     streams: dict[str, tuple[int, dict]] = field(default_factory=dict)
     suppressed: int = 0
     by_feedback: int = 0  # alerts an analyst's false-positive verdict stopped
+    in_training: int = 0  # leading windows a model was fitted on: scored, not alerted
     entities: dict[str, dict[str, str]] = field(default_factory=dict)  # alert id -> its entity fields
     related: dict[str, list["Related"]] = field(default_factory=dict)  # alert id -> what it touches
     scores: list["ScorePoint"] = field(default_factory=list)  # the entity score history's new rows
@@ -347,6 +348,8 @@ class JobRunner:
         feedback = f", {result.by_feedback} stopped by analysts' verdicts" if result.by_feedback else ""
         message = (f"{len(result.alerts)} alerts ({result.suppressed} suppressed{feedback}; {stored or 'none to store'})"
                    if result.alerts or result.suppressed or result.by_feedback else "")
+        if result.in_training:
+            message = f"{message}; " * bool(message) + f"{result.in_training} training window(s) scored, not alerted"
         if quarantined:
             message = f"{message}; " * bool(message) + f"{quarantined} malformed record(s) quarantined"
         record = PassRecord(self.name, began, start, end, stats.get("events", 0), len(result.alerts), quarantined,
@@ -387,11 +390,14 @@ class JobRunner:
             scale = detector.risk_scale()
             trained_windows = int((record.train_end - record.train_start) / self.window) \
                 if record.train_start and record.train_end else None
+            first = self.first_alertable(windows, record)
+            result.in_training = max(result.in_training, first)
             for rule in self.app.rules.for_job(self.name):
                 if rule.detector != name:
                     continue
                 suppressor = Suppressor(rule, state.suppressed_until(rule.id))
-                for position, item, score, explanation in suppressor.alerts(windows, scores, detector):
+                for position, item, score, explanation in suppressor.alerts(windows[first:], scores[first:], detector):
+                    position += first
                     window = windows[position]
                     if stops and suppressing(stops, rule.id, explanation.entity, window.start):
                         result.by_feedback += 1
@@ -414,6 +420,15 @@ class JobRunner:
                 result.suppressions.update({(rule.id, key): until for key, until in suppressor.decided.items()})
         result.scores = self._score_points(windows, scored, alerted)
         return result
+
+    def first_alertable(self, windows: list["GraphWindow"], record: ModelRecord) -> int:
+        """How many leading windows of the batch lie in the range the model was fitted on.
+        They are scored (for the score history) but raise no alerts unless the job sets
+        `alert_training_windows`: a model's own training windows are what it calls normal, so
+        what crosses its threshold there is the threshold's quantile, not news."""
+        if self.config.alert_training_windows or record.train_end is None:
+            return 0
+        return sum(1 for window in windows if window.start < record.train_end)
 
     def _score_points(self, windows: list["GraphWindow"], scored: dict[str, list], alerted: dict[str, set]) -> list:
         """The batch's rows of the entity score history (`triage.scorebook`)."""

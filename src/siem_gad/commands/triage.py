@@ -14,7 +14,8 @@ from ..hookspecs import hookimpl
 @click.command()
 @config_option()
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show this many, riskiest first.")
-@click.option("--all", "show_all", is_flag=True, help="Include incidents merged into others.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Include groups still below incidents.open_at (status watch) and incidents merged into others.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output: the incident documents.")
 @click.pass_context
 def incidents(ctx: click.Context, config: Path, limit: int, show_all: bool, as_json: bool) -> None:
@@ -22,7 +23,7 @@ def incidents(ctx: click.Context, config: Path, limit: int, show_all: bool, as_j
     app = open_app(ctx, config)
     try:
         with app.state.transaction() as db:
-            found = app.triage.book(db).incidents(include_merged=show_all, limit=limit)
+            found = app.triage.book(db).incidents(everything=show_all, limit=limit)
     finally:
         app.close()
     if as_json:
@@ -30,7 +31,8 @@ def incidents(ctx: click.Context, config: Path, limit: int, show_all: bool, as_j
         return
     for doc in found:
         info = doc["siem_gad"]["incident"]
-        state = "" if info["status"] == "open" else f" (merged into {info['merged_into']})"
+        state = {"open": "", "watch": " (watch: below incidents.open_at)"}.get(
+            info["status"], f" (merged into {info['merged_into']})")
         click.echo(f"{info['risk_score']:>6.2f} {info['severity']:<8} {info['id']}{state}\n       {info['summary']}")
     click.echo(f"{len(found)} incident(s)")
 

@@ -9,6 +9,10 @@
    A window's score is its negative log-likelihood given all earlier windows (forward
    filtering), so both unlikely windows and unlikely regime changes score high. A window whose
    most likely state is rare in training (`rare_state_fraction`) scores at least the threshold.
+   A window whose likelihood alone crosses the threshold is an outlier, and the filter does
+   not condition the state on it (the belief carried forward is the prediction made before
+   it): one attack window would otherwise drag the regime off course, and the normal windows
+   after it would alert too.
 
 The explanation decomposes the window's deviation from the expected state onto the nodes:
 each node's share of the pooled embedding shift, weighted by the HMM's precision, so the
@@ -49,6 +53,8 @@ class GcnHmmDetector(Detector):
         hmm_dims: int = Field(4, ge=1, description="principal components of the pooled embedding fed to the HMM")
         hmm_iterations: int = Field(100, ge=1)
         rare_state_fraction: float = Field(0.05, ge=0, lt=1)
+        hold_state_on_outliers: bool = Field(True, description="do not condition the regime on a window whose "
+                                             "likelihood crosses the threshold")
         batch_nodes: int = Field(200_000, ge=1, description="windows are embedded in batches of about this many nodes")
 
     # ------------------------------------------------------------------ fit
@@ -84,7 +90,11 @@ class GcnHmmDetector(Detector):
         self.vars_ = np.diagonal(hmm.covars_, axis1=1, axis2=2).copy()
         posteriors = hmm.predict_proba(observed)
         self.occupancy_ = posteriors.mean(axis=0)
-        scores, _ = self._filter(observed, [True] * len(train), None, rare_floor=False)
+        present = [True] * len(train)
+        # the outlier gate needs a threshold: the first filtering pass, ungated, gives it
+        scores, _ = self._filter(observed, present, None, rare_floor=False, gate=None)
+        if p.hold_state_on_outliers:
+            scores, _ = self._filter(observed, present, None, rare_floor=False, gate=self.threshold_from(scores))
         self.threshold_ = self.threshold_from(scores)
         self.metrics_ = {"training_windows": len(train), "final_loss": losses[-1], "first_loss": losses[0],
                          "states": states, "hmm_dims": dims, "occupancy": self.occupancy_.round(3).tolist(),
@@ -109,9 +119,12 @@ class GcnHmmDetector(Detector):
         return -0.5 * (np.log(2 * np.pi * self.vars_) + (y - self.means_) ** 2 / self.vars_).sum(axis=1)
 
     def _filter(self, observed: np.ndarray, present: list[bool], alpha: np.ndarray | None,
-                rare_floor: bool = True) -> tuple[np.ndarray, list[dict]]:
-        """Forward filtering: -log p(y_t | y_<t) per window; absent windows only advance time."""
+                rare_floor: bool = True, gate: float | None | bool = True) -> tuple[np.ndarray, list[dict]]:
+        """Forward filtering: -log p(y_t | y_<t) per window; absent windows only advance time.
+        A window whose likelihood score reaches `gate` (True: the threshold; None: no gate) is
+        not conditioned on: the state carried on is its prediction."""
         log_trans = np.log(self.transmat_)
+        gate = (self.threshold_ if self.params.hold_state_on_outliers else None) if gate is True else gate
         scores, steps = [], []
         rows = iter(observed)
         for has_data in present:
@@ -124,15 +137,17 @@ class GcnHmmDetector(Detector):
             y = next(rows)
             joint = predicted + self._log_emission(y)
             evidence = _logsumexp(joint)
-            alpha = joint - evidence
-            posterior = np.exp(alpha)
+            posterior = np.exp(joint - evidence)
             state = int(np.argmax(posterior))
             score = -float(evidence)
+            outlier = gate is not None and score >= gate
+            alpha = predicted if outlier else joint - evidence
             rare = self.occupancy_[state] < self.params.rare_state_fraction
             if rare and rare_floor:
                 score = max(score, self.threshold_)
             scores.append(score)
-            steps.append({"y": y, "posterior": posterior, "state": state, "rare": bool(rare)})
+            steps.append({"y": y, "posterior": posterior, "state": state, "rare": bool(rare), "carry": alpha,
+                          "outlier": bool(outlier)})
         return np.asarray(scores), steps
 
     # ------------------------------------------------------------------ score / explain
@@ -148,10 +163,8 @@ class GcnHmmDetector(Detector):
         for window, step in zip(windows, steps):
             if step:
                 self.explain_cache[isoformat(window.start)] = {**step, "z": next(z_iter)}
-        if windows:
-            last_alpha = np.log(np.clip(steps[-1]["posterior"], 1e-300, None)) if steps[-1] else None
-            if last_alpha is not None:
-                self.stream_state_ = {"alpha": last_alpha.tolist(), "next_window": isoformat(windows[-1].end)}
+        if windows and steps[-1]:
+            self.stream_state_ = {"alpha": steps[-1]["carry"].tolist(), "next_window": isoformat(windows[-1].end)}
         return [np.array([s]) for s in scores]
 
     def _resume(self, first: GraphWindow) -> np.ndarray | None:
@@ -177,7 +190,8 @@ class GcnHmmDetector(Detector):
         listed = ", ".join(f"{c['name']} {c['value']} ({c['weight']:+.2f})" for c in contributors[:3])
         return Explanation(window.entity(top), contributors, evidence, count,
                            summary=f"window graph unlikely under the sequence model ({regime}); moved most by {listed}",
-                           extra={"state": state + 1, "rare_state": rare, "nodes": window.num_nodes,
+                           extra={"state": state + 1, "rare_state": rare, "state_held": step["outlier"],
+                                  "nodes": window.num_nodes,
                                   "edges": window.num_edges})
 
     def _node_contributions(self, z: np.ndarray, y: np.ndarray, posterior: np.ndarray) -> np.ndarray:

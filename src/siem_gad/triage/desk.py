@@ -73,18 +73,16 @@ class TriageDesk:
             return None
         records = [alert_record(a, entities[a["siem_gad"]["alert_id"]], related[a["siem_gad"]["alert_id"]])
                    for a in alerts] if incidents else []
-        horizon = self.config.incidents.horizon
-
         def apply(db: sqlite3.Connection) -> None:
             if records:
-                IncidentBook(db, horizon).fold(records)
+                self.book(db).fold(records)
             if scores:
                 record_points(db, scores)
 
         return apply
 
     def book(self, db: sqlite3.Connection) -> IncidentBook:
-        return IncidentBook(db, self.config.incidents.horizon)
+        return IncidentBook(db, self.config.incidents.horizon, self.config.incidents.open_at)
 
     def deliver_incidents(self) -> int:
         """Send every incident whose newest revision a sink does not have yet; return how many."""

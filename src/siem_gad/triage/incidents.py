@@ -12,7 +12,11 @@ other and
    against one target, say many internet addresses probing one SSH server.
 
 Incidents are the connected components of that relation, so they depend only on which alerts
-exist, not on the order in which jobs wrote them. An incident's id is a hash of its earliest
+exist, not on the order in which jobs wrote them. A component is an `open` incident once its
+combined risk reaches `open_at` (one high alert, or medium ones from rules that corroborate
+each other); below that it is kept, and delivered, with status `watch`: risk-based alerting,
+where weak signals wait in the index until more evidence about the same story joins them,
+instead of each opening a ticket of its own. An incident's id is a hash of its earliest
 alert (window start, then alert id); when a new alert joins two incidents, the merged incident
 takes the id of the earlier one and the other is rewritten as `merged` into it.
 
@@ -77,9 +81,10 @@ def epoch(moment: str) -> int:
 class IncidentBook:
     """The incidents in the state store (tables `incident_alerts`, `incident_links`, `incidents`)."""
 
-    def __init__(self, db: sqlite3.Connection, horizon: timedelta):
+    def __init__(self, db: sqlite3.Connection, horizon: timedelta, open_at: float = 0.0):
         self.db = db
         self.horizon = int(horizon.total_seconds())
+        self.open_at = open_at
 
     # ------------------------------------------------------------------ grouping
     def fold(self, records: list[dict[str, Any]]) -> list[str]:
@@ -149,7 +154,7 @@ class IncidentBook:
         new_id = incident_id(records[0]["alert_id"])
         self.db.executemany("UPDATE incident_alerts SET incident_id = ? WHERE alert_id = ?",
                             [(new_id, r["alert_id"]) for r in records])
-        document = incident_document(new_id, records)
+        document = incident_document(new_id, records, self.open_at)
         previous = self.find(new_id)
         if previous and previous["siem_gad"]["incident"].get("feedback"):  # an analyst's verdict stays
             document["siem_gad"]["incident"]["feedback"] = previous["siem_gad"]["incident"]["feedback"]
@@ -199,9 +204,10 @@ class IncidentBook:
         self.db.executemany("UPDATE incidents SET delivered = MAX(delivered, ?) WHERE id = ?",
                             [(rev, ident) for ident, rev in revisions.items()])
 
-    def incidents(self, *, include_merged: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
-        """Incident documents, highest combined risk first."""
-        sql = "SELECT document FROM incidents" + ("" if include_merged else " WHERE status = 'open'")
+    def incidents(self, *, everything: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+        """Open incident documents (`everything`: watched and merged ones too), highest
+        combined risk first."""
+        sql = "SELECT document FROM incidents" + ("" if everything else " WHERE status = 'open'")
         sql += " ORDER BY risk DESC, first_seen, id" + (f" LIMIT {int(limit)}" if limit else "")
         return [json.loads(r[0]) for r in self.db.execute(sql).fetchall()]
 
@@ -220,8 +226,9 @@ class IncidentBook:
         return [json.loads(r[0]) for r in rows]
 
 
-def incident_document(identifier: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The incident document of alert records sorted by (window start, alert id)."""
+def incident_document(identifier: str, records: list[dict[str, Any]], open_at: float = 0.0) -> dict[str, Any]:
+    """The incident document of alert records sorted by (window start, alert id): `open` when
+    its combined risk reaches `open_at`, else `watch`."""
     from ..risk import severity_of
     from ..rules import SEVERITY_RISK
 
@@ -254,7 +261,7 @@ def incident_document(identifier: str, records: list[dict[str, Any]]) -> dict[st
         **({"threat": {"framework": "MITRE ATT&CK", "tactic": {"id": tactics}, "technique": {"id": techniques}}}
            if tactics or techniques else {}),
         "siem_gad": {"incident": {
-            "id": identifier, "status": "open", "merged_into": None, "first_seen": first, "last_seen": last,
+            "id": identifier, "status": "open" if risk >= open_at else "watch", "merged_into": None, "first_seen": first, "last_seen": last,
             "risk_score": risk, "max_alert_risk": max(r["risk"] for r in records), "severity": severity,
             "alert_ids": [r["alert_id"] for r in records], "alert_count": len(records),
             "rules": list(rules), "jobs": sorted({r["job"] for r in records}),
