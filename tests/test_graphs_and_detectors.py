@@ -56,6 +56,45 @@ def test_bipartite_matches_a_groupby(sim_windows):
         assert got_degree == degree.to_dict()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bipartite_related_fields_are_the_other_fields_of_each_nodes_events(sim_windows, threads):
+    """An auth graph (user x host) keeping source.ip and destination.ip: each node carries the
+    addresses its events name, most events first, as a groupby gives them; hubs marked."""
+    from siem_gad.triage.related import MAX_RELATED, Related, related_entities
+    from siem_gad.detectors import Explanation
+
+    enterprise, events, _ = sim_windows
+    builder = BipartiteGraphBuilder(source_field="user.name", target_field="host.name",
+                                    related_fields=["source.ip", "destination.ip"], threads=threads)
+    grid = WindowGrid(enterprise.start, HOUR, 36)
+    windows = builder.build(events, grid)
+    lateral = enterprise.attack_hours()["lateral_movement"][0]
+    for window in (windows[5], windows[lateral]):
+        frame = events[(events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)]
+        frame = frame.dropna(subset=["user.name", "host.name"])
+        for node in range(window.num_nodes):
+            (field, value), = window.entity(node).items()
+            mine = frame[frame[field] == value]
+            carried = window.node_related.get(node, [])
+            for related_field in ("source.ip", "destination.ip"):
+                counts = mine[related_field].dropna().value_counts()
+                got = [v for f, v, _ in carried if f == related_field]
+                dropped = counts.drop(got)
+                assert len(got) == min(len(counts), MAX_RELATED) and set(got) <= set(counts.index), (value, got)
+                assert [counts[v] for v in got] == sorted((counts[v] for v in got), reverse=True)  # most events first
+                assert dropped.empty or counts[got[-1]] >= dropped.max()  # a cap keeps the most frequent
+    window = windows[lateral]
+    user = enterprise.attack_entities()["lateral_movement"]["user.name"]
+    node = int(np.flatnonzero((window.node_value == user) & (window.node_kind == 0))[0])
+    carried = related_entities(window, Explanation({"user.name": user}, [], [], 0), "node", node)
+    attacker = enterprise.attack_entities()["lateral_movement"]["source.ip"]
+    # the attacker's address is on the events of every host it logged on to: a hub of the window
+    assert Related("source.ip", attacker, True) in carried
+    assert sum(1 for r in carried if r.field == "destination.ip" and not r.hub) >= 10  # the hosts it reached
+    plain = BipartiteGraphBuilder(source_field="user.name", target_field="host.name").build(events, grid)[lateral]
+    assert plain.node_related is None
+
+
 def test_evidence_points_at_the_events_of_an_entity(sim_windows):
     enterprise, events, windows = sim_windows
     scan_hour = enterprise.attack_hours()["port_scan"][0]

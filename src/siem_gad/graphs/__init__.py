@@ -113,6 +113,9 @@ class GraphWindow:
     edge_port: np.ndarray | None = field(default=None, repr=False)
     # The node features the builder log1p-scaled (explanations show them back in counts)
     log_scaled: frozenset[str] = frozenset()
+    # Other entity fields of each node's events (a builder's `related_fields`): local node ->
+    # [(field, value, hub)], most events first; they fill alerts' related.* (triage/related.py)
+    node_related: dict[int, list[tuple[str, str, bool]]] | None = field(default=None, repr=False)
 
     @property
     def num_nodes(self) -> int:

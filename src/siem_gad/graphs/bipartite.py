@@ -55,6 +55,10 @@ class BipartiteGraphBuilder(GraphBuilder):
         outcome_field: str | None = Field("event.outcome", description="field marking failures (failure, denied ...)")
         threads: int = Field(0, ge=0, description="threads that build windows in parallel on large batches; "
                                                   "0 = one per available core")
+        related_fields: list[str] = Field(default_factory=list, description=(
+            "other entity fields of the events (an auth event's source.ip and destination.ip) kept per node: "
+            "the addresses a user logged on from and to, a host's own address; they go into its alerts' "
+            "related.* and link incidents across jobs"))
 
     @property
     def entity_fields(self) -> tuple[str, ...]:
@@ -108,6 +112,7 @@ class BipartiteGraphBuilder(GraphBuilder):
         node_kind, x = node_kind[:k], arrays.log_scale(x[:k], keep=(0, 7))
         edge_attr = arrays.log_scale(edge_attr, keep=(3,))
         node_value = batch.values[value_index[:k]]
+        related = self._related(batch, rows, event_edge, edge_index, edges_per_window, node_ptr, windows)
 
         # -- slice into windows
         evidence = Evidence(batch.event_ids[rows], event_edge, m)
@@ -119,8 +124,45 @@ class BipartiteGraphBuilder(GraphBuilder):
                 index=w0 + i, start=start, end=end, node_fields=self.entity_fields, node_kind=node_kind[n0:n1],
                 node_value=node_value[n0:n1], x=x[n0:n1], feature_names=NODE_FEATURES, log_scaled=LOG_SCALED,
                 edge_index=edge_index[:, m0:m1], edge_attr=edge_attr[m0:m1], edge_feature_names=EDGE_FEATURES,
-                num_events=int(events_per_window[i]), evidence=evidence, edge_offset=int(m0)))
+                num_events=int(events_per_window[i]), evidence=evidence, edge_offset=int(m0),
+                node_related=related[i] if related is not None else None))
         return graphs
+
+    def _related(self, batch: "_EncodedEvents", rows: slice, event_edge: np.ndarray, edge_index: np.ndarray,
+                 edges_per_window: np.ndarray, node_ptr: np.ndarray, windows: int) -> list[dict] | None:
+        """Per window, local node -> the `related_fields` values its events carry, most events
+        first, each with whether it is a hub of the window (see `GraphWindow.node_related`)."""
+        from ..triage.related import HUB_FRACTION, HUB_MIN_DEGREE, MAX_RELATED
+
+        if not batch.related:
+            return None
+        out: list[dict] = [{} for _ in range(windows)]
+        on_edge = np.flatnonzero(event_edge >= 0)
+        edge = event_edge[on_edge].astype(np.int64)
+        window_of_edge = np.repeat(np.arange(windows), edges_per_window)
+        nodes = np.concatenate([node_ptr[window_of_edge[edge]] + edge_index[0, edge],
+                                node_ptr[window_of_edge[edge]] + edge_index[1, edge]])
+        window_of_node = np.repeat(np.arange(windows), np.diff(node_ptr))
+        for field, codes, values in batch.related:
+            code = np.tile(codes[rows][on_edge].astype(np.int64), 2)
+            keep = code >= 0
+            width = max(len(values), 1)
+            pairs, counts = np.unique(nodes[keep] * width + code[keep], return_counts=True)
+            node, value = np.divmod(pairs, width)
+            # a value carried by the events of a tenth of the window's entities relates everything: a hub
+            carriers = np.unique(window_of_node[node] * width + value, return_counts=True)
+            spread = dict(zip(carriers[0].tolist(), carriers[1].tolist()))
+            sizes = np.diff(node_ptr)
+            order = np.lexsort((value, -counts, node))
+            taken: dict[int, int] = {}  # node -> values of this field kept (at most MAX_RELATED)
+            for n, v in zip(node[order].tolist(), value[order].tolist()):
+                if taken.get(n, 0) >= MAX_RELATED:
+                    continue
+                taken[n] = taken.get(n, 0) + 1
+                w = int(window_of_node[n])
+                hub = spread[w * width + v] >= max(HUB_MIN_DEGREE, HUB_FRACTION * sizes[w])
+                out[w].setdefault(n - int(node_ptr[w]), []).append((field, str(values[v]), bool(hub)))
+        return out
 
     def _empty(self, grid: WindowGrid, index: int) -> GraphWindow:
         start, end = grid.bounds(index)
@@ -158,6 +200,7 @@ class _EncodedEvents:
     key_space: int
     n_dst_keys: int
     pair_key: np.ndarray | None
+    related: list[tuple[str, np.ndarray, np.ndarray]]  # (field, codes in event order, values)
 
     @classmethod
     def of(cls, events: "pd.DataFrame", p: "BipartiteGraphBuilder.Params", grid: WindowGrid) -> "_EncodedEvents":
@@ -171,19 +214,22 @@ class _EncodedEvents:
         outcome, failed = _failure_codes(events, p.outcome_field)
         port, n_ports = _port_codes(events, p.port_field)
         event_ids = events[EVENT_ID].to_numpy() if EVENT_ID in events.columns else np.arange(n).astype(str)
-        columns = [stamps, src, dst, _numbers_or_nan(events, p.bytes_field), outcome, port, event_ids]
+        related = [(f, *arrays.codes(events[f])) for f in p.related_fields if f in events.columns]
+        columns = [stamps, src, dst, _numbers_or_nan(events, p.bytes_field), outcome, port, event_ids,
+                   *(c for _, c, _ in related)]
         if n > 1 and not (stamps[1:] >= stamps[:-1]).all():  # sources deliver by time; order once if not
             order = np.argsort(stamps, kind="stable")
             columns = [column[order] for column in columns]
-        stamps, src, dst, nbytes, outcome, port, event_ids = columns
+        stamps, src, dst, nbytes, outcome, port, event_ids = columns[:7]
+        related = [(f, c, v) for (f, _, v), c in zip(related, columns[7:])]
         key_space, n_dst_keys, pair_key = n_src * n_dst, n_dst, None
         if key_space > arrays.DENSE_LIMIT:  # too many entities for dense slots: number the pairs by hashing first
             present = (src >= 0) & (dst >= 0)
             pair, pair_key = arrays.group_ids(np.where(present, src.astype(np.int64) * n_dst + dst, 0), key_space)
             src, dst = np.where(present, pair, -1), np.zeros(n, np.int8)
             key_space, n_dst_keys = max(len(pair_key), 1), 1
-        return cls(stamps, grid.start_ns, grid.size_ns, src, dst, n_src,
-                   n_dst, values, nbytes, outcome, failed, port, n_ports, event_ids, key_space, n_dst_keys, pair_key)
+        return cls(stamps, grid.start_ns, grid.size_ns, src, dst, n_src, n_dst, values, nbytes, outcome, failed, port,
+                   n_ports, event_ids, key_space, n_dst_keys, pair_key, related)
 
     def window_chunks(self, windows: int, parts: int) -> list[tuple[int, int, int, int]]:
         """Split the grid into at most `parts` runs of whole windows with about equal events:

@@ -2,10 +2,13 @@
 
 An alert names its entity (a node, the two ends of an edge, or for a window-level alert the
 entity that moved the window most). The entities it touches are its peers in that window's
-graph: the other ends of its node's edges (for an edge alert, the edge's two ends). They go into the ECS `related.ip` / `related.user` / `related.hosts` fields, and they
-link alerts into incidents (`incidents.py`), except for hubs: an entity that a tenth or more
-of the window's entities touch (a domain controller, a DNS server, a proxy) relates
-everything to everything and links nothing.
+graph: the other ends of its node's edges (for an edge alert, the edge's two ends), and the
+other entity fields its events carry when the graph builder keeps them (`related_fields`:
+the addresses a user logged on from and to), which is how an auth alert about a user meets a
+network alert about an address. They go into the ECS `related.ip` / `related.user` /
+`related.hosts` fields, and they link alerts into incidents (`incidents.py`), except for
+hubs: an entity that a tenth or more of the window's entities touch (a domain controller, a
+DNS server, a proxy) relates everything to everything and links nothing.
 """
 
 from __future__ import annotations
@@ -79,13 +82,20 @@ def related_entities(window: "GraphWindow", explanation: "Explanation", level: s
     # an edge alert touches the edge's two ends; a node or window alert its node's peers
     nodes = alerted if level == "edge" else peers(window, alerted[0])
     out, seen = [], set(own)
+    for node in alerted:  # the other entity fields of the alerted nodes' events (builder's related_fields)
+        for field, value, hub in (window.node_related or {}).get(node, ()):
+            related = Related(field, value, hub)
+            if related.key not in seen:
+                seen.add(related.key)
+                out.append(related)
+    carried = len(out)
     for node in nodes:
         (field, value), = window.entity(node).items()
         related = Related(field, value, bool(degree[node] >= bar))
         if related.key not in seen:
             seen.add(related.key)
             out.append(related)
-        if len(out) >= MAX_RELATED:
+        if len(out) - carried >= MAX_RELATED:
             break
     return out
 
