@@ -512,3 +512,39 @@ def test_old_threshold_keys_keep_working_with_a_deprecation_warning():
         VaeDetector(threshold="sigma", threshold_method="percentile")
     supervised = HeteroGnnDetector(threshold_percentile=90, threshold=0.7)  # the percentile does not apply: ignored
     assert supervised.params.threshold == 0.7 and "threshold_percentile" not in supervised.get_params()
+
+
+@pytest.mark.parametrize("kind", ["iforest", "vae"])
+def test_contamination_keeps_attacks_in_the_training_history_from_lifting_the_threshold(kind: str):
+    """History with 5 % planted outliers, unlabeled: fitted on all of it, the model learns them
+    and its threshold sits among them; with `contamination: 0.05` it refits without them and
+    alerts on them at about its percentile's false-positive rate on the rest."""
+    from siem_gad.detectors.iforest import IsolationForestDetector
+
+    rng = np.random.default_rng(4)
+    history = rng.normal(size=(3000, 6)).astype(np.float32)
+    planted = rng.choice(len(history), 150, replace=False)
+    history[planted] += np.float32(5.0)
+    normal = np.setdiff1d(np.arange(len(history)), planted)
+    made = {"iforest": lambda c: IsolationForestDetector(contamination=c, entity_baseline=False, seed=1),
+            "vae": lambda c: VaeDetector(contamination=c, seed=1, **FAST)}[kind]
+    caught = {}
+    for contamination in (0.0, 0.05):
+        model = made(contamination).fit_matrix(history)
+        alerted = model.score_matrix(history) >= model.threshold_
+        caught[contamination] = alerted[planted].mean()
+        if contamination:
+            assert alerted[normal].mean() <= 0.03
+    assert caught[0.0] < 0.5 <= 0.95 <= caught[0.05], caught
+
+
+def test_iforest_trims_its_window_rows_and_keeps_entity_baselines_from_the_rest(sim_windows):
+    from siem_gad.detectors.iforest import IsolationForestDetector
+
+    windows, _ = sim_windows
+    plain = IsolationForestDetector(seed=2).fit(windows[:24])
+    trimmed = IsolationForestDetector(seed=2, contamination=0.05).fit(windows[:24])
+    rows = plain.metrics_["training_rows"]
+    assert plain.metrics_["trimmed_rows"] == 0
+    assert 0.04 * rows <= trimmed.metrics_["trimmed_rows"] <= 0.05 * rows + 1
+    assert trimmed.threshold_ != plain.threshold_ and set(trimmed.entity_median_) <= set(plain.entity_median_)

@@ -234,6 +234,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def contamination_field() -> Any:
+    """The `contamination` parameter of the row detectors (`iforest`, the tabular ones)."""
+    return Field(0.0, ge=0, lt=0.5, description=(
+        "share of training rows assumed to be attacks or noise: after a first fit, that share of the "
+        "highest-scoring rows is dropped, the model is fitted again on the rest, and the threshold is "
+        "the percentile of the kept rows' scores"))
+
+
+def kept_after_trimming(scores: np.ndarray, contamination: float) -> np.ndarray:
+    """The rows that stay when the `contamination` share scoring highest is dropped (a mask;
+    every row when it is 0). Ties at the cut stay, so at most that share goes."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if contamination <= 0 or len(scores) == 0:
+        return np.ones(len(scores), dtype=bool)
+    return scores <= np.quantile(scores, 1.0 - contamination)
+
+
 def standardizer(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of training rows, per column; a column that is constant in
     training gets std 1 (as scikit-learn's StandardScaler does). Without that floor a value never

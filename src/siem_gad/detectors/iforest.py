@@ -4,7 +4,9 @@ The fast baseline every other detector is compared with. With `entity_baseline` 
 entity seen in training is scored against its own typical score (the median of its training
 scores): servers that are always unusual do not alert every window, while an entity that
 departs from its own habits does. Entities new since training are compared with the median of
-all training scores. Its saved state is the training
+all training scores. With `contamination`, the forest is fitted twice: the second time
+without that share of the rows the first one isolated most easily, so attacks in the training
+history neither shape the forest nor lift the threshold. Its saved state is the training
 sample and the seed, not a pickled forest: loading refits the forest on the same rows with the
 same seed, which gives an identical model and keeps model files free of executable pickles.
 """
@@ -17,7 +19,8 @@ from pydantic import Field
 
 from ..lazy import lazy_import
 from ..graphs import GraphWindow
-from . import Detector, DetectorParams, Explanation, feature_contributors, nodes_summary, standardizer
+from . import (Detector, DetectorParams, Explanation, contamination_field, feature_contributors, kept_after_trimming,
+               nodes_summary, standardizer)
 
 np = lazy_import("numpy")
 
@@ -30,6 +33,7 @@ class IsolationForestDetector(Detector):
         max_samples: int = Field(256, ge=16, description="rows per tree")
         max_training_rows: int = Field(50_000, ge=100, description="training rows kept (sampled) for the forest")
         entity_baseline: bool = Field(True, description="score relative to each entity's own typical training score")
+        contamination: float = contamination_field()
 
     def _stack(self, windows: list[GraphWindow]) -> np.ndarray:
         return np.concatenate([w.x for w in windows if w.num_nodes]) if any(w.num_nodes for w in windows) else np.zeros((0, 0))
@@ -40,22 +44,46 @@ class IsolationForestDetector(Detector):
         all_rows = self._stack(windows)
         if len(all_rows) < 2:
             raise ValueError("iforest needs at least 2 entity rows to train; the training windows are empty")
-        rng = np.random.default_rng(self.params.seed)
-        rows = all_rows
-        if len(rows) > self.params.max_training_rows:
-            rows = rows[np.sort(rng.choice(len(rows), self.params.max_training_rows, replace=False))]
-        self._fit_rows(rows.astype(np.float32))
+        keep = self._fit_trimmed(all_rows)
         raw = self._score_rows(all_rows)
         keys = np.concatenate([self._keys(w) for w in windows if w.num_nodes])
-        medians = pd.Series(raw).groupby(keys).median()
-        self.global_median_ = float(np.median(raw))
+        medians = pd.Series(raw[keep]).groupby(keys[keep]).median()
+        self.global_median_ = float(np.median(raw[keep]))
         self.entity_median_ = dict(zip(medians.index, medians.to_numpy())) if self.params.entity_baseline else {}
-        train_scores = raw - self._baseline(keys)
+        train_scores = (raw - self._baseline(keys))[keep]
         self.threshold_ = self.threshold_from(train_scores)
         self.metrics_ = {"training_rows": int(len(all_rows)), "training_windows": len(windows),
-                         "entities_with_baseline": len(self.entity_median_),
+                         "trimmed_rows": int((~keep).sum()), "entities_with_baseline": len(self.entity_median_),
                          "score_mean": float(train_scores.mean()), "score_p99": float(np.percentile(train_scores, 99))}
         return self
+
+    def fit_matrix(self, X: np.ndarray) -> "IsolationForestDetector":
+        """Fit on plain rows without entities (benchmarks): no entity baseline."""
+        X = np.asarray(X, dtype=np.float32)
+        keep = self._fit_trimmed(X)
+        raw = self._score_rows(X)
+        self.global_median_, self.entity_median_ = float(np.median(raw[keep])), {}
+        self.threshold_ = self.threshold_from(raw[keep] - self.global_median_)
+        return self
+
+    def score_matrix(self, X: np.ndarray) -> np.ndarray:
+        self.check_fitted()
+        return self._score_rows(np.asarray(X, dtype=np.float32)) - self.global_median_
+
+    def _fit_trimmed(self, rows: np.ndarray) -> np.ndarray:
+        """Fit the forest (twice with `contamination`); return the mask of the rows kept."""
+        rng = np.random.default_rng(self.params.seed)
+
+        def sample(candidates: np.ndarray) -> np.ndarray:
+            if len(candidates) > self.params.max_training_rows:
+                candidates = candidates[np.sort(rng.choice(len(candidates), self.params.max_training_rows, replace=False))]
+            return candidates.astype(np.float32)
+
+        self._fit_rows(sample(rows))
+        keep = kept_after_trimming(self._score_rows(rows), self.params.contamination)
+        if not keep.all():
+            self._fit_rows(sample(rows[keep]))
+        return keep
 
     def _fit_rows(self, rows: np.ndarray) -> None:
         from sklearn.ensemble import IsolationForest

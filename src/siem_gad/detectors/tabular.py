@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from . import Detector, ErrorThresholdParams, Explanation, readable, standardizer
+from . import Detector, ErrorThresholdParams, Explanation, contamination_field, kept_after_trimming, readable, standardizer
 from .training import fit_network
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class TabularParams(ErrorThresholdParams):
     shap_background: int = Field(100, ge=10, description="training rows SHAP compares against")
     ensemble: int = Field(1, ge=1, le=20, description="networks trained from the seeds seed, seed+1, ...; the score is "
                                                        "their mean (steadier across seeds, at ensemble x the training time)")
+    contamination: float = contamination_field()
 
 
 class TabularDetector(Detector):
@@ -89,8 +90,6 @@ class TabularDetector(Detector):
     # ------------------------------------------------------------------ matrices
     def fit_matrix(self, X: np.ndarray, y: np.ndarray | None = None, feature_names: list[str] | None = None,
                    progress: bool = False) -> "TabularDetector":
-        import torch
-
         p = self.params
         X = np.asarray(X, dtype=np.float32)
         y = np.zeros(len(X), np.float32) if y is None else np.asarray(y, dtype=np.float32)
@@ -101,6 +100,19 @@ class TabularDetector(Detector):
             keep = np.sort(rng.choice(len(X), p.max_training_rows, replace=False))
             X, y = X[keep], y[keep]
         self.feature_names_ = list(feature_names or [f"f{i}" for i in range(X.shape[1])])
+        self._fit_rows(X, y, rng, progress)
+        if p.contamination:
+            # labeled rows (Deep SAD's verdicts, either way) are labels, not noise: they stay
+            keep = kept_after_trimming(self.score_matrix(X), p.contamination) | (y != 0)
+            self._fit_rows(X[keep], y[keep], rng, progress)
+            self.metrics_["trimmed_rows"] = int((~keep).sum())
+        return self
+
+    def _fit_rows(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, progress: bool) -> None:
+        """Scale, train the networks, set the threshold from the rows' scores."""
+        import torch
+
+        p = self.params
         self.mean_, self.std_ = standardizer(X)
         scaled, labels = torch.from_numpy((X - self.mean_) / self.std_), torch.from_numpy(y)
         self.networks_, epochs, losses = [], [], []
@@ -117,7 +129,6 @@ class TabularDetector(Detector):
         self.background_ = scaled[rng.choice(len(scaled), min(p.shap_background, len(scaled)), replace=False)]
         self.metrics_ = {"training_rows": int(len(X)), "epochs": epochs, "validation_loss": losses,  # per network
                          "score_mean": float(scores.mean()), "score_std": float(scores.std())}
-        return self
 
     def _fit_network(self, scaled: "torch.Tensor", labels: "torch.Tensor", seed: int, rng: np.random.Generator,
                      progress: bool, label: str = "") -> tuple["torch.nn.Module", int, float | None]:
