@@ -117,6 +117,38 @@ def test_hetero_gnn_classifies_later_flows_alerts_per_sender_and_reloads(flows, 
     assert loaded.threshold_ == model.threshold_ and loaded.classes_ == model.classes_
 
 
+def test_hetero_gnn_novelty_half_finds_flows_no_label_taught_it_and_reloads(flows, tmp_path: Path):
+    """With `novelty`, a flow unlike every benign training flow alerts even where the labels
+    never taught the network its kind; a flow below both thresholds stays below the alert one."""
+    from dataclasses import replace
+
+    from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
+    from siem_gad.graphs.host_flow import FLOW
+
+    windows = build(HostFlowGraphBuilder(flows_per_graph=128, **LABELS), flows, timedelta(minutes=10))
+    train, test = windows[: len(windows) * 2 // 3], windows[len(windows) * 2 // 3:]
+    plain = HeteroGnnDetector(epochs=15, hidden=16, seed=1).fit(train)
+    both = HeteroGnnDetector(epochs=15, hidden=16, seed=1, novelty=True).fit(train)
+    assert both.threshold_ == plain.threshold_ and both.novelty_ is not None
+    window = next(w for w in test if (w.node_kind == FLOW).sum() >= 10)
+    flows_at = np.flatnonzero(window.node_kind == FLOW)
+    x = window.x.copy()
+    x[flows_at[:3]] = x[flows_at[:3]] * 50 + 25  # three flows of a kind nobody labeled: far off every benign one
+    strange = replace(window, x=x)
+    network, combined = plain.target_scores([strange])[0], both.target_scores([strange])[0]
+    ratios = both.novelty_ratios(strange)
+    assert (combined >= network).all() and (ratios[:3] > 1).all()
+    assert (combined[:3] >= both.threshold_).all()
+    quiet = (ratios < 1) & (network < both.threshold_)
+    assert quiet.any() and (combined[quiet] < both.threshold_).all()
+    assert np.array_equal(combined >= both.threshold_, (network >= both.threshold_) | (ratios >= 1))
+    sender_of = both.explain(strange, int(flows_at[0]))
+    assert "novelty threshold" in sender_of.summary and sender_of.extra["flows"][0]["novelty"] > 1, sender_of.summary
+    both.save(tmp_path / "novel.pt")
+    loaded = HeteroGnnDetector.load(tmp_path / "novel.pt")
+    np.testing.assert_allclose(loaded.target_scores([strange])[0], combined)
+
+
 def test_cat_gnn_intervener_mixes_only_environment_nodes():
     import torch
 

@@ -114,8 +114,14 @@ class CatGnnDetector(SupervisedGraphDetector):
         evidence, count = window.node_evidence(item)
         host = str(window.node_value[item])
         top = edges[0] if edges else None
-        summary = (f"{host} classified as attack with p={float(probability):.3f}; most attended: "
+        ratios = self.novelty_ratios(window)
+        novelty = None if ratios is None else float(ratios[int(np.flatnonzero(np.flatnonzero(
+            window.node_kind == self.target_kind) == item)[0])])
+        novel = f"; {novelty:.1f}x the novelty threshold" if novelty is not None and novelty >= 1 else ""
+        summary = (f"{host} classified as attack with p={float(probability):.3f}{novel}; most attended: "
                    f"{top['direction']} {top['neighbor']} at +{top['seconds_into_window']}s" if top else
-                   f"{host} classified as attack with p={float(probability):.3f}")
+                   f"{host} classified as attack with p={float(probability):.3f}{novel}")
+        extra = {"attention_edges": edges, "neighbor_importance": neighbors,
+                 **({"novelty": round(novelty, 3)} if novelty is not None else {})}
         return Explanation(window.entity(item), contributors, [e["event.id"] for e in edges if e["event.id"]] or evidence,
-                           count, summary=summary, extra={"attention_edges": edges, "neighbor_importance": neighbors})
+                           count, summary=summary, extra=extra)

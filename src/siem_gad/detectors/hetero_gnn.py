@@ -98,7 +98,8 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         self.check_fitted()
         flow_nodes = np.flatnonzero(window.node_kind == FLOW)
         probabilities = self.predict_proba([window])[0]
-        flow_scores = 1 - probabilities[:, 0]
+        flow_scores = self.target_scores([window])[0]
+        novelty = self.novelty_ratios(window)
         senders = self._senders(window)
         if window.node_kind[item] == FLOW:
             chosen = np.flatnonzero(flow_nodes == item)
@@ -130,14 +131,17 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         flows = [{"event.id": str(window.node_value[flow_nodes[f]]),
                   "receiver": str(window.node_value[receivers[flow_nodes[f]]]),
                   "score": round(float(flow_scores[f]), 4),
-                  "class": self.classes_[int(np.argmax(probabilities[f]))]} for f in chosen]
+                  "class": self.classes_[int(np.argmax(probabilities[f]))],
+                  **({"novelty": round(float(novelty[f]), 3)} if novelty is not None else {})} for f in chosen]
         entity = window.entity(item) if window.node_kind[item] == HOST else {window.node_fields[HOST]: str(
             window.node_value[senders[np.flatnonzero(flow_nodes == item)[0]]])}
         sent = int(len(np.flatnonzero(window.node_value[senders].astype(str) == next(iter(entity.values())))))
         attack_classes = sorted({f["class"] for f in flows if f["class"] != self.classes_[0]})
+        novel = novelty is not None and bool(flows) and flows[0].get("novelty", 0) >= 1
+        kind = ", ".join(attack_classes) or ("nothing training saw" if novel else "attacks")
+        note = f", {flows[0]['novelty']:.1f}x the novelty threshold" if novel else ""
         summary = (f"{next(iter(entity.values()))}: {len(flows)} of its {sent} flows look like "
-                   f"{', '.join(attack_classes) or 'attacks'} (top {flows[0]['score']:.3f} to {flows[0]['receiver']})"
-                   if flows else "no flows")
+                   f"{kind} (top {flows[0]['score']:.3f} to {flows[0]['receiver']}{note})" if flows else "no flows")
         return Explanation(entity, contributors, [f["event.id"] for f in flows], sent, summary=summary,
                            extra={"flows": flows, "neighbors": sorted({f["receiver"] for f in flows})})
 

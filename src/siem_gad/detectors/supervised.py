@@ -12,7 +12,12 @@ or None (unlabeled) to the nodes they classify (`GraphWindow.node_label`). Train
   nodes, unless `threshold` fixes one. A threshold fixed on training data is what a SOC
   deploys, so benchmarks report F1 at this threshold and not at the best one on test data.
 
-A node's score is its probability of not being benign. Subclasses supply the network
+A node's score is its probability of not being benign. With `novelty`, labels and novelty are
+combined: an isolation forest learns the benign training nodes' features, its threshold is the
+`novelty_percentile` of the held-out benign nodes' novelty, and a node's score is
+max(P(not benign), threshold x novelty / novelty threshold), so it alerts when either half
+does. An attack family that training never labeled is still new to the forest (IoT-23 34-1's
+DDoS flood: docs/benchmarks.md, leave-one-capture-out). Subclasses supply the network
 (`graph_nets.py`, imported only when they train or score), how windows become tensors, and
 which nodes are scored.
 """
@@ -50,6 +55,10 @@ class SupervisedParams(BaseDetectorParams):
     threshold: float | None = Field(None, gt=0, lt=1,
                                     description="fixed alert threshold on P(not benign); default: best F1 on held-out nodes")
     batch_nodes: int = Field(200_000, ge=1, description="windows are trained and scored in batches of about this many nodes")
+    novelty: bool = Field(False, description="combine P(not benign) with an isolation forest's novelty against the "
+                                             "benign training nodes: alert when either crosses its threshold")
+    novelty_percentile: float = Field(99.0, gt=50, lt=100,
+                                      description="the novelty threshold: this percentile of held-out benign nodes' novelty")
 
     @model_validator(mode="before")
     @classmethod
@@ -95,6 +104,7 @@ class SupervisedGraphDetector(Detector):
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified
     scaling: ClassVar[tuple[str, ...]] = ()  # the numpy attributes `_fit_scaling` sets (saved with the model)
+    novelty_: "NoveltyHalf | None" = None  # the unsupervised half, with `novelty: true`
 
     # ------------------------------------------------------------------ subclass parts
     @abstractmethod
@@ -161,6 +171,12 @@ class SupervisedGraphDetector(Detector):
         val_attack = y[held_out] > 0
         auto, f1 = best_f1_threshold(val_attack, val_scores)
         self.threshold_ = float(p.threshold) if p.threshold is not None else auto
+        self.novelty_ = None
+        if p.novelty:
+            features = np.concatenate([w.kind_x(self.target_kind) for w in windows])
+            self.novelty_ = NoveltyHalf.fit(features[(y == 0) & ~held_out], features[(y == 0) & held_out],
+                                            p.novelty_percentile, p.seed)
+            val_scores = self.novelty_.combine(val_scores, features[held_out], self.threshold_)
         self.remember_scores(val_scores)
         self.metrics_ = {"classes": list(self.classes_), "training_nodes": int((labeled & ~held_out).sum()),
                          "validation_nodes": int(held_out.sum()), "validation_f1": f1, "epochs_run": len(self.losses_),
@@ -192,8 +208,19 @@ class SupervisedGraphDetector(Detector):
         return [next(per_window) if n else np.zeros((0, len(self.classes_))) for n in targets]
 
     def target_scores(self, windows: list[GraphWindow]) -> list[np.ndarray]:
-        """P(not benign) of each window's target-kind nodes."""
-        return [1 - p[:, 0] if len(p) else np.zeros(0) for p in self.predict_proba(windows)]
+        """P(not benign) of each window's target-kind nodes, combined with their novelty when
+        the model has its novelty half (see the module)."""
+        scores = [1 - p[:, 0] if len(p) else np.zeros(0) for p in self.predict_proba(windows)]
+        if self.novelty_ is None:
+            return scores
+        return [self.novelty_.combine(s, w.kind_x(self.target_kind), self.threshold_) if len(s) else s
+                for w, s in zip(windows, scores)]
+
+    def novelty_ratios(self, window: GraphWindow) -> np.ndarray | None:
+        """Each target-kind node's novelty over the novelty threshold (1: at it), or None."""
+        if self.novelty_ is None:
+            return None
+        return self.novelty_.ratio(window.kind_x(self.target_kind))
 
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         return [self._node_scores(w, s) if w.num_nodes else np.zeros(0)
@@ -203,8 +230,11 @@ class SupervisedGraphDetector(Detector):
     def get_state(self) -> dict[str, Any]:
         import torch
 
-        return {"classes": list(self.classes_), "dims": dict(self.dims_), "model": self.model_.state_dict(),
-                "scaling": {name: torch.from_numpy(getattr(self, name)) for name in self.scaling}}
+        state = {"classes": list(self.classes_), "dims": dict(self.dims_), "model": self.model_.state_dict(),
+                 "scaling": {name: torch.from_numpy(getattr(self, name)) for name in self.scaling}}
+        if self.novelty_ is not None:
+            state["novelty"] = self.novelty_.get_state()
+        return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.classes_ = list(state["classes"])
@@ -214,3 +244,49 @@ class SupervisedGraphDetector(Detector):
         self.model_ = self._new_model(self.dims_, len(self.classes_))
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
+        self.novelty_ = NoveltyHalf.from_state(state["novelty"], self.params.seed) if "novelty" in state else None
+
+
+class NoveltyHalf:
+    """The unsupervised half of a supervised detector: an isolation forest over the benign
+    training nodes' features and the novelty at its percentile of held-out benign nodes. Its
+    state is the training sample (refitted with the seed on load, as `iforest` does)."""
+
+    MAX_ROWS = 50_000
+
+    def __init__(self, sample: np.ndarray, threshold: float, seed: int):
+        from sklearn.ensemble import IsolationForest
+
+        self.sample, self.threshold = sample, float(threshold)
+        self.forest = IsolationForest(n_estimators=100, max_samples=min(256, len(sample)), random_state=seed).fit(sample)
+
+    @classmethod
+    def fit(cls, benign: np.ndarray, held_out: np.ndarray, percentile: float, seed: int) -> "NoveltyHalf":
+        if len(benign) < 2:
+            raise ValueError("novelty needs benign-labeled training nodes to learn what is usual")
+        rng = np.random.default_rng(seed)
+        sample = benign if len(benign) <= cls.MAX_ROWS else benign[np.sort(rng.choice(len(benign), cls.MAX_ROWS,
+                                                                                     replace=False))]
+        half = cls(np.ascontiguousarray(sample, dtype=np.float32), 1.0, seed)
+        reference = held_out if len(held_out) >= 10 else benign
+        half.threshold = max(float(np.percentile(half.novelty(reference), percentile)), 1e-9)
+        return half
+
+    def novelty(self, rows: np.ndarray) -> np.ndarray:
+        return -self.forest.score_samples(np.asarray(rows, dtype=np.float32)) if len(rows) else np.zeros(0)
+
+    def ratio(self, rows: np.ndarray) -> np.ndarray:
+        return self.novelty(rows) / self.threshold
+
+    def combine(self, probability: np.ndarray, rows: np.ndarray, threshold: float) -> np.ndarray:
+        """max(P, threshold x novelty / novelty threshold): at or above `threshold` when either is."""
+        return np.maximum(probability, threshold * self.ratio(rows))
+
+    def get_state(self) -> dict[str, Any]:
+        import torch
+
+        return {"sample": torch.from_numpy(self.sample), "threshold": self.threshold}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], seed: int) -> "NoveltyHalf":
+        return cls(state["sample"].numpy(), float(state["threshold"]), seed)
