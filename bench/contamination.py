@@ -10,7 +10,9 @@ on clean history in the same run. Two row detectors of the product, through thei
   highest-scoring training rows, fit again; the threshold is the percentile of the kept rows'
   scores);
 - `vae`, the NSL-KDD bench's best settings (error power 0.5, minimum variance 0.1), 10 epochs
-  (a fit takes about a minute here): 0 and 10 % attacks, `contamination` 0 and 0.10. Figures: ROC-AUC on KDDTest+, and at the model's own threshold (99th percentile,
+  (a fit takes about a minute here): 0 and 10 % attacks, `contamination` 0 and 0.10.
+
+Figures: ROC-AUC on KDDTest+, and at the model's own threshold (99th percentile,
 fixed before KDDTest+ is seen) recall of the attacks and the false-positive rate on the normal
 records. Median over `--seeds` seeds (range in brackets).
 
@@ -79,7 +81,8 @@ def main() -> None:
                     model = detector(name, setting, seed, args.epochs)
                     runs.append(figures(model.fit_matrix(contaminated(X_train, y_train, rate, seed)), X_test, y_test))
                 auc, recall, fpr = (list(column) for column in zip(*runs))
-                print(f"| {name} | {rate:.0%} | {setting:.2f} | {cell(auc)} | {cell(recall)} | {cell(fpr, 4)} |", flush=True)
+                print(f"| {name} | {rate:.0%} | {setting:.2f} | {cell(auc)} | {cell(recall)} | {cell(fpr, 4)} |",
+                      flush=True)
     print(f"\n{args.seeds} seeds, {time.monotonic() - began:.0f} s")
 
 

@@ -162,7 +162,8 @@ def main() -> None:
         rows = [*per_day(r["alerts"], r["incidents"], r["watch"]),
                 ("**all**", len(r["alerts"]), len(r["incidents"]) + len(r["watch"]), len(r["incidents"]))]
         for day, a, g, i in rows:
-            print(f"| {name} | {day} | {a} | {g} | {i} | {i / a:.2f} |" if a else f"| {name} | {day} | 0 | {g} | {i} | - |")
+            ratio = f"{i / a:.2f}" if a else "-"
+            print(f"| {name} | {day} | {a} | {g} | {i} | {ratio} |")
     print("\n| data | precision@10 raw alerts | precision@10 open incidents | precision@10 groups (open + watch) |\n"
           "|---|---:|---:|---:|")
     for name, r in results.items():

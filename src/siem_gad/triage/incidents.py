@@ -261,7 +261,8 @@ def incident_document(identifier: str, records: list[dict[str, Any]], open_at: f
         **({"threat": {"framework": "MITRE ATT&CK", "tactic": {"id": tactics}, "technique": {"id": techniques}}}
            if tactics or techniques else {}),
         "siem_gad": {"incident": {
-            "id": identifier, "status": "open" if risk >= open_at else "watch", "merged_into": None, "first_seen": first, "last_seen": last,
+            "id": identifier, "status": "open" if risk >= open_at else "watch", "merged_into": None,
+            "first_seen": first, "last_seen": last,
             "risk_score": risk, "max_alert_risk": max(r["risk"] for r in records), "severity": severity,
             "alert_ids": [r["alert_id"] for r in records], "alert_count": len(records),
             "rules": list(rules), "jobs": sorted({r["job"] for r in records}),
