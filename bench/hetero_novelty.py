@@ -39,7 +39,7 @@ def cell(values: list[float]) -> str:
     return f"{np.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
     from siem_gad.graphs.host_flow import FLOW, HostFlowGraphBuilder
 
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="flows read from the start of each capture")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     builder = HostFlowGraphBuilder(flows_per_graph=128, label_field="label", class_field="label.detailed")
     windows = {c: build(builder, iot23(c, rows=args.rows, corrected_labels=True), timedelta(minutes=10))
                for c in IOT23_CAPTURES}

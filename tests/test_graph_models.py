@@ -350,6 +350,24 @@ def test_reduced_graph_benchmarks_run(bench: str, tmp_path: Path, capsys):
 
 
 @pytest.mark.needs_data("iot23")
+def test_reduced_hetero_novelty_benchmark_holds_each_capture_out(capsys):
+    """bench/hetero_novelty.py on 3,000 flows a capture, one seed, 5 epochs: a row per capture
+    and model, and the novelty half only ever adds alerts (same network, same threshold)."""
+    from hetero_novelty import main
+
+    main(["--rows", "3000", "--seeds", "1", "--epochs", "5"])
+    rows = [line.strip("|").split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| CTU-")]
+    assert [r[0].strip() for r in rows[::2]] == IOT23_CAPTURES and len(rows) == 2 * len(IOT23_CAPTURES)
+    value = lambda cell: float(cell.split(" (")[0])  # noqa: E731 - "median (range)"
+    for plain, novel in zip(rows[::2], rows[1::2]):
+        assert "novelty" in novel[2] and "novelty" not in plain[2]
+        assert value(novel[5]) >= value(plain[5])  # false-positive rate: a superset of the alerts
+        for cell in (*plain[3:], *novel[3:]):
+            assert cell.strip() == "-" or 0 <= value(cell) <= 1
+
+
+@pytest.mark.needs_data("iot23")
 def test_iot23_label_correction_relabels_only_the_cc_network():
     """Capture 42-1's heartbeat to the Mirai C&C network is benign in the dataset, C&C once corrected."""
     from flow_data import IOT23_CC_NETWORK
