@@ -242,6 +242,13 @@ def contamination_field() -> Any:
         "the percentile of the kept rows' scores"))
 
 
+def subsample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """At most `limit` of the rows, drawn without replacement and kept in their order."""
+    if len(rows) <= limit:
+        return rows
+    return rows[np.sort(rng.choice(len(rows), limit, replace=False))]
+
+
 def kept_after_trimming(scores: np.ndarray, contamination: float) -> np.ndarray:
     """The rows that stay when the `contamination` share scoring highest is dropped (a mask;
     every row when it is 0). Ties at the cut stay, so at most that share goes."""

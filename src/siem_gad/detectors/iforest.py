@@ -20,7 +20,7 @@ from pydantic import Field
 from ..lazy import lazy_import
 from ..graphs import GraphWindow
 from . import (Detector, DetectorParams, Explanation, contamination_field, feature_contributors, kept_after_trimming,
-               nodes_summary, standardizer)
+               nodes_summary, standardizer, subsample)
 
 np = lazy_import("numpy")
 
@@ -72,17 +72,11 @@ class IsolationForestDetector(Detector):
 
     def _fit_trimmed(self, rows: np.ndarray) -> np.ndarray:
         """Fit the forest (twice with `contamination`); return the mask of the rows kept."""
-        rng = np.random.default_rng(self.params.seed)
-
-        def sample(candidates: np.ndarray) -> np.ndarray:
-            if len(candidates) > self.params.max_training_rows:
-                candidates = candidates[np.sort(rng.choice(len(candidates), self.params.max_training_rows, replace=False))]
-            return candidates.astype(np.float32)
-
-        self._fit_rows(sample(rows))
+        rng, limit = np.random.default_rng(self.params.seed), self.params.max_training_rows
+        self._fit_rows(subsample(rows, limit, rng).astype(np.float32))
         keep = kept_after_trimming(self._score_rows(rows), self.params.contamination)
         if not keep.all():
-            self._fit_rows(sample(rows[keep]))
+            self._fit_rows(subsample(rows[keep], limit, rng).astype(np.float32))
         return keep
 
     def _fit_rows(self, rows: np.ndarray) -> None:

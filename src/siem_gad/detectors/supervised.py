@@ -33,7 +33,7 @@ from pydantic import Field, model_validator
 
 from ..graphs import GraphWindow
 from ..labeling import BENIGN
-from . import BaseDetectorParams, Detector
+from . import BaseDetectorParams, Detector, subsample
 from .batching import split_rows, window_groups
 
 OTHER_ATTACK = "other attack"
@@ -264,9 +264,7 @@ class NoveltyHalf:
     def fit(cls, benign: np.ndarray, held_out: np.ndarray, percentile: float, seed: int) -> "NoveltyHalf":
         if len(benign) < 2:
             raise ValueError("novelty needs benign-labeled training nodes to learn what is usual")
-        rng = np.random.default_rng(seed)
-        sample = benign if len(benign) <= cls.MAX_ROWS else benign[np.sort(rng.choice(len(benign), cls.MAX_ROWS,
-                                                                                     replace=False))]
+        sample = subsample(benign, cls.MAX_ROWS, np.random.default_rng(seed))
         half = cls(np.ascontiguousarray(sample, dtype=np.float32), 1.0, seed)
         reference = held_out if len(held_out) >= 10 else benign
         half.threshold = max(float(np.percentile(half.novelty(reference), percentile)), 1e-9)
