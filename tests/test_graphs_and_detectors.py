@@ -60,7 +60,8 @@ def test_bipartite_matches_a_groupby(sim_windows):
 def test_bipartite_related_fields_are_the_other_fields_of_each_nodes_events(sim_windows, threads):
     """An auth graph (user x host) keeping source.ip and destination.ip: each node carries the
     addresses its events name, most events first, as a groupby gives them; hubs marked."""
-    from siem_gad.triage.related import MAX_RELATED, Related, related_entities
+    from siem_gad.hubs import MAX_RELATED
+    from siem_gad.triage.related import Related, related_entities
     from siem_gad.detectors import Explanation
 
     enterprise, events, _ = sim_windows

@@ -30,6 +30,7 @@ from ..lazy import lazy_import
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from ..hubs import MAX_RELATED, hub_degree
 
 np = lazy_import("numpy")
 
@@ -132,8 +133,6 @@ class BipartiteGraphBuilder(GraphBuilder):
                  edges_per_window: np.ndarray, node_ptr: np.ndarray, windows: int) -> list[dict] | None:
         """Per window, local node -> the `related_fields` values its events carry, most events
         first, each with whether it is a hub of the window (see `GraphWindow.node_related`)."""
-        from ..triage.related import HUB_FRACTION, HUB_MIN_DEGREE, MAX_RELATED
-
         if not batch.related:
             return None
         out: list[dict] = [{} for _ in range(windows)]
@@ -160,7 +159,7 @@ class BipartiteGraphBuilder(GraphBuilder):
                     continue
                 taken[n] = taken.get(n, 0) + 1
                 w = int(window_of_node[n])
-                hub = spread[w * width + v] >= max(HUB_MIN_DEGREE, HUB_FRACTION * sizes[w])
+                hub = spread[w * width + v] >= hub_degree(sizes[w])
                 out[w].setdefault(n - int(node_ptr[w]), []).append((field, str(values[v]), bool(hub)))
         return out
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..hubs import MAX_RELATED, hub_degree
+
 if TYPE_CHECKING:
     from ..detectors import Explanation
     from ..graphs import GraphWindow
 
-MAX_RELATED = 20  # peers kept per alert, most connected first
-HUB_FRACTION = 0.1  # a peer touching this share of the window's entities is a hub ...
-HUB_MIN_DEGREE = 6  # ... and at least this many (small windows have no hubs)
 ECS_RELATED = {"ip": "ip", "user": "user", "host": "hosts"}
 
 
@@ -78,7 +77,7 @@ def related_entities(window: "GraphWindow", explanation: "Explanation", level: s
         return []
     degree = np.bincount(window.edge_index.ravel(), minlength=window.num_nodes) if window.num_edges else \
         np.zeros(window.num_nodes, dtype=np.int64)
-    bar = max(HUB_MIN_DEGREE, HUB_FRACTION * window.num_nodes)
+    bar = hub_degree(window.num_nodes)
     # an edge alert touches the edge's two ends; a node or window alert its node's peers
     nodes = alerted if level == "edge" else peers(window, alerted[0])
     out, seen = [], set(own)
