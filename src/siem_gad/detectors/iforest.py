@@ -80,15 +80,14 @@ class IsolationForestDetector(Detector):
         return keep
 
     def _fit_rows(self, rows: np.ndarray) -> None:
-        from sklearn.ensemble import IsolationForest
+        from .sampled_forest import SampledForest
 
-        self.sample_ = rows
         self.mean_, self.std_ = standardizer(rows)
-        self.forest_ = IsolationForest(n_estimators=self.params.n_estimators, max_samples=min(self.params.max_samples, len(rows)),
-                                       random_state=self.params.seed).fit(rows)
+        self.forest_ = SampledForest(rows, n_estimators=self.params.n_estimators, max_samples=self.params.max_samples,
+                                     seed=self.params.seed)
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        return -self.forest_.score_samples(rows)
+        return self.forest_.isolation(rows)
 
     @staticmethod
     def _keys(window: GraphWindow) -> np.ndarray:
@@ -123,7 +122,7 @@ class IsolationForestDetector(Detector):
     def get_state(self) -> dict[str, Any]:
         import torch
 
-        return {"sample": torch.from_numpy(self.sample_), "entity_keys": list(self.entity_median_),
+        return {"sample": torch.from_numpy(self.forest_.sample), "entity_keys": list(self.entity_median_),
                 "entity_medians": torch.tensor(list(self.entity_median_.values()), dtype=torch.float64),
                 "global_median": self.global_median_}
 

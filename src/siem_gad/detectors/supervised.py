@@ -250,28 +250,27 @@ class SupervisedGraphDetector(Detector):
 class NoveltyHalf:
     """The unsupervised half of a supervised detector: an isolation forest over the benign
     training nodes' features and the novelty at its percentile of held-out benign nodes. Its
-    state is the training sample (refitted with the seed on load, as `iforest` does)."""
+    state is the training sample (`sampled_forest`, refitted with the seed on load)."""
 
     MAX_ROWS = 50_000
 
     def __init__(self, sample: np.ndarray, threshold: float, seed: int):
-        from sklearn.ensemble import IsolationForest
+        from .sampled_forest import SampledForest
 
-        self.sample, self.threshold = sample, float(threshold)
-        self.forest = IsolationForest(n_estimators=100, max_samples=min(256, len(sample)), random_state=seed).fit(sample)
+        self.forest = SampledForest(sample, n_estimators=100, max_samples=256, seed=seed)
+        self.threshold = float(threshold)
 
     @classmethod
     def fit(cls, benign: np.ndarray, held_out: np.ndarray, percentile: float, seed: int) -> "NoveltyHalf":
         if len(benign) < 2:
             raise ValueError("novelty needs benign-labeled training nodes to learn what is usual")
-        sample = subsample(benign, cls.MAX_ROWS, np.random.default_rng(seed))
-        half = cls(np.ascontiguousarray(sample, dtype=np.float32), 1.0, seed)
+        half = cls(subsample(benign, cls.MAX_ROWS, np.random.default_rng(seed)), 1.0, seed)
         reference = held_out if len(held_out) >= 10 else benign
         half.threshold = max(float(np.percentile(half.novelty(reference), percentile)), 1e-9)
         return half
 
     def novelty(self, rows: np.ndarray) -> np.ndarray:
-        return -self.forest.score_samples(np.asarray(rows, dtype=np.float32)) if len(rows) else np.zeros(0)
+        return self.forest.isolation(rows)
 
     def ratio(self, rows: np.ndarray) -> np.ndarray:
         return self.novelty(rows) / self.threshold
@@ -283,7 +282,7 @@ class NoveltyHalf:
     def get_state(self) -> dict[str, Any]:
         import torch
 
-        return {"sample": torch.from_numpy(self.sample), "threshold": self.threshold}
+        return {"sample": torch.from_numpy(self.forest.sample), "threshold": self.threshold}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], seed: int) -> "NoveltyHalf":
