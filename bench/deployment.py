@@ -130,7 +130,10 @@ class FlowForest:
         return -self.forest.score_samples(self.rows(events))
 
 
-def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int) -> dict:
+def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int, history: str = "all") -> dict:
+    """`history`: "all" trains on the training days as they are; "benign" on their benign
+    flows only, which no deployment has (it needs every label of the past): the upper bound
+    of what removing the attacks from the history could give."""
     from siem_gad.graphs.bipartite import BipartiteGraphBuilder
 
     rows = 20_000 if quick else None
@@ -138,10 +141,14 @@ def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int) -
     frames = {d: luflow(d, rows) for d in days}
     builder = BipartiteGraphBuilder(bytes_field="source.bytes")
     windows = {d: build(builder, frames[d], WINDOW) for d in days}
-    results: dict = {"data": "luflow", "protocol": protocol, "window": "10m", "rows_per_day": rows, "folds": []}
+    past_frames = frames if history == "all" else {
+        d: f[f["label"] != "malicious"].reset_index(drop=True) for d, f in frames.items()}
+    past_windows = windows if history == "all" else {d: build(builder, past_frames[d], WINDOW) for d in days}
+    results: dict = {"data": "luflow", "protocol": protocol, "window": "10m", "rows_per_day": rows, "history": history,
+                     "folds": []}
     for trained_on, day in PROTOCOLS[protocol](days, train_days):
-        history = [w for d in trained_on for w in windows[d]]
-        history_events = pd.concat([frames[d] for d in trained_on], ignore_index=True)
+        history_windows = [w for d in trained_on for w in past_windows[d]]
+        history_events = pd.concat([past_frames[d] for d in trained_on], ignore_index=True)
         events = frames[day]
         fold = {"train": trained_on, "scored": day, "has_attacks": bool((events["label"] == "malicious").any()),
                 "models": {}}
@@ -152,7 +159,7 @@ def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int) -
                     model = FlowForest(seed).fit(history_events)
                     scores, threshold = model.score(events), model.threshold_
                 else:
-                    model = make(seed).fit(history)
+                    model = make(seed).fit(history_windows)
                     scores = flows_from_edges(windows[day], edge_scores(model, windows[day]), events, WINDOW)
                     threshold = float(model.threshold_)
                 entries.append(day_metrics(events, scores, threshold))
@@ -294,6 +301,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--labels", choices=["corrected", "dataset"], default="corrected",
                         help="IoT-23: the C&C labels made consistent across captures (flow_data.iot23), or as published")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--history", choices=["all", "benign"], default="all",
+                        help="LUFlow: train on the history's benign flows only (an upper bound, not a deployment)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/...)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -304,8 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = iot23_deployment(args.protocol, args.train_days, args.quick, args.seeds, args.labels == "corrected")
         name = f"deployment-iot23-{args.protocol}-{args.labels}"
     else:
-        results = luflow_deployment(args.protocol, args.train_days, args.quick, args.seeds)
-        name = f"deployment-luflow-{args.protocol}"
+        results = luflow_deployment(args.protocol, args.train_days, args.quick, args.seeds, args.history)
+        name = f"deployment-luflow-{args.protocol}" + ("-benign-history" if args.history == "benign" else "")
     results["seconds"] = round(time.perf_counter() - began, 1)
     out = args.out or RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
