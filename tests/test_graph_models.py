@@ -396,7 +396,7 @@ def test_label_audit_sorts_every_held_out_attack_flow_by_what_training_says():
             attacks = test[test["label"] != "benign"]
             assert sum(n for row in classes.values() for n in row.values()) == len(attacks)
             train = pd.concat([e for c, e in captures[labels].items() if c != held], ignore_index=True)
-            signatures = lambda frame: frame[SIGNATURE].astype(str).agg("|".join, axis=1)  # noqa: E731
+            signatures = lambda frame: frame[SIGNATURE].astype(str).apply(lambda c: c + "|").sum(axis=1)  # noqa: E731
             attack_signatures = set(signatures(train[train["label"] != "benign"]))
             only_benign = set(signatures(train)) - attack_signatures
             expected = signatures(attacks).isin(only_benign).sum()
