@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---|---|---|---|---|---|---|")
     for (graph, detector, level, name), row in rows.items():
         counts = sorted(set(row["counts"]))
-        print(f"| {graph} | {detector} | {level} | {name} | {cell(row['roc_auc'])} | {cell(row['average_precision'])} | "
-              f"{cell(row['precision_at_20'], 2)} | {', '.join(counts)} |")
+        print(f"| {graph} | {detector} | {level} | {name} | {cell(row['roc_auc'])} | "
+              f"{cell(row['average_precision'])} | {cell(row['precision_at_20'], 2)} | {', '.join(counts)} |")
     return rows
 
 

@@ -6,8 +6,9 @@ Each data set runs through the real command line (`siem-gad run --once` on a fre
   holds each injected attack, and the rank of that incident by combined risk;
 - real logs from ../shared/data: the EC2 `auth.log` and loghub's OpenSSH sample through the
   `syslog` source (file replay, the `ssh` job of examples/syslog.yaml), and two IoT-23 captures
-  through the `csv` source with the network job of bench/iot23/config.yaml and its rule: 42-1 (8.3 hours, a backfill over the training range) and
-  34-1 (24 hours: trained on the first 8, alerting on the rest).
+  through the `csv` source with the network job of bench/iot23/config.yaml and its rule:
+  42-1 (8.3 hours, a backfill over the training range) and 34-1 (24 hours: trained on the
+  first 8, alerting on the rest).
 
 Per day: alerts (by window start) and incidents (by first alert). Where events carry labels
 (simulator, IoT-23), precision@10: an alert is a true positive when an attack event of its
