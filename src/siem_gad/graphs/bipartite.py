@@ -29,8 +29,8 @@ from pydantic import Field
 from ..lazy import lazy_import
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
 from ..hubs import MAX_RELATED, hub_degree
+from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
 
 np = lazy_import("numpy")
 
