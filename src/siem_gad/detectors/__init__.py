@@ -242,11 +242,16 @@ def contamination_field() -> Any:
         "the percentile of the kept rows' scores"))
 
 
+def subsample_index(count: int, limit: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Which of `count` rows to keep, at most `limit`, drawn without replacement, in order;
+    None when all of them fit (no draw is made, so the generator is left as it was)."""
+    return np.sort(rng.choice(count, limit, replace=False)) if count > limit else None
+
+
 def subsample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """At most `limit` of the rows, drawn without replacement and kept in their order."""
-    if len(rows) <= limit:
-        return rows
-    return rows[np.sort(rng.choice(len(rows), limit, replace=False))]
+    """At most `limit` of the rows (`subsample_index`)."""
+    keep = subsample_index(len(rows), limit, rng)
+    return rows if keep is None else rows[keep]
 
 
 def kept_after_trimming(scores: np.ndarray, contamination: float) -> np.ndarray:

@@ -115,8 +115,7 @@ class CatGnnDetector(SupervisedGraphDetector):
         host = str(window.node_value[item])
         top = edges[0] if edges else None
         ratios = self.novelty_ratios(window)
-        novelty = None if ratios is None else float(ratios[int(np.flatnonzero(np.flatnonzero(
-            window.node_kind == self.target_kind) == item)[0])])
+        novelty = None if ratios is None else float(ratios[self.target_position(window, item)])
         novel = f"; {novelty:.1f}x the novelty threshold" if novelty is not None and novelty >= 1 else ""
         summary = (f"{host} classified as attack with p={float(probability):.3f}{novel}; most attended: "
                    f"{top['direction']} {top['neighbor']} at +{top['seconds_into_window']}s" if top else

@@ -98,7 +98,7 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         self.check_fitted()
         flow_nodes = np.flatnonzero(window.node_kind == FLOW)
         probabilities = self.predict_proba([window])[0]
-        flow_scores = self.target_scores([window])[0]
+        flow_scores = self.scores_from(window, probabilities)
         novelty = self.novelty_ratios(window)
         senders = self._senders(window)
         if window.node_kind[item] == FLOW:

@@ -210,11 +210,21 @@ class SupervisedGraphDetector(Detector):
     def target_scores(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """P(not benign) of each window's target-kind nodes, combined with their novelty when
         the model has its novelty half (see the module)."""
-        scores = [1 - p[:, 0] if len(p) else np.zeros(0) for p in self.predict_proba(windows)]
+        return [self.scores_from(w, p) for w, p in zip(windows, self.predict_proba(windows))]
+
+    def scores_from(self, window: GraphWindow, probabilities: np.ndarray) -> np.ndarray:
+        """The target-kind nodes' scores of `window` from their class probabilities
+        (`predict_proba`), so an explanation that needs both runs the network once."""
+        if not len(probabilities):
+            return np.zeros(0)
+        scores = 1 - probabilities[:, 0]
         if self.novelty_ is None:
             return scores
-        return [self.novelty_.combine(s, w.kind_x(self.target_kind), self.threshold_) if len(s) else s
-                for w, s in zip(windows, scores)]
+        return self.novelty_.combine(scores, window.kind_x(self.target_kind), self.threshold_)
+
+    def target_position(self, window: GraphWindow, node: int) -> int:
+        """Where node `node` (of the target kind) stands among the window's target-kind nodes."""
+        return int((window.node_kind[:node] == self.target_kind).sum())
 
     def novelty_ratios(self, window: GraphWindow) -> np.ndarray | None:
         """Each target-kind node's novelty over the novelty threshold (1: at it), or None."""

@@ -30,7 +30,8 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from . import Detector, ErrorThresholdParams, Explanation, contamination_field, kept_after_trimming, readable, standardizer
+from . import (Detector, ErrorThresholdParams, Explanation, contamination_field, kept_after_trimming, readable,
+               standardizer, subsample_index)
 from .training import fit_network
 
 if TYPE_CHECKING:
@@ -96,8 +97,8 @@ class TabularDetector(Detector):
         if len(X) < 10:
             raise ValueError(f"{type(self).__name__} needs at least 10 training rows, got {len(X)}")
         rng = np.random.default_rng(p.seed)
-        if len(X) > p.max_training_rows:
-            keep = np.sort(rng.choice(len(X), p.max_training_rows, replace=False))
+        keep = subsample_index(len(X), p.max_training_rows, rng)
+        if keep is not None:
             X, y = X[keep], y[keep]
         self.feature_names_ = list(feature_names or [f"f{i}" for i in range(X.shape[1])])
         self._fit_rows(X, y, rng, progress)
