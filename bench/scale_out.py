@@ -2,7 +2,8 @@
 scale, and what one run of windows costs in Ray.
 
     .venv/bin/python bench/scale_out.py [--part training|scoring|all] [--repeat 2]
-        [--hosts 300 --hours 72] [--scale-hosts 2000 --scale-hours 180] [--baseline-rev REV] [--loaded]
+        [--hosts 300 --hours 72] [--scale-hosts 2000 --scale-hours 180] [--baseline-rev REV [--baseline-ray]]
+        [--loaded]
 
 Every measurement is a fresh process on a copy of the same config (the simulated enterprise).
 
@@ -13,9 +14,11 @@ Every measurement is a fresh process on a copy of the same config (the simulated
 - `scoring`: the scoring pass on about 5 M events (`--scale-hosts` x `--scale-hours`): models
   trained once (locally) on the first 24 windows, then `run --once` over every window under
   `local`, under `local` with the code of `--baseline-rev` (the commit before this change:
-  "local is not slower than before"), and under Ray with 1 and 2 CPUs. Reported: the command's
-  wall time and the pass's own time (the batches' durations, without starting the process and
-  Ray), events per second, and the ratios. `--loaded` repeats the Ray rows with a CPU-bound
+  "local is not slower than before"), and under Ray with 1 and 2 CPUs (`--baseline-ray`: also
+  with the code of `--baseline-rev`). Reported: the command's wall time, the pass's own time (the
+  batches' durations, without starting the process or loading the models), the batches after
+  the first (the steady state of a long-running `siem-gad run`, whose workers are warm), events
+  per second, and the ratios. `--loaded` repeats the Ray rows with a CPU-bound
   process running beside them.
 Prints Markdown tables for docs/scale-out.md (medians of `--repeat` runs).
 """
@@ -207,12 +210,14 @@ def run_sampling_memory(command: list[str], cwd: Path, env: dict | None) -> tupl
     return time.perf_counter() - began, peaks["driver"], peaks["worker"]
 
 
-def pass_seconds(folder: Path) -> tuple[float, int]:
-    """The batches' own durations and events, from the state store."""
+def pass_seconds(folder: Path) -> tuple[float, float, int]:
+    """The batches' own durations, those of the batches after the first (the steady state of a
+    process whose workers and models are warm) and the events, from the state store."""
     with sqlite3.connect(folder / "state" / "state.sqlite") as db:
-        seconds, events = db.execute("SELECT SUM(duration_s), SUM(events) FROM passes WHERE window_start IS NOT NULL"
-                                     ).fetchone()
-    return float(seconds or 0), int(events or 0)
+        durations = [float(d) for d, in db.execute("SELECT duration_s FROM passes WHERE window_start IS NOT NULL "
+                                                   "ORDER BY window_start")]
+        events = db.execute("SELECT SUM(events) FROM passes WHERE window_start IS NOT NULL").fetchone()[0]
+    return sum(durations), sum(durations[1:]), int(events or 0)
 
 
 def scoring_part(args: argparse.Namespace) -> None:
@@ -233,6 +238,10 @@ def scoring_part(args: argparse.Namespace) -> None:
                        *(["--once"] if command == "run" else [])], warm, {"PYTHONPATH": str(baseline / "src")})
         engines["ray, 1 CPU"] = ({"engine": "ray", "workers": 1}, None)
         engines["ray, 2 CPUs"] = ({"engine": "ray", "workers": 2}, None)
+        if baseline is not None and args.baseline_ray:  # Ray's workers inherit the driver's PYTHONPATH
+            for label, execution in (("ray, 1 CPU", {"engine": "ray", "workers": 1}),
+                                     ("ray, 2 CPUs", {"engine": "ray", "workers": 2})):
+                engines[f"{label}, {args.baseline_rev} (before)"] = (execution, {"PYTHONPATH": str(baseline / "src")})
         trained = write_config(Path(tmp) / "trained", args.scale_hosts, args.scale_hours, {"engine": "local"},
                                SCALE_DETECTORS).parent
         train_s = timed([sys.executable, "-m", "siem_gad", "train", "-c", str(trained / "config.yaml")], trained)
@@ -240,9 +249,9 @@ def scoring_part(args: argparse.Namespace) -> None:
         loads = [False, True] if args.loaded else [False]
         for loaded in loads:
             for label, (execution, env) in engines.items():
-                if loaded and not label.startswith("ray"):
+                if loaded and (not label.startswith("ray") or label.endswith("(before)")):
                     continue
-                walls, own, driver_mib, worker_mib = [], [], [], []
+                walls, own, steady, driver_mib, worker_mib = [], [], [], [], []
                 for run in range(args.repeat):
                     folder = Path(tmp) / slug(f"{label}-{loaded}-{run}")
                     shutil.copytree(trained, folder)
@@ -258,23 +267,35 @@ def scoring_part(args: argparse.Namespace) -> None:
                     finally:
                         if spinner:
                             spinner.kill()
-                    seconds, events = pass_seconds(folder)
+                    seconds, after_first, events = pass_seconds(folder)
                     own.append(seconds)
+                    steady.append(after_first)
                     shutil.rmtree(folder)
-                rows[label + (", loaded" if loaded else "")] = (statistics.median(walls), statistics.median(own), events,
+                rows[label + (", loaded" if loaded else "")] = (statistics.median(walls), statistics.median(own),
+                                                                statistics.median(steady), events,
                                                                 max(driver_mib), max(worker_mib))
     print(f"Scoring pass: {args.scale_hosts} hosts x {args.scale_hours} h = {events / 1e6:.2f} M events, "
           f"{args.scale_hours} one-hour windows, 4 detectors; {os.cpu_count()} cores, median of {args.repeat}; "
           f"models trained locally once ({train_s:.0f} s)")
     print()
     print("| engine | `run --once` wall (s) | the pass alone (s) | events/s (pass) | pass vs local | pass vs ray 1 CPU "
-          "| wall vs ray 1 CPU | driver peak RSS (MiB) | largest worker peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| wall vs ray 1 CPU | batches after the first (s) | those vs ray 1 CPU | driver peak RSS (MiB) "
+          "| largest worker peak RSS (MiB) |")
+    print("|---" * 11 + "|")
     local = rows["local"][1]
-    for label, (wall, seconds, events, driver, worker) in rows.items():
-        one_wall, one_pass = rows["ray, 1 CPU" + (", loaded" if label.endswith("loaded") else "")][:2]
+    for label, (wall, seconds, after_first, events, driver, worker) in rows.items():
+        one_wall, one_pass, one_steady = rows[one_cpu_row(label, rows)][:3]
         print(f"| {label} | {wall:.1f} | {seconds:.1f} | {events / seconds:,.0f} | {local / seconds:.2f}x "
-              f"| {one_pass / seconds:.2f}x | {one_wall / wall:.2f}x | {driver:,.0f} | {worker:,.0f} |")
+              f"| {one_pass / seconds:.2f}x | {one_wall / wall:.2f}x | {after_first:.1f} | {one_steady / after_first:.2f}x "
+              f"| {driver:,.0f} | {worker:,.0f} |")
+
+
+def one_cpu_row(label: str, rows: dict) -> str:
+    """The row a row's ratios are taken against: Ray with 1 CPU of the same code and load."""
+    same = label.replace("2 CPUs", "1 CPU")
+    if same in rows:
+        return same
+    return "ray, 1 CPU" + (", loaded" if label.endswith("loaded") else "")
 
 
 def slug(label: str) -> str:
@@ -295,6 +316,7 @@ def main() -> None:
     parser.add_argument("--scale-hosts", type=int, default=2000)
     parser.add_argument("--scale-hours", type=int, default=180)
     parser.add_argument("--baseline-rev", default=None, help="a commit whose local engine the scoring part also runs")
+    parser.add_argument("--baseline-ray", action="store_true", help="also run the Ray rows with --baseline-rev's code")
     parser.add_argument("--loaded", action="store_true", help="repeat the scoring part's Ray rows beside a busy process")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()

@@ -156,6 +156,44 @@ def test_a_worker_killed_mid_fit_or_mid_scoring_is_retried_and_nothing_changes(t
     assert results["ray", "alerts"] == results["local", "alerts"] and results["ray", "alerts"]
 
 
+WARMING = '''from siem_gad import hookimpl
+from siem_gad.detectors.iforest import IsolationForestDetector
+
+
+class NeedsAMissingModule(IsolationForestDetector):
+    worker_imports = (*IsolationForestDetector.worker_imports, "siem_gad_test_no_such_module")
+
+
+@hookimpl
+def register_detectors(register):
+    register("needs_a_missing_module", NeedsAMissingModule)
+'''
+
+
+def test_a_pass_warms_the_workers_with_what_the_job_imports_once_and_a_failed_import_only_warns(
+        tmp_path: Path, ray_cluster, caplog: pytest.LogCaptureFixture):
+    jobs = {"network": {"source": "sim", "window": "1h", "batch_windows": 12, "graph": {"type": "bipartite"},
+                        "detectors": {"iforest": {"type": "needs_a_missing_module", "training": {"windows": 24}}},
+                        "sinks": ["alerts"]}}
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "warming.py").write_text(WARMING)
+    rules = {"outlier": {"name": "Outlier", "job": "network", "detector": "iforest", "condition": {"top_k": 2}}}
+    app = App.open(make_config(tmp_path, jobs=jobs, rules=rules, extra={"execution": {"engine": "ray"}}))
+    try:
+        assert all(o.status == "ok" for o in run_once(app, ["network"], threading.Event()))
+        executor = app.executor()
+        # the builder's and the detector's imports, one warm-up task per CPU of the cluster
+        assert executor.warmed == {"pandas", "siem_gad.graphs.kernels", "sklearn.ensemble",
+                                   "siem_gad_test_no_such_module"}
+        assert executor.warm_ups == 2
+        executor.warm(app.job("network").worker_imports())  # nothing new to import: nothing sent
+        assert executor.warm_ups == 2
+    finally:
+        app.close()
+    warnings = [r.getMessage() for r in caplog.records if "warming a worker" in r.getMessage()]
+    assert warnings and all("siem_gad_test_no_such_module: ModuleNotFoundError" in w for w in warnings)
+
+
 def test_check_fails_cleanly_when_engine_ray_is_asked_without_ray_installed(tmp_path: Path):
     config = make_config(tmp_path, extra={"execution": {"engine": "ray", "workers": 2}})
     code = ("import sys\nsys.modules['ray'] = None  # as if the extra were not installed\n"

@@ -109,3 +109,17 @@ def test_the_section_check_finds_a_key_documented_only_elsewhere():
     sections = component_sections(text)
     assert "alpha" in documented_keys(sections[("sources", "a")], text)
     assert "beta" not in documented_keys(sections[("sources", "a")], text)
+
+
+def test_every_module_a_built_in_component_warms_ray_workers_with_exists():
+    """`worker_imports` (what a Ray worker imports before its first task) names real modules:
+    a typo would only ever cost a warning and the time it was meant to save."""
+    import importlib.util
+
+    from siem_gad.plugins import load_host
+
+    host = load_host(entry_points=False)
+    named = {module for kind in ("sources", "graph_builders", "detectors")
+             for info in host.components(kind).values() for module in info.cls.worker_imports}
+    assert {"siem_gad.detectors.gcn_torch", "sklearn.ensemble", "siem_gad.graphs.kernels"} <= named
+    assert [module for module in sorted(named) if importlib.util.find_spec(module) is None] == []

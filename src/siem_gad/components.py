@@ -27,6 +27,9 @@ class Component:
     """
 
     Params: ClassVar[type[Params]] = Params
+    # Modules its work imports lazily on first use (pandas, numba kernels): a new Ray worker
+    # imports them ahead of its first task (`execution.RayExecutor.warm`).
+    worker_imports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: object) -> None:
         self.params = self.Params.model_validate(params)

@@ -225,6 +225,11 @@ class JobRunner:
         return self.training_range(detector, plan)
 
     # ------------------------------------------------------------------ models
+    def worker_imports(self) -> list[str]:
+        """What the job's source, graph builder and detectors import on first use."""
+        classes = [type(self.source), type(self.builder), *map(self.models.detector_class, self.config.detectors)]
+        return [module for cls in classes for module in cls.worker_imports]
+
     def ensure_models(self, plan: _Plan, progress: bool = False) -> str:
         """Load or train every detector; return why the job must wait, or '' when ready."""
         waiting, due = [], []
@@ -302,6 +307,7 @@ class JobRunner:
         assert plan.watermark is not None and plan.last_end is not None
         if plan.last_end <= plan.watermark:
             return PassOutcome(self.name, "idle", "nothing due", watermark=plan.watermark)
+        self.app.executor().warm(self.worker_imports())  # while the models load
         reason = self.ensure_models(plan, progress=progress)
         if reason:
             return self._wait(reason)

@@ -99,6 +99,10 @@ class Detector(ABC):
     stateful: ClassVar[bool] = False
     learns_from_labels: ClassVar[bool] = False  # analysts' verdicts label its training windows (triage/feedback.py)
     Params: ClassVar[type[BaseDetectorParams]] = DetectorParams
+    # Modules scoring imports lazily (torch, PyG, scikit-learn): a new Ray worker imports them
+    # while the driver is still loading the models (`execution.RayExecutor.warm`), not in the
+    # first batch's scoring tasks.
+    worker_imports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params.model_validate(params)

@@ -42,6 +42,7 @@ def _logsumexp(a: np.ndarray, axis: int | None = None) -> np.ndarray:
 class GcnHmmDetector(Detector):
     level = "window"
     stateful = True
+    worker_imports = ("siem_gad.detectors.gcn_torch",)
 
     class Params(DetectorParams):
         threshold_percentile: float = Field(95.0, gt=0, lt=100)

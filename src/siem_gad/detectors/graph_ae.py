@@ -31,6 +31,7 @@ from .batching import split_rows, window_groups
 
 class GraphAeDetector(Detector):
     level = "node"
+    worker_imports = ("siem_gad.detectors.graph_nets", "siem_gad.detectors.sparse_gcn", "torch_geometric.utils")
 
     class Params(DetectorParams):
         hidden: int = Field(64, ge=4, description="width of the GCN layers")

@@ -27,6 +27,7 @@ np = lazy_import("numpy")
 
 class IsolationForestDetector(Detector):
     level = "node"
+    worker_imports = ("pandas", "sklearn.ensemble")
 
     class Params(DetectorParams):
         n_estimators: int = Field(200, ge=10)

@@ -51,6 +51,7 @@ MIN_VALIDATION_SEQUENCES = 10  # fewer give no usable mean + k sigma
 class LstmAeDetector(Detector):
     level = "window"
     stateful = True
+    worker_imports = ("torch",)
 
     class Params(ErrorThresholdParams):
         sequence: int = Field(12, ge=2, description="windows per sequence")

@@ -101,6 +101,7 @@ def best_f1_threshold(is_attack: np.ndarray, scores: np.ndarray) -> tuple[float,
 class SupervisedGraphDetector(Detector):
     learns_from_labels = True
     level = "node"
+    worker_imports = ("pandas", "siem_gad.detectors.graph_nets", "sklearn.ensemble")
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified
     scaling: ClassVar[tuple[str, ...]] = ()  # the numpy attributes `_fit_scaling` sets (saved with the model)

@@ -56,6 +56,7 @@ class TabularParams(ErrorThresholdParams):
 
 class TabularDetector(Detector):
     level = "node"
+    worker_imports = ("pandas", "torch")
     Params = TabularParams
 
     # ------------------------------------------------------------------ subclass hooks

@@ -1,6 +1,7 @@
 """Where the heavy work of a pass runs: in this process (`local`, the default) or on Ray.
 
-Three calls make the interface, each taking a description of the work:
+Three calls make the interface, each taking a description of the work (and `warm(modules)`,
+which lets an engine with worker processes import what the work will need ahead of it):
 
 - `build(BuildTask)`: read a range of the source, run the `enrich_events` hooks and build one
   graph per window (a `WindowBatch`);
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,6 +97,9 @@ class LocalExecutor:
 
     def build(self, task: BuildTask) -> WindowBatch:
         return read_and_build(task)
+
+    def warm(self, modules: "Iterable[str]") -> None:
+        """Nothing to do: this process imports what it needs when loading the models."""
 
     def fit_all(self, tasks: list[FitTask]) -> list[FitTask]:
         for task in tasks:

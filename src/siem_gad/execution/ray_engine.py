@@ -31,11 +31,11 @@ import sys
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from . import BuildTask, FitTask, ScoreTask, WindowBatch, read_and_build, window_runs
-from .worker import (build_run, fit_to_bytes, for_worker, plan_lookups, read_and_build_run, score_from_lookups,
-                     score_run, score_sequence, scoring_view)
+from .worker import (build_run, fit_to_bytes, for_worker, import_modules, plan_lookups, read_and_build_run,
+                     score_from_lookups, score_run, score_sequence, scoring_view)
 
 if TYPE_CHECKING:
     from ..config import ExecutionConfig
@@ -80,6 +80,10 @@ class RayExecutor:
         # scoring then goes where the runs it reads were built.
         self.read_build_remote = task(read_and_build_run).options(num_returns=2, scheduling_strategy="SPREAD")
         self.build_remote = task(build_run).options(num_returns=2, scheduling_strategy="SPREAD")
+        self.warm_remote = task(import_modules).options(scheduling_strategy="SPREAD")
+        self.warmed: set[str] = set()  # modules the workers were sent to import
+        self.warming: list = []  # the warm-up tasks not yet reported on
+        self.warm_ups = 0  # warm-up tasks sent
         self.models: dict[tuple[str, str], tuple[int, Any]] = {}  # (job, detector) -> (version, object ref)
         # The scoring views of the last batches built, by id of their window list: (the list, runs, refs)
         self.views: dict[int, tuple[list, list[tuple[int, int]], list]] = {}
@@ -91,6 +95,29 @@ class RayExecutor:
     @property
     def cpus(self) -> int:
         return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
+    # ------------------------------------------------------------------ warming the workers
+    def warm(self, modules: Iterable[str]) -> None:
+        """Have one worker per CPU import `modules` now, without waiting for it. A worker's first
+        scoring task would otherwise spend seconds importing torch, PyG and scikit-learn inside
+        the first batch, every worker at the same moment; sent before the driver loads its
+        models, the imports overlap that loading instead. Modules already sent are not sent
+        again (a worker Ray starts later imports on first use, as before)."""
+        wanted = sorted(set(modules) - self.warmed)
+        if not wanted:
+            return
+        self.warmed.update(wanted)
+        self.warming += [self.warm_remote.remote(wanted, self.threads) for _ in range(self.cpus)]
+        self.warm_ups += self.cpus
+
+    def _report_warming(self, wait_s: float = 0) -> None:
+        """Log the imports that failed in the warm-up tasks finished so far (or within `wait_s`)."""
+        if not self.warming:
+            return
+        done, self.warming = self.ray.wait(self.warming, num_returns=len(self.warming), timeout=wait_s)
+        for failed, node in self.ray.get(done):
+            for failure in failed:
+                log.warning("warming a worker on node %s: %s", node[:8], failure)
 
     # ------------------------------------------------------------------ reading and building
     def build(self, task: BuildTask) -> WindowBatch:
@@ -187,6 +214,7 @@ class RayExecutor:
     def _score_all(self, tasks: list[ScoreTask]) -> list[ScoreTask]:
         from ..detectors.baselines import KeyedBaseline
 
+        self._report_warming()
         cpus = self.cpus
         window_refs: dict[tuple[int, tuple[int, int]], list] = {}  # tasks of one batch share the runs' objects
 
@@ -300,6 +328,7 @@ class RayExecutor:
         self.shards.clear()
 
     def close(self) -> None:
+        self._report_warming(wait_s=5)
         self._drop_shards()
         if self.started_here and self.ray.is_initialized():
             self.ray.shutdown()

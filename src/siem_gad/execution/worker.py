@@ -70,6 +70,21 @@ def for_worker(builder: "GraphBuilder") -> "GraphBuilder":
     return builder.detached()  # type: ignore[return-value]
 
 
+def import_modules(modules: list[str], threads: int) -> tuple[list[str], str]:
+    """Import `modules` in this worker process ahead of its first real task (`RayExecutor.warm`);
+    returns the ones that failed (as 'module: error') and the node."""
+    import importlib
+
+    node = _prepare(threads)
+    failed = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - a warm-up only saves time; the real task reports it
+            failed.append(f"{module}: {type(exc).__name__}: {exc}")
+    return failed, node
+
+
 def fit_to_bytes(detector: "Detector", windows: list["GraphWindow"], threads: int) -> tuple[bytes, float, str]:
     """Fit `detector` and return its saved model file, the seconds fitting took and the node."""
     node = _prepare(threads)

@@ -180,6 +180,8 @@ class GraphWindow:
 class GraphBuilder(Component, ABC):
     """Base class of graph builders."""
 
+    worker_imports = ("pandas",)
+
     @abstractmethod
     def build(self, events: "pd.DataFrame", grid: WindowGrid) -> list[GraphWindow]:
         """One GraphWindow per window of `grid` (empty windows included, with no nodes)."""

@@ -48,6 +48,8 @@ MIN_EVENTS_PER_THREAD = 200_000  # below this, a thread costs more than it saves
 class BipartiteGraphBuilder(GraphBuilder):
     """User x resource style graph of two entity fields per window."""
 
+    worker_imports = ("pandas", "siem_gad.graphs.kernels")
+
     class Params(Params):
         source_field: str = Field("source.ip", description="field whose values are the left-hand nodes")
         target_field: str = Field("destination.ip", description="field whose values are the right-hand nodes")
