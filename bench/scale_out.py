@@ -247,33 +247,32 @@ def scoring_part(args: argparse.Namespace) -> None:
         train_s = timed([sys.executable, "-m", "siem_gad", "train", "-c", str(trained / "config.yaml")], trained)
         rows = {}
         loads = [False, True] if args.loaded else [False]
-        for loaded in loads:
-            for label, (execution, env) in engines.items():
-                if loaded and (not label.startswith("ray") or label.endswith("(before)")):
-                    continue
-                walls, own, steady, driver_mib, worker_mib = [], [], [], [], []
-                for run in range(args.repeat):
-                    folder = Path(tmp) / slug(f"{label}-{loaded}-{run}")
-                    shutil.copytree(trained, folder)
-                    set_execution(folder / "config.yaml", execution)
-                    spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if loaded else None
-                    try:
-                        wall, driver, worker = run_sampling_memory(
-                            [sys.executable, "-m", "siem_gad", "run", "-c", str(folder / "config.yaml"), "--once"],
-                            folder, env)
-                        walls.append(wall)
-                        driver_mib.append(driver)
-                        worker_mib.append(worker)
-                    finally:
-                        if spinner:
-                            spinner.kill()
-                    seconds, after_first, events = pass_seconds(folder)
-                    own.append(seconds)
-                    steady.append(after_first)
-                    shutil.rmtree(folder)
-                rows[label + (", loaded" if loaded else "")] = (statistics.median(walls), statistics.median(own),
-                                                                statistics.median(steady), events,
-                                                                max(driver_mib), max(worker_mib))
+        # Rows are measured round-robin, one run of each per round, so that a drift in this VM's
+        # speed over the bench (it varies by up to 1.5x within an hour) spreads over every row.
+        measured = [(label + (", loaded" if loaded else ""), execution, env, loaded)
+                    for loaded in loads for label, (execution, env) in engines.items()
+                    if not loaded or (label.startswith("ray") and not label.endswith("(before)"))]
+        runs: dict[str, list[tuple]] = {row: [] for row, *_ in measured}
+        for run in range(args.repeat):
+            for row, execution, env, loaded in measured:
+                folder = Path(tmp) / slug(f"{row}-{run}")
+                shutil.copytree(trained, folder)
+                set_execution(folder / "config.yaml", execution)
+                spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if loaded else None
+                try:
+                    wall, driver, worker = run_sampling_memory(
+                        [sys.executable, "-m", "siem_gad", "run", "-c", str(folder / "config.yaml"), "--once"],
+                        folder, env)
+                finally:
+                    if spinner:
+                        spinner.kill()
+                runs[row].append((wall, *pass_seconds(folder), driver, worker))
+                shutil.rmtree(folder)
+        for row, measures in runs.items():
+            walls, own, steady, counts, driver_mib, worker_mib = zip(*measures)
+            events = counts[0]
+            rows[row] = (statistics.median(walls), statistics.median(own), statistics.median(steady), events,
+                         max(driver_mib), max(worker_mib))
     print(f"Scoring pass: {args.scale_hosts} hosts x {args.scale_hours} h = {events / 1e6:.2f} M events, "
           f"{args.scale_hours} one-hour windows, 4 detectors; {os.cpu_count()} cores, median of {args.repeat}; "
           f"models trained locally once ({train_s:.0f} s)")
@@ -293,7 +292,7 @@ def scoring_part(args: argparse.Namespace) -> None:
 def one_cpu_row(label: str, rows: dict) -> str:
     """The row a row's ratios are taken against: Ray with 1 CPU of the same code and load."""
     same = label.replace("2 CPUs", "1 CPU")
-    if same in rows:
+    if label.startswith("ray") and same in rows:
         return same
     return "ray, 1 CPU" + (", loaded" if label.endswith("loaded") else "")
 

@@ -1,5 +1,8 @@
 """`execution: {engine: ray}`: the work of a pass spread over a Ray cluster.
 
+- **Warming.** At the start of a pass, before the driver loads (or trains) the models, one
+  task per CPU imports what the job's source, builder and detectors name in `worker_imports`
+  (torch, PyG, scikit-learn), so the first batch's tasks do not each pay seconds of imports.
 - **Reading and building.** A batch's windows are cut into runs of whole windows, three per
   CPU of the cluster (`RUNS_PER_CPU`). A splittable source (`Source.splittable`: the
   simulator, Elasticsearch) is read on the workers, each run by its own copy of the source,
