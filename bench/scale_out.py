@@ -172,6 +172,23 @@ SCALE_DETECTORS = {"gcn_hmm": {"type": "gcn_hmm", "training": {"windows": 24}},
                    "iforest": {"type": "iforest", "training": {"windows": 24}},
                    "rare_links": {"type": "rare_links", "training": {"windows": 24}}}
 SPIN = "import time\nwhile True:\n    sum(i * i for i in range(10000))\n"
+# A fixed amount of single-threaded work, half interpreter and half numpy, like a scoring task.
+FIXED_WORK = ("import numpy as np\nrows = np.random.default_rng(0).random(1_000_000)\n"
+              "for _ in range(25):\n    np.sort(rows[::-1].copy())\nsum(i * i for i in range(4_000_000))\n")
+
+
+def parallel_ceiling() -> float:
+    """Throughput of two identical single-threaded processes side by side against one alone:
+    the most a second CPU can give on this machine at this moment, whatever the engine."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", FIXED_WORK], check=True, env=env)
+    alone = time.perf_counter() - began
+    began = time.perf_counter()
+    pair = [subprocess.Popen([sys.executable, "-c", FIXED_WORK], env=env) for _ in range(2)]
+    for process in pair:
+        process.wait()
+    return 2 * alone / (time.perf_counter() - began)
 
 
 def run_sampling_memory(command: list[str], cwd: Path, env: dict | None) -> tuple[float, float, float]:
@@ -253,7 +270,9 @@ def scoring_part(args: argparse.Namespace) -> None:
                     for loaded in loads for label, (execution, env) in engines.items()
                     if not loaded or (label.startswith("ray") and not label.endswith("(before)"))]
         runs: dict[str, list[tuple]] = {row: [] for row, *_ in measured}
+        ceilings = []
         for run in range(args.repeat):
+            ceilings.append(parallel_ceiling())
             for row, execution, env, loaded in measured:
                 folder = Path(tmp) / slug(f"{row}-{run}")
                 shutil.copytree(trained, folder)
@@ -276,6 +295,10 @@ def scoring_part(args: argparse.Namespace) -> None:
     print(f"Scoring pass: {args.scale_hosts} hosts x {args.scale_hours} h = {events / 1e6:.2f} M events, "
           f"{args.scale_hours} one-hour windows, 4 detectors; {os.cpu_count()} cores, median of {args.repeat}; "
           f"models trained locally once ({train_s:.0f} s)")
+    print()
+    print(f"Two identical single-threaded processes side by side did {statistics.median(ceilings):.2f}x the work of one "
+          f"alone (median of {len(ceilings)}, one per round: {', '.join(f'{c:.2f}' for c in ceilings)}): the most "
+          "any 2-CPU row can gain over its 1-CPU row here.")
     print()
     print("| engine | `run --once` wall (s) | the pass alone (s) | events/s (pass) | pass vs local | pass vs ray 1 CPU "
           "| wall vs ray 1 CPU | batches after the first (s) | those vs ray 1 CPU | driver peak RSS (MiB) "
