@@ -118,7 +118,11 @@ class RayExecutor:
         if not self.warming:
             return
         done, self.warming = self.ray.wait(self.warming, num_returns=len(self.warming), timeout=wait_s)
-        for failed, node in self.ray.get(done):
+        for ref in done:
+            try:
+                failed, node = self.ray.get(ref)
+            except self.ray.exceptions.RayError as exc:  # its worker died: the real tasks are retried anyway
+                failed, node = [f"the warm-up task failed: {str(exc).splitlines()[0]}"], "?"
             for failure in failed:
                 log.warning("warming a worker on node %s: %s", node[:8], failure)
 
