@@ -50,7 +50,8 @@ def simulated_events(count: int) -> tuple[pd.DataFrame, WindowGrid]:
     frames, total, hour = [], 0, 0
     while total < count:
         frame = enterprise.hour(hour)
-        frames.append(frame)
+        # plain strings, as a CSV or JSON reader gives them (the simulator delivers Categoricals)
+        frames.append(frame.astype({name: "str" for name in frame.columns if frame[name].dtype in ("category", object)}))
         total += len(frame)
         hour += 1
     events = pd.concat(frames, ignore_index=True).iloc[:count].reset_index(drop=True)

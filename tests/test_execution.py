@@ -183,7 +183,7 @@ def test_a_pass_warms_the_workers_with_what_the_job_imports_once_and_a_failed_im
         assert all(o.status == "ok" for o in run_once(app, ["network"], threading.Event()))
         executor = app.executor()
         # the builder's and the detector's imports, one warm-up task per CPU of the cluster
-        assert executor.warmed == {"pandas", "siem_gad.graphs.kernels", "sklearn.ensemble",
+        assert executor.warmed == {"pandas", "siem_gad.graphs.kernels", "siem_gad.detectors.forest_kernels",
                                    "siem_gad_test_no_such_module"}
         assert executor.warm_ups == 2
         executor.warm(app.job("network").worker_imports())  # nothing new to import: nothing sent

@@ -121,5 +121,5 @@ def test_every_module_a_built_in_component_warms_ray_workers_with_exists():
     host = load_host(entry_points=False)
     named = {module for kind in ("sources", "graph_builders", "detectors")
              for info in host.components(kind).values() for module in info.cls.worker_imports}
-    assert {"siem_gad.detectors.gcn_torch", "sklearn.ensemble", "siem_gad.graphs.kernels"} <= named
+    assert {"siem_gad.detectors.gcn_torch", "siem_gad.detectors.forest_kernels", "siem_gad.graphs.kernels"} <= named
     assert [module for module in sorted(named) if importlib.util.find_spec(module) is None] == []

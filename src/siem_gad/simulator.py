@@ -130,17 +130,17 @@ class Enterprise:
         return int((moment - self.start) // HOUR)
 
     def events(self, start: datetime, end: datetime) -> "pd.DataFrame":
-        """All events with start <= @timestamp < end, sorted by time."""
-        import pandas as pd
-
+        """All events with start <= @timestamp < end, sorted by time, in the form
+        `siem_gad.events.finalize_events` gives (entity and label columns as Categoricals)."""
         first = max(0, self.hour_index(start))
         last = min(self.hours - 1, self.hour_index(end - timedelta(microseconds=1)))
-        frames = [self.hour(h) for h in range(first, last + 1)]
-        if not frames:
-            return pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS}).astype({"@timestamp": "datetime64[ns, UTC]"})
-        events = pd.concat(frames, ignore_index=True)
-        mask = (events["@timestamp"] >= start) & (events["@timestamp"] < end)
-        return events.loc[mask].reset_index(drop=True)
+        events = self.hours_frame(range(first, last + 1))
+        stamps = events["@timestamp"]
+        if len(events) and (stamps.iloc[0] < start or stamps.iloc[-1] >= end):
+            events = events.loc[(stamps >= start) & (stamps < end)].reset_index(drop=True)
+            for name in events.columns[events.dtypes == "category"]:
+                events[name] = events[name].cat.remove_unused_categories()
+        return events
 
     def write_csv(self, path: "Path") -> int:
         """Write every hour to a CSV file (ISO timestamps, a header row) an hour at a time, so
@@ -159,25 +159,58 @@ class Enterprise:
         return total
 
     def hour(self, h: int) -> "pd.DataFrame":
+        return self.hours_frame(range(h, h + 1))
+
+    def hours_frame(self, hours: range) -> "pd.DataFrame":
+        """The events of these hours as one frame, built column by column.
+
+        Every hour draws from its own generator (`[seed, 2, h]`), so an hour's events do not
+        depend on which other hours are generated with it. String columns are kept as codes into
+        small vocabularies until the end (`Coded`): a million events make no million Python
+        strings, except their ids.
+        """
         import pandas as pd
 
-        rng = np.random.default_rng([self.seed, 2, h])
-        moment = self.start + h * HOUR
-        parts = [self._benign(rng, moment), self._admins(rng, moment), self._backup(rng, moment),
-                 self._scanners(rng, moment)]
-        for name, (first, last) in self.attack_hours().items():
-            if first <= h <= last:
-                parts.append(getattr(self, f"_attack_{name}")(rng, h))
-        columns = {c: np.concatenate([p[c] for p in parts]) for c in COLUMNS if c != "@timestamp" and c != "event.id"}
-        offsets = np.concatenate([p["offset"] for p in parts])
-        order = np.argsort(offsets, kind="stable")
-        frame = pd.DataFrame({c: v[order] for c, v in columns.items()})
-        base = pd.Timestamp(moment).value
-        frame.insert(0, "@timestamp", pd.to_datetime(base + (offsets[order] * 1e9).astype(np.int64), utc=True))
-        frame.insert(1, "event.id", [f"sim{self.seed}-{h:06d}-{i:06d}" for i in range(len(frame))])
-        frame["destination.port"] = frame["destination.port"].astype("int64")
-        frame["network.bytes"] = frame["network.bytes"].astype("int64")
-        return frame
+        parts, part_hours = [], []
+        for h in hours:
+            rng = np.random.default_rng([self.seed, 2, h])
+            moment = self.start + h * HOUR
+            hour_parts = [self._benign(rng, moment), self._admins(rng, moment), self._backup(rng, moment),
+                          self._scanners(rng, moment)]
+            for name, (first, last) in self.attack_hours().items():
+                if first <= h <= last:
+                    hour_parts.append(getattr(self, f"_attack_{name}")(rng, h))
+            parts += hour_parts
+            part_hours += [h] * len(hour_parts)
+        sizes = np.array([len(p["offset"]) for p in parts], dtype=np.int64)
+        hour_of_row = np.repeat(np.array(part_hours, dtype=np.int64), sizes)
+        offsets = np.concatenate([p["offset"] for p in parts]) if parts else np.zeros(0)
+        order = np.empty(len(offsets), dtype=np.int64)  # by hour, then time within it; ties keep part order
+        bounds = np.searchsorted(hour_of_row, np.arange(hours.start, hours.stop + 1))
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            order[first:last] = first + np.argsort(offsets[first:last], kind="stable")
+        offsets, hour_of_row = offsets[order], hour_of_row[order]
+        base = pd.Timestamp(self.start).value + hour_of_row * (3600 * 10**9)
+        columns: dict[str, object] = {
+            "@timestamp": pd.to_datetime((base + (offsets * 1e9).astype(np.int64)).view("M8[ns]"), utc=True),
+            "event.id": pd.Series(self._event_ids(hour_of_row), dtype=object),  # object: the builders read Python strings
+        }
+        for name in COLUMNS[2:]:
+            if name in NUMBER_COLUMNS:
+                values = np.concatenate([np.asarray(p[name], dtype=np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
+                columns[name] = values[order]
+            else:
+                codes, categories = merge_coded([p[name] for p in parts])
+                columns[name] = pd.Categorical.from_codes(codes[order], categories=pd.Index(categories, dtype="str"))
+        return pd.DataFrame(columns)
+
+    def _event_ids(self, hour_of_row: np.ndarray) -> np.ndarray:
+        """`sim{seed}-{hour:06d}-{position in the hour:06d}` for rows sorted by hour."""
+        hours, counts = np.unique(hour_of_row, return_counts=True)
+        if not len(hours):
+            return np.zeros(0, dtype=object)
+        positions = numbered(int(counts.max()))
+        return np.concatenate([f"sim{self.seed}-{h:06d}-" + positions[:count] for h, count in zip(hours, counts)])
 
     def _load(self, moment: datetime) -> float:
         """Diurnal and weekly activity factor in (0, 1]."""
@@ -185,73 +218,88 @@ class Enterprise:
         day = 0.08 + 0.92 * np.exp(-(((hour - 13.5) / 3.8) ** 2))
         return float(day * (0.35 if moment.weekday() >= 5 else 1.0))
 
-    def _benign(self, rng: np.random.Generator, moment: datetime) -> dict[str, np.ndarray]:
+    @cached_property
+    def _benign_vocab(self) -> dict[str, np.ndarray]:
+        """The values benign traffic draws from, per column; `_benign` returns codes into these."""
+        servers = [SERVERS[role][1] for role in BENIGN_SERVER_ORDER]
+        return {
+            "source.ip": self.ws_ips, "destination.ip": np.concatenate([self.externals, np.array(servers, dtype=object), self.ws_ips]),
+            "user.name": self.users, "host.name": np.concatenate([self.ws_names, np.array(["fs01", "mail01"], dtype=object)]),
+            "event.action": np.array(["connection", "logon"], dtype=object),
+            "event.category": np.array(["network", "authentication"], dtype=object),
+            "event.outcome": np.array(["success", "failure"], dtype=object),
+            "network.transport": np.array(["tcp", "udp"], dtype=object), LABEL_FIELD: np.array([BENIGN], dtype=object),
+        }
+
+    def _benign(self, rng: np.random.Generator, moment: datetime) -> dict[str, object]:
         counts = rng.poisson(self.rate * self._load(moment) * self.activity)
         src = np.repeat(np.arange(self.hosts), counts)
         n = len(src)
         kind = rng.choice(5, size=n, p=[0.45, 0.22, 0.15, 0.12, 0.06])
-        dst = np.empty(n, dtype=object)
+        servers = len(self.externals)  # destination codes: externals, then BENIGN_SERVER_ORDER, then workstations
+        server = {role: servers + i for i, role in enumerate(BENIGN_SERVER_ORDER)}
+        dst = np.zeros(n, dtype=np.int64)
         port = np.zeros(n, dtype=np.int64)
         nbytes = np.zeros(n, dtype=np.int64)
-        action = np.full(n, "connection", dtype=object)
-        category = np.full(n, "network", dtype=object)
-        outcome = np.full(n, "success", dtype=object)
-        transport = np.full(n, "tcp", dtype=object)
-        user = np.full(n, None, dtype=object)
-        host = np.full(n, None, dtype=object)
+        action = np.zeros(n, dtype=np.int64)  # connection
+        category = np.zeros(n, dtype=np.int64)  # network
+        outcome = np.zeros(n, dtype=np.int64)  # success
+        transport = np.zeros(n, dtype=np.int64)  # tcp
+        user = np.full(n, -1, dtype=np.int64)
+        host = np.full(n, -1, dtype=np.int64)
         # 0: web browsing to external sites (Zipf-like popularity)
         web = kind == 0
         popularity = 1.0 / np.arange(1, len(self.externals) + 1) ** 1.1
-        dst[web] = rng.choice(self.externals, size=web.sum(), p=popularity / popularity.sum())
+        dst[web] = rng.choice(len(self.externals), size=web.sum(), p=popularity / popularity.sum())
         port[web] = np.where(rng.random(web.sum()) < 0.9, 443, 80)
         nbytes[web] = rng.lognormal(9.5, 1.3, web.sum())
         # 1: internal services (file server mostly, intranet web, database for a third of hosts)
         internal = kind == 1
         role = rng.choice(3, size=internal.sum(), p=[0.6, 0.3, 0.1])
         role = np.where((role == 2) & (src[internal] % 3 != 0), 0, role)
-        names = np.array(["file", "web", "db"])[role]
-        dst[internal] = [SERVERS[r][1] for r in names]
+        dst[internal] = servers + role  # file, web, db
         port[internal] = np.select([role == 0, role == 1], [445, 443], 5432)
         nbytes[internal] = rng.lognormal(10.0, 1.5, internal.sum())
         # 2: DNS to the domain controller
         dns = kind == 2
-        dst[dns], port[dns], transport[dns] = SERVERS["dc"][1], 53, "udp"
+        dst[dns], port[dns], transport[dns] = server["dc"], 53, 1
         nbytes[dns] = rng.integers(60, 300, dns.sum())
         # 3: logons of the workstation's user: own machine, file server, mail server
         auth = kind == 3
         target = rng.choice(3, size=auth.sum(), p=[0.6, 0.28, 0.12])
         own = src[auth]
-        host[auth] = np.where(target == 0, self.ws_names[own], np.where(target == 1, "fs01", "mail01"))
-        dst[auth] = np.where(target == 0, self.ws_ips[own], np.where(target == 1, SERVERS["file"][1], SERVERS["mail"][1]))
+        host[auth] = np.where(target == 0, own, self.hosts + target - 1)  # ws, then fs01, mail01
+        dst[auth] = np.where(target == 0, servers + len(BENIGN_SERVER_ORDER) + own,
+                             np.where(target == 1, server["file"], server["mail"]))
         port[auth] = 445
-        user[auth] = self.users[own]
-        action[auth], category[auth] = "logon", "authentication"
-        outcome[auth] = np.where(rng.random(auth.sum()) < 0.03, "failure", "success")
+        user[auth] = own
+        action[auth], category[auth] = 1, 1  # logon, authentication
+        outcome[auth] = rng.random(auth.sum()) < 0.03  # failure
         nbytes[auth] = rng.integers(800, 4000, auth.sum())
         # 4: mail
         mail = kind == 4
-        dst[mail], port[mail] = SERVERS["mail"][1], 993
+        dst[mail], port[mail] = server["mail"], 993
         nbytes[mail] = rng.lognormal(9.0, 1.0, mail.sum())
-        return {
-            "offset": np.sort(rng.random(n)) * 3600, "source.ip": self.ws_ips[src], "destination.ip": dst,
-            "destination.port": port, "network.bytes": nbytes, "event.action": action, "event.category": category,
-            "event.outcome": outcome, "network.transport": transport, "user.name": user, "host.name": host,
-            LABEL_FIELD: np.full(n, BENIGN, dtype=object),
-        }
+        vocab = self._benign_vocab
+        codes = {"source.ip": src, "destination.ip": dst, "event.action": action, "event.category": category,
+                 "event.outcome": outcome, "network.transport": transport, "user.name": user, "host.name": host,
+                 LABEL_FIELD: np.zeros(n, dtype=np.int64)}
+        return {"offset": np.sort(rng.random(n)) * 3600, "destination.port": port, "network.bytes": nbytes,
+                **{name: Coded(c, vocab[name]) for name, c in codes.items()}}
 
     @staticmethod
-    def _records(offset, src, dst, port, nbytes, action, outcome, user, host, label, category="network") -> dict[str, np.ndarray]:
+    def _records(offset, src, dst, port, nbytes, action, outcome, user, host, label, category="network") -> dict[str, object]:
         n = len(offset)
 
-        def column(value, dtype=object):
-            return np.asarray(value, dtype=dtype) if np.ndim(value) else np.full(n, value, dtype=dtype)
+        def number(value):
+            return np.asarray(value, dtype=np.int64) if np.ndim(value) else np.full(n, value, dtype=np.int64)
 
         return {
-            "offset": np.asarray(offset, dtype=float), "source.ip": column(src), "destination.ip": column(dst),
-            "destination.port": column(port, np.int64), "network.bytes": column(nbytes, np.int64),
-            "event.action": column(action), "event.category": column(category), "event.outcome": column(outcome),
-            "network.transport": column("tcp"), "user.name": column(user), "host.name": column(host),
-            LABEL_FIELD: column(label),
+            "offset": np.asarray(offset, dtype=float), "source.ip": coded(src, n), "destination.ip": coded(dst, n),
+            "destination.port": number(port), "network.bytes": number(nbytes),
+            "event.action": coded(action, n), "event.category": coded(category, n), "event.outcome": coded(outcome, n),
+            "network.transport": coded("tcp", n), "user.name": coded(user, n), "host.name": coded(host, n),
+            LABEL_FIELD: coded(label, n),
         }
 
     def _admins(self, rng: np.random.Generator, moment: datetime) -> dict[str, np.ndarray]:
@@ -319,3 +367,54 @@ class Enterprise:
         offset = np.arange(60) * 60.0 + 5 + rng.uniform(-3, 3, 60)
         return self._records(offset, self.ws_ips[self.victim(0)], BEACON_IP, 8443, rng.integers(300, 420, 60),
                              "connection", "success", None, None, "beaconing")
+
+
+NUMBER_COLUMNS = ("destination.port", "network.bytes")
+BENIGN_SERVER_ORDER = ("file", "web", "db", "dc", "mail")  # destination codes of benign traffic after the externals
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A string column as integer codes into a vocabulary (-1: missing)."""
+
+    codes: np.ndarray
+    vocab: np.ndarray
+
+
+def coded(values: object, n: int) -> Coded:
+    """`n` values (one value repeated, None for missing, or a sequence of strings) as codes."""
+    if values is None:
+        return Coded(np.full(n, -1, dtype=np.int64), np.zeros(0, dtype=object))
+    if np.ndim(values) == 0:
+        return Coded(np.zeros(n, dtype=np.int64), np.array([values], dtype=object))
+    vocab, codes = np.unique(np.asarray(values, dtype=object), return_inverse=True)
+    return Coded(codes.astype(np.int64), vocab)
+
+
+def merge_coded(columns: list[Coded]) -> tuple[np.ndarray, np.ndarray]:
+    """One column from many parts: its codes and its categories, sorted and only those used
+    (what `astype("category")` would give for the strings)."""
+    vocabs: dict[int, tuple[np.ndarray, int]] = {}  # parts share vocabularies: each is merged once
+    size = 0
+    for column in columns:
+        if id(column.vocab) not in vocabs:
+            vocabs[id(column.vocab)] = (column.vocab, size)
+            size += len(column.vocab)
+    if not size:
+        return np.full(sum(len(c.codes) for c in columns), -1, dtype=np.int64), np.zeros(0, dtype=object)
+    categories, merged = np.unique(np.concatenate([v for v, _ in vocabs.values()]), return_inverse=True)
+    merged = np.append(merged, -1)  # code -1 (missing) maps to the last entry: -1
+    codes = np.concatenate([merged[np.where(c.codes >= 0, c.codes + vocabs[id(c.vocab)][1], -1)] for c in columns])
+    used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
+    renumber = np.append(np.cumsum(used) - 1, -1)
+    return renumber[codes], categories[used]
+
+
+_NUMBERED: list = []
+
+
+def numbered(n: int) -> np.ndarray:
+    """'000000', '000001', ... as an object array of at least `n` strings (grown on demand)."""
+    if len(_NUMBERED) < n:
+        _NUMBERED[:] = [f"{i:06d}" for i in range(max(n, 2 * len(_NUMBERED), 4096))]
+    return np.array(_NUMBERED[:n], dtype=object)

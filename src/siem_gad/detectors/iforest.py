@@ -6,9 +6,8 @@ scores): servers that are always unusual do not alert every window, while an ent
 departs from its own habits does. Entities new since training are compared with the median of
 all training scores. With `contamination`, the forest is fitted twice: the second time
 without that share of the rows the first one isolated most easily, so attacks in the training
-history neither shape the forest nor lift the threshold. Its saved state is the training
-sample and the seed, not a pickled forest: loading refits the forest on the same rows with the
-same seed, which gives an identical model and keeps model files free of executable pickles.
+history neither shape the forest nor lift the threshold. Its saved state is the forest's
+trees as arrays (`flat_forest`), not a pickle: loading needs neither a refit nor scikit-learn.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ np = lazy_import("numpy")
 
 class IsolationForestDetector(Detector):
     level = "node"
-    worker_imports = ("pandas", "sklearn.ensemble")
+    worker_imports = ("pandas", "siem_gad.detectors.forest_kernels")
 
     class Params(DetectorParams):
         n_estimators: int = Field(200, ge=10)
@@ -81,11 +80,13 @@ class IsolationForestDetector(Detector):
         return keep
 
     def _fit_rows(self, rows: np.ndarray) -> None:
-        from .sampled_forest import SampledForest
+        from .flat_forest import FlatForest
 
         self.mean_, self.std_ = standardizer(rows)
-        self.forest_ = SampledForest(rows, n_estimators=self.params.n_estimators, max_samples=self.params.max_samples,
-                                     seed=self.params.seed)
+        self.forest_ = FlatForest.fit(rows, **self._forest_params())
+
+    def _forest_params(self) -> dict[str, int]:
+        return {"n_estimators": self.params.n_estimators, "max_samples": self.params.max_samples, "seed": self.params.seed}
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         return self.forest_.isolation(rows)
@@ -123,11 +124,18 @@ class IsolationForestDetector(Detector):
     def get_state(self) -> dict[str, Any]:
         import torch
 
-        return {"sample": torch.from_numpy(self.forest_.sample), "entity_keys": list(self.entity_median_),
+        return {"forest": self.forest_.get_state(), "mean": torch.from_numpy(np.ascontiguousarray(self.mean_)),
+                "std": torch.from_numpy(np.ascontiguousarray(self.std_)), "entity_keys": list(self.entity_median_),
                 "entity_medians": torch.tensor(list(self.entity_median_.values()), dtype=torch.float64),
                 "global_median": self.global_median_}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self._fit_rows(state["sample"].numpy())
+        from .flat_forest import FlatForest
+
+        if "sample" in state:  # a model file from before the flat forest: refit from its sample
+            self._fit_rows(state["sample"].numpy())
+        else:
+            self.forest_ = FlatForest.from_state(state["forest"], **self._forest_params())
+            self.mean_, self.std_ = state["mean"].numpy(), state["std"].numpy()
         self.entity_median_ = dict(zip(state["entity_keys"], state["entity_medians"].tolist()))
         self.global_median_ = float(state["global_median"])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -35,6 +35,9 @@ from ..graphs import GraphWindow
 from ..labeling import BENIGN
 from . import BaseDetectorParams, Detector, subsample
 from .batching import split_rows, window_groups
+
+if TYPE_CHECKING:
+    from .flat_forest import FlatForest
 
 OTHER_ATTACK = "other attack"
 
@@ -101,7 +104,7 @@ def best_f1_threshold(is_attack: np.ndarray, scores: np.ndarray) -> tuple[float,
 class SupervisedGraphDetector(Detector):
     learns_from_labels = True
     level = "node"
-    worker_imports = ("pandas", "siem_gad.detectors.graph_nets", "sklearn.ensemble")
+    worker_imports = ("pandas", "siem_gad.detectors.graph_nets", "siem_gad.detectors.forest_kernels")
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified
     scaling: ClassVar[tuple[str, ...]] = ()  # the numpy attributes `_fit_scaling` sets (saved with the model)
@@ -261,21 +264,23 @@ class SupervisedGraphDetector(Detector):
 class NoveltyHalf:
     """The unsupervised half of a supervised detector: an isolation forest over the benign
     training nodes' features and the novelty at its percentile of held-out benign nodes. Its
-    state is the training sample (`sampled_forest`, refitted with the seed on load)."""
+    state is the forest's trees as arrays (`flat_forest`)."""
 
     MAX_ROWS = 50_000
+    FOREST = {"n_estimators": 100, "max_samples": 256}
 
-    def __init__(self, sample: np.ndarray, threshold: float, seed: int):
-        from .sampled_forest import SampledForest
-
-        self.forest = SampledForest(sample, n_estimators=100, max_samples=256, seed=seed)
+    def __init__(self, forest: "FlatForest", threshold: float):
+        self.forest = forest
         self.threshold = float(threshold)
 
     @classmethod
     def fit(cls, benign: np.ndarray, held_out: np.ndarray, percentile: float, seed: int) -> "NoveltyHalf":
         if len(benign) < 2:
             raise ValueError("novelty needs benign-labeled training nodes to learn what is usual")
-        half = cls(subsample(benign, cls.MAX_ROWS, np.random.default_rng(seed)), 1.0, seed)
+        from .flat_forest import FlatForest
+
+        sample = subsample(benign, cls.MAX_ROWS, np.random.default_rng(seed))
+        half = cls(FlatForest.fit(sample, **cls.FOREST, seed=seed), 1.0)
         reference = held_out if len(held_out) >= 10 else benign
         half.threshold = max(float(np.percentile(half.novelty(reference), percentile)), 1e-9)
         return half
@@ -293,8 +298,11 @@ class NoveltyHalf:
     def get_state(self) -> dict[str, Any]:
         import torch
 
-        return {"sample": torch.from_numpy(self.forest.sample), "threshold": self.threshold}
+        return {"forest": self.forest.get_state(), "threshold": self.threshold}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], seed: int) -> "NoveltyHalf":
-        return cls(state["sample"].numpy(), float(state["threshold"]), seed)
+        from .flat_forest import FlatForest
+
+        forest = FlatForest.from_state(state.get("forest", state), **cls.FOREST, seed=seed)  # old files: the sample
+        return cls(forest, float(state["threshold"]))

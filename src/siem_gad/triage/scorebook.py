@@ -47,8 +47,9 @@ class ScorePoint:
     alerted: bool
 
 
-def entity_scores(window: "GraphWindow", level: str, scores: "np.ndarray") -> dict[str, float]:
-    """{entity key: score} of a node- or edge-level detector's scores of one window."""
+def entity_scores(window: "GraphWindow", level: str, scores: "np.ndarray", keep: set[str] | None = None) -> dict[str, float]:
+    """{entity key: score} of a node- or edge-level detector's scores of one window; with
+    `keep`, only of those entities."""
     import numpy as np
 
     values = np.nan_to_num(np.asarray(scores, dtype=np.float64).ravel(), nan=-np.inf)
@@ -58,13 +59,13 @@ def entity_scores(window: "GraphWindow", level: str, scores: "np.ndarray") -> di
             np.maximum.at(per_node, window.edge_index[0, : len(values)], values)
             np.maximum.at(per_node, window.edge_index[1, : len(values)], values)
         values = per_node
+    nodes = np.flatnonzero(np.isfinite(values[: window.num_nodes]))
+    prefixes = np.array([entity_key(field, "") for field in window.node_fields], dtype=object)
+    keys = prefixes[np.asarray(window.node_kind)[nodes]] + np.asarray(window.node_value)[nodes].astype(str).astype(object)
     out: dict[str, float] = {}
-    for node in range(min(window.num_nodes, len(values))):
-        if not np.isfinite(values[node]):
-            continue
-        (field, value), = window.entity(node).items()
-        key = entity_key(field, value)
-        out[key] = max(out.get(key, -np.inf), float(values[node]))
+    for key, score in zip(keys.tolist(), values[nodes].tolist()):
+        if (keep is None or key in keep) and score > out.get(key, -np.inf):
+            out[key] = score
     return out
 
 
@@ -83,10 +84,8 @@ def batch_points(job: str, detector: str, level: str, windows: list["GraphWindow
         return []
     points = []
     for window, values in zip(windows, scores):
-        for key, score in entity_scores(window, level, values).items():
-            if key in keep:
-                points.append(ScorePoint(job, detector, key, window.start, score, threshold,
-                                         (window.start, key) in alerted))
+        for key, score in entity_scores(window, level, values, keep).items():
+            points.append(ScorePoint(job, detector, key, window.start, score, threshold, (window.start, key) in alerted))
     return points
 
 

@@ -1,0 +1,59 @@
+"""The compiled walk of a flattened isolation forest (numba, cached on disk after the first run).
+
+Imported only when a forest scores rows, never on the CLI's start-up path.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+BLOCK = 512  # rows that every tree walks before the next rows: they stay in cache meanwhile
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def step(rows, i, node, feature, threshold, child, missing_right):
+    """One level down: right when the row's feature is above the threshold (compared in double
+    precision), or when it is NaN and `missing_right` says so (scikit-learn's `Tree.apply`).
+    A leaf is its own child on both sides."""
+    value = np.float64(rows[i, feature[node]])
+    right = (value > threshold[node]) | ((value != value) & missing_right[node])
+    return child[2 * node + right]
+
+
+@nb.njit(cache=True, nogil=True)
+def path_depths(rows, roots, levels, feature, threshold, child, missing_right, leaf_value):
+    """Per row, the sum over the trees (in order, as scikit-learn sums them, so the result is
+    the same to the last bit) of the value of the leaf it lands in.
+
+    The trees' nodes are concatenated: tree t starts at node `roots[t]` and no path in it is
+    longer than `levels[t]`; node k's children are `child[2k]` (left) and `child[2k + 1]`.
+    Every row takes exactly `levels[t]` steps, without a branch on the data, and four rows
+    walk side by side, so the processor overlaps their memory reads: about 1.7x scikit-learn's
+    per-tree `apply` on this machine.
+    """
+    n = rows.shape[0]
+    depths = np.zeros(n)
+    for first in range(0, n, BLOCK):
+        last = min(first + BLOCK, n)
+        for t in range(roots.shape[0]):
+            root = roots[t]
+            i = first
+            while i + 4 <= last:
+                a, b, c, d = root, root, root, root
+                for _ in range(levels[t]):
+                    a = step(rows, i, a, feature, threshold, child, missing_right)
+                    b = step(rows, i + 1, b, feature, threshold, child, missing_right)
+                    c = step(rows, i + 2, c, feature, threshold, child, missing_right)
+                    d = step(rows, i + 3, d, feature, threshold, child, missing_right)
+                depths[i] += leaf_value[a]
+                depths[i + 1] += leaf_value[b]
+                depths[i + 2] += leaf_value[c]
+                depths[i + 3] += leaf_value[d]
+                i += 4
+            for j in range(i, last):
+                a = root
+                for _ in range(levels[t]):
+                    a = step(rows, j, a, feature, threshold, child, missing_right)
+                depths[j] += leaf_value[a]
+    return depths
