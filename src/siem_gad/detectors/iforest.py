@@ -93,12 +93,29 @@ class IsolationForestDetector(Detector):
 
     @staticmethod
     def _keys(window: GraphWindow) -> np.ndarray:
-        fields = np.asarray(window.node_fields, dtype=object)[window.node_kind]
-        return fields + "=" + window.node_value.astype(str).astype(object)
+        prefixes = np.array([f"{field}=" for field in window.node_fields], dtype=object)[window.node_kind]
+        values = window.node_value
+        if values.dtype == object:  # strings already (entity values): no copy through numpy's fixed-width text
+            try:
+                return prefixes + values
+            except TypeError:  # a value that is not a string
+                pass
+        return prefixes + values.astype(str).astype(object)
 
     def _baseline(self, keys: np.ndarray) -> np.ndarray:
-        get = self.entity_median_.get
-        return np.fromiter((get(k, self.global_median_) for k in keys), dtype=np.float64, count=len(keys))
+        """Each row's baseline: its entity's median training score, or the global median."""
+        import pandas as pd
+
+        if not self.entity_median_:
+            return np.full(len(keys), self.global_median_)
+        cached = getattr(self, "_median_index", None)
+        if cached is None or cached[0] is not self.entity_median_:  # one hash index per fitted table
+            cached = (self.entity_median_, pd.Index(list(self.entity_median_), dtype=object),
+                      np.append(np.fromiter(self.entity_median_.values(), dtype=np.float64), self.global_median_))
+            self._median_index = cached
+        _, index, medians = cached
+        position = index.get_indexer(pd.Index(keys, dtype=object))
+        return medians[np.where(position >= 0, position, len(medians) - 1)]
 
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         self.check_fitted()
