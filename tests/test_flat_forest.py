@@ -82,3 +82,23 @@ def test_a_forest_of_one_or_two_training_rows_scores_like_scikit_learn(rows):
     probe = np.array([[0, 1, 2], [9, 9, 9]], dtype=np.float32)
     params = {"n_estimators": 5, "max_samples": 256, "seed": 1}
     assert np.array_equal(FlatForest.fit(sample, **params).isolation(probe), sklearn_isolation(sample, probe, **params))
+
+
+def test_iforest_scores_a_known_entity_against_its_own_median_and_a_new_one_against_all():
+    from datetime import timedelta
+
+    from siem_gad.graphs import WindowGrid
+    from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+    from siem_gad.simulator import Enterprise
+
+    enterprise = Enterprise(seed=3, hosts=20, hours=30)
+    windows = BipartiteGraphBuilder().build(enterprise.events(enterprise.start, enterprise.end),
+                                            WindowGrid(enterprise.start, timedelta(hours=1), 30))
+    detector = IsolationForestDetector(seed=1, n_estimators=30).fit(windows[:24])
+    window = windows[26]
+    raw = detector.forest_.isolation(window.x)
+    keys = detector._keys(window)
+    expected = [r - detector.entity_median_.get(k, detector.global_median_) for r, k in zip(raw, keys)]
+    assert np.array_equal(detector.score([window])[0], np.array(expected))
+    known = [k in detector.entity_median_ for k in keys]
+    assert any(known) and not all(known)  # both kinds are in the window
