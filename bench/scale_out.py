@@ -262,6 +262,12 @@ def scoring_part(args: argparse.Namespace) -> None:
         trained = write_config(Path(tmp) / "trained", args.scale_hosts, args.scale_hours, {"engine": "local"},
                                SCALE_DETECTORS).parent
         train_s = timed([sys.executable, "-m", "siem_gad", "train", "-c", str(trained / "config.yaml")], trained)
+        trained_before = None
+        if baseline is not None:  # the baseline trains its own models: model files need not load across versions
+            trained_before = write_config(Path(tmp) / "trained-before", args.scale_hosts, args.scale_hours,
+                                          {"engine": "local"}, SCALE_DETECTORS).parent
+            timed([sys.executable, "-m", "siem_gad", "train", "-c", str(trained_before / "config.yaml")], trained_before,
+                  {"PYTHONPATH": str(baseline / "src")})
         rows = {}
         loads = [False, True] if args.loaded else [False]
         # Rows are measured round-robin, one run of each per round, so that a drift in this VM's
@@ -275,7 +281,7 @@ def scoring_part(args: argparse.Namespace) -> None:
             ceilings.append(parallel_ceiling())
             for row, execution, env, loaded in measured:
                 folder = Path(tmp) / slug(f"{row}-{run}")
-                shutil.copytree(trained, folder)
+                shutil.copytree(trained_before if row.endswith("(before)") else trained, folder)
                 set_execution(folder / "config.yaml", execution)
                 spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if loaded else None
                 try:
