@@ -110,6 +110,20 @@ def test_evidence_points_at_the_events_of_an_entity(sim_windows):
     assert set(frame.loc[ids, "labels.attack"]) == {"port_scan"}
 
 
+def test_evidence_is_the_same_whether_ids_are_python_or_arrow_strings(sim_windows):
+    """A CSV or JSON reader gives Arrow-backed string ids, which the builder leaves in their
+    buffers: the evidence an alert shows must not depend on that."""
+    enterprise, events, windows = sim_windows
+    arrow_ids = events.assign(**{"event.id": events["event.id"].astype("string[pyarrow]")})
+    again = BipartiteGraphBuilder().build(arrow_ids, WindowGrid(enterprise.start, HOUR, 36))
+    scan_hour = enterprise.attack_hours()["port_scan"][0]
+    for window, other in zip(windows[scan_hour - 1:scan_hour + 2], again[scan_hour - 1:scan_hour + 2]):
+        for node in range(0, window.num_nodes, 7):
+            ids, total = other.node_evidence(node, limit=30)
+            assert (ids, total) == window.node_evidence(node, limit=30)
+            assert all(type(i) is str for i in ids)
+
+
 def test_empty_events_give_empty_windows():
     empty = pd.DataFrame({"@timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "event.id": [], "source.ip": [],
                           "destination.ip": []})

@@ -56,9 +56,11 @@ class Evidence:
     """Event ids behind each edge of a batch, indexed on first use (most edges never alert).
 
     `event_edge[i]` is the edge of event `event_ids[i]`, or -1 for an event on no edge.
+    `event_ids` is a numpy array or a pandas extension array (Arrow strings): anything that
+    takes an array of positions.
     """
 
-    def __init__(self, event_ids: np.ndarray, event_edge: np.ndarray, num_edges: int):
+    def __init__(self, event_ids: Any, event_edge: np.ndarray, num_edges: int):
         self.event_ids = event_ids
         self.event_edge = event_edge
         self.num_edges = num_edges
