@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     now = idle["this code"]
     print(f"{now['events']:,} events, {args.hosts} hosts x {args.hours} h, {os.cpu_count()} cores; "
           f"loaded = {args.load} CPU-bound process(es) beside it")
-    print("| code | machine | pass | events/s | without source read | vs idle | model loading (s) | iforest score (s) | "
-          "gcn_hmm score (s) | gcn_hmm training (s) | threshold | alerts |")
+    print("| code | machine | pass | events/s | without source read | vs idle | model loading (s) | "
+          "iforest score (s) | gcn_hmm score (s) | gcn_hmm training (s) | threshold | alerts |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         s = row["summary"]

@@ -33,7 +33,8 @@ def test_any_range_reads_the_rows_of_the_whole_run_that_fall_in_it(first, length
 def test_the_events_come_as_a_source_delivers_them():
     """Entity and label columns as Categoricals holding exactly the values present, sorted (what
     `finalize_events` would make of the strings), and ids unique."""
-    events = ENTERPRISE.events(ENTERPRISE.start + timedelta(hours=20), ENTERPRISE.start + timedelta(hours=22, minutes=7))
+    start = ENTERPRISE.start
+    events = ENTERPRISE.events(start + timedelta(hours=20), start + timedelta(hours=22, minutes=7))
     for name in (*CATEGORICAL_FIELDS, LABEL_FIELD):
         column = events[name]
         assert isinstance(column.dtype, pd.CategoricalDtype), name

@@ -193,11 +193,13 @@ class Enterprise:
         base = pd.Timestamp(self.start).value + hour_of_row * (3600 * 10**9)
         columns: dict[str, object] = {
             "@timestamp": pd.to_datetime((base + (offsets * 1e9).astype(np.int64)).view("M8[ns]"), utc=True),
-            "event.id": pd.Series(self._event_ids(hour_of_row), dtype=object),  # object: the builders read Python strings
+            # object: the builders read Python strings
+            "event.id": pd.Series(self._event_ids(hour_of_row), dtype=object),
         }
         for name in COLUMNS[2:]:
             if name in NUMBER_COLUMNS:
-                values = np.concatenate([np.asarray(p[name], dtype=np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
+                values = np.concatenate([np.asarray(p[name], dtype=np.int64) for p in parts]) if parts \
+                    else np.zeros(0, np.int64)
                 columns[name] = values[order]
             else:
                 codes, categories = merge_coded([p[name] for p in parts])
@@ -223,8 +225,10 @@ class Enterprise:
         """The values benign traffic draws from, per column; `_benign` returns codes into these."""
         servers = [SERVERS[role][1] for role in BENIGN_SERVER_ORDER]
         return {
-            "source.ip": self.ws_ips, "destination.ip": np.concatenate([self.externals, np.array(servers, dtype=object), self.ws_ips]),
-            "user.name": self.users, "host.name": np.concatenate([self.ws_names, np.array(["fs01", "mail01"], dtype=object)]),
+            "source.ip": self.ws_ips,
+            "destination.ip": np.concatenate([self.externals, np.array(servers, dtype=object), self.ws_ips]),
+            "user.name": self.users,
+            "host.name": np.concatenate([self.ws_names, np.array(["fs01", "mail01"], dtype=object)]),
             "event.action": np.array(["connection", "logon"], dtype=object),
             "event.category": np.array(["network", "authentication"], dtype=object),
             "event.outcome": np.array(["success", "failure"], dtype=object),
@@ -288,7 +292,8 @@ class Enterprise:
                 **{name: Coded(c, vocab[name]) for name, c in codes.items()}}
 
     @staticmethod
-    def _records(offset, src, dst, port, nbytes, action, outcome, user, host, label, category="network") -> dict[str, object]:
+    def _records(offset, src, dst, port, nbytes, action, outcome, user, host, label,
+                 category="network") -> dict[str, object]:
         n = len(offset)
 
         def number(value):

@@ -86,7 +86,8 @@ class IsolationForestDetector(Detector):
         self.forest_ = FlatForest.fit(rows, **self._forest_params())
 
     def _forest_params(self) -> dict[str, int]:
-        return {"n_estimators": self.params.n_estimators, "max_samples": self.params.max_samples, "seed": self.params.seed}
+        p = self.params
+        return {"n_estimators": p.n_estimators, "max_samples": p.max_samples, "seed": p.seed}
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         return self.forest_.isolation(rows)

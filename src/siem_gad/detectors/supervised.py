@@ -296,8 +296,6 @@ class NoveltyHalf:
         return np.maximum(probability, threshold * self.ratio(rows))
 
     def get_state(self) -> dict[str, Any]:
-        import torch
-
         return {"forest": self.forest.get_state(), "threshold": self.threshold}
 
     @classmethod
