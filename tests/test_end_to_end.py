@@ -70,7 +70,8 @@ def test_top_alerts_point_at_the_injected_attacks(default_run):
     by_rule: dict[str, list[dict]] = {}
     for alert in alerts:
         by_rule.setdefault(alert["rule"]["id"], []).append(alert)
-    for rule, top_n in {"network-graph-shift": 2, "network-entity-outlier": 3, "auth-entity-outlier": 1}.items():
+    top_alerts = {"network-graph-shift": 2, "network-entity-outlier": 3, "auth-entity-outlier": 1, "auth-new-logon-links": 1}
+    for rule, top_n in top_alerts.items():
         ranked = sorted(by_rule[rule], key=lambda a: -a["siem_gad"]["score"])
         assert all(is_attack(a) for a in ranked[:top_n]), f"{rule}: {[a['message'] for a in ranked[:top_n]]}"
         scores = [a["siem_gad"]["score"] for a in by_rule[rule]]

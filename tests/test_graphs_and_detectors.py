@@ -235,6 +235,51 @@ def test_rare_links_scores_links_by_their_history_and_names_the_scanner(sim_wind
     assert scores[~known].max() >= scores[scanner]
 
 
+def test_rare_links_entity_score_links_counts_new_peers_and_ranks_lateral_movement_first():
+    """`entity_score: links`: an entity scores the sum over its distinct links of their
+    surprisal above 0, so an account logging on to many hosts it never used outranks one that
+    tried a single new host, which `traffic` (the mean) scores just as high."""
+    from siem_gad.graphs.temporal import TemporalGraphBuilder
+
+    enterprise = Enterprise(seed=7, hosts=40, hours=72)
+    events = enterprise.events(enterprise.start, enterprise.end)
+    grid = WindowGrid(enterprise.start, HOUR, 72)
+    windows = BipartiteGraphBuilder(source_field="user.name", target_field="host.name").build(events, grid)
+    by_links = RareLinksDetector(entity_score="links").fit(windows[:48])
+    by_traffic = RareLinksDetector().fit(windows[:48])
+    hour = enterprise.attack_hours()["lateral_movement"][0]
+    window = windows[hour]
+    links = by_links.score([window])[0]
+    rare = np.maximum(by_links.score_edges([window])[0], 0)
+    src, dst = window.edge_index
+    expected = np.array([rare[(src == i) | (dst == i)].sum() for i in range(window.num_nodes)])
+    np.testing.assert_allclose(links, expected)
+
+    attacker = enterprise.attack_entities()["lateral_movement"]["user.name"]
+    position = int(np.flatnonzero(window.node_value == attacker)[0])
+    single = [i for i in range(window.num_nodes) if np.count_nonzero(rare[(src == i) | (dst == i)] > 4) == 1]
+    assert single  # the hosts it logged on to: each has one new link (the attacker)
+    assert links[position] == links.max() and links[position] > 10 * links[single].max()
+    traffic = by_traffic.score([window])[0]
+    assert traffic[single].max() >= traffic[position]  # the mean ranks a single new link as high
+
+    # one edge per event (`temporal`): each link still counts once
+    temporal = TemporalGraphBuilder(source_field="user.name", target_field="host.name").build(events, grid)
+    per_event = RareLinksDetector(entity_score="links").fit(temporal[:48])
+    t_window = temporal[hour]
+    t_scores = per_event.score([t_window])[0]
+    t_rare = np.maximum(per_event.score_edges([t_window])[0], 0)
+    t_src, t_dst = t_window.edge_index
+    pairs = {}
+    for s_, d_, r in zip(t_src, t_dst, t_rare):
+        pairs[(int(s_), int(d_))] = r
+    once = np.zeros(t_window.num_nodes)
+    for (s_, d_), r in pairs.items():
+        once[s_] += r
+        once[d_] += r
+    np.testing.assert_allclose(t_scores, once)
+
+
 def test_rare_links_refuses_graphs_without_entity_links():
     from siem_gad.graphs.host_flow import HostFlowGraphBuilder
 

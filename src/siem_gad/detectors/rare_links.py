@@ -9,9 +9,20 @@ a scored window gets the surprisal of that rate,
 
 so a link the history never saw scores -log(prior) (4.6 with the default prior of 0.01
 events per window) and a link that carries thousands of events per window scores below 0.
-An entity scores the event-weighted mean over its links in the window: the surprisal of its
-average event. A host that only adds one new destination to its usual traffic stays low; a host
-whose traffic goes mostly over links never seen before scores high.
+An entity's score is one of two readings of its links in the window (`entity_score`):
+
+- `traffic` (the default): the event-weighted mean surprisal, that of its average event. A host
+  that only adds one new destination to its usual traffic stays low; a host whose traffic goes
+  mostly over links never seen before scores high, however little traffic that is.
+- `links`: the summed surprisal of its distinct links, counting only links rarer than one
+  event per window (surprisal above 0), each once however many events it carries: how many
+  new peers it has. One account logging on to twenty hosts it never used scores twenty times
+  one that tried one new host, where `traffic` scores them alike (both all new). This is the
+  reading for logons (`user.name` x `host.name`): lateral movement is many new hosts at once,
+  while one new host for one user is a daily event. A server that many accounts use now and
+  then sums their occasional links too, so it scores high in busy hours; with the default
+  rule's `top_k` these stay single medium alerts. For flows the mean reads better: on LUFlow
+  the attackers are low-volume sources whose few links are all new.
 
 The model is the link table of the training windows, nothing more: scores are exact, the same
 on every pass, and explained by the links themselves. It learns no notion of what an attack
@@ -25,7 +36,7 @@ the builder has none (`temporal`: one edge per event), counted as one per edge.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -42,6 +53,10 @@ class RareLinksDetector(KeyedBaseline, Detector):
 
     class Params(DetectorParams):
         prior: float = Field(0.01, gt=0, description="events per window assumed for a link never seen in training")
+        entity_score: Literal["traffic", "links"] = Field(
+            "traffic", description="`traffic`: the event-weighted mean surprisal of an entity's links (how much of its "
+            "traffic is new); `links`: the summed surprisal of its distinct links rarer than one event per window "
+            "(how many new peers)")
 
     # ------------------------------------------------------------------ links of a window
     @staticmethod
@@ -95,10 +110,17 @@ class RareLinksDetector(KeyedBaseline, Detector):
         return [self._node_scores(w) for w in windows]
 
     def _node_scores(self, window: GraphWindow, rates: np.ndarray | None = None) -> np.ndarray:
-        """Per entity: the event-weighted mean surprisal of its links."""
+        """Per entity: the event-weighted mean surprisal of its links (`traffic`), or the sum
+        over its distinct links of their surprisal above 0 (`links`)."""
         surprisal, events, _ = self._surprisal(window, rates)
         src, dst = window.edge_index
         n = window.num_nodes
+        if self.params.entity_score == "links":
+            if "events" not in window.edge_feature_names:  # one edge per event (`temporal`): each link once
+                _, first = np.unique(src.astype(np.int64) * n + dst, return_index=True)
+                src, dst, surprisal = src[first], dst[first], surprisal[first]
+            rare = np.maximum(surprisal, 0.0)
+            return np.bincount(src, rare, n) + np.bincount(dst, rare, n)
         weight = np.bincount(src, events, n) + np.bincount(dst, events, n)
         total = np.bincount(src, events * surprisal, n) + np.bincount(dst, events * surprisal, n)
         return np.divide(total, weight, out=np.zeros(n), where=weight > 0)
