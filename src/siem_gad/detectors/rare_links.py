@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
+from ..lazy import lazy_import
 from . import Detector, DetectorParams, Explanation
 from .baselines import KeyedBaseline, look_up
+
+np = lazy_import("numpy")  # `siem-gad check` validates the parameters without numpy
 
 SEPARATOR = "\x1f"  # joins the two ends of a link into one key; never part of an entity value
 
