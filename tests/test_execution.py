@@ -289,8 +289,8 @@ def test_a_killed_shard_actor_restarts_with_its_shard_and_answers_alike(ray_clus
     ray.kill(actor, no_restart=True)
 
 
-def fitted_rare_links(with_windows: bool = False):
-    """rare_links fitted on 6 windows of a small simulated enterprise (and the 8 windows)."""
+def fitted_rare_links(with_windows: bool = False, **params):
+    """rare_links (with `params`) fitted on 6 windows of a small simulated enterprise (and the 8 windows)."""
     from datetime import timedelta
 
     from siem_gad.detectors.rare_links import RareLinksDetector
@@ -302,5 +302,5 @@ def fitted_rare_links(with_windows: bool = False):
     enterprise = Enterprise(seed=3, hosts=30, hours=8)
     events = finalize_events(enterprise.events(enterprise.start, enterprise.end), "sim")
     windows = BipartiteGraphBuilder().build(events, WindowGrid(enterprise.start, timedelta(hours=1), 8))
-    detector = RareLinksDetector().fit(windows[:6])
+    detector = RareLinksDetector(**params).fit(windows[:6])
     return (detector, windows) if with_windows else detector

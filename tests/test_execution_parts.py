@@ -91,11 +91,11 @@ def hash_mod(entity: str, shards: int) -> int:
     return stable_hash(entity) % shards
 
 
-@pytest.mark.parametrize("shards", [1, 2, 5])
-def test_rare_links_scored_from_its_shards_equals_its_own_scores(shards: int):
+@pytest.mark.parametrize("shards, entity_score", [(1, "traffic"), (2, "traffic"), (5, "traffic"), (2, "links")])
+def test_rare_links_scored_from_its_shards_equals_its_own_scores(shards: int, entity_score: str):
     from test_execution import fitted_rare_links
 
-    detector, windows = fitted_rare_links(with_windows=True)
+    detector, windows = fitted_rare_links(with_windows=True, entity_score=entity_score)
     ring = HashRing(shards)
     holders = [BaselineShard(detector, s, shards) for s in range(shards)]
     assert sum(h.size() for h in holders) == len(detector.baseline_table()[0])  # every link in one shard
