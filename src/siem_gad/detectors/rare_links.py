@@ -62,15 +62,17 @@ class RareLinksDetector(KeyedBaseline, Detector):
 
     # ------------------------------------------------------------------ links of a window
     @staticmethod
-    def _keys(window: GraphWindow) -> np.ndarray:
-        """The link key of each edge of a window: `kind:value` of both ends."""
+    def _keys(window: GraphWindow, edges: np.ndarray | None = None) -> np.ndarray:
+        """The link key of each edge of a window (or of `edges` only): `kind:value` of both ends.
+        Only the nodes those edges touch are turned into text (an alert's explanation needs a
+        handful of links, not the window's thousands)."""
         if window.kind_features is not None:
             raise ValueError("rare_links scores links between two entities; heterogeneous graphs (host_flow) have "
                              "a node per flow: use bipartite or temporal")
-        src, dst = window.edge_index
-        ends = np.char.add(window.node_kind.astype(str), ":")
-        ends = np.char.add(ends, window.node_value.astype(str))
-        return np.char.add(np.char.add(ends[src], SEPARATOR), ends[dst])
+        src, dst = window.edge_index if edges is None else window.edge_index[:, edges]
+        used, position = np.unique(np.concatenate([src, dst]), return_inverse=True)
+        ends = np.char.add(np.char.add(window.node_kind[used].astype(str), ":"), window.node_value[used].astype(str))
+        return np.char.add(np.char.add(ends[position[:len(src)]], SEPARATOR), ends[position[len(src):]])
 
     @staticmethod
     def _events(window: GraphWindow) -> np.ndarray:
@@ -95,12 +97,14 @@ class RareLinksDetector(KeyedBaseline, Detector):
                          "training_nodes": int(len(train_scores)), "unseen_link_score": float(-np.log(self.params.prior))}
         return self
 
-    def _surprisal(self, window: GraphWindow,
-                   rates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score, events, training rate) per edge of a window; `rates` when already looked up."""
+    def _surprisal(self, window: GraphWindow, rates: np.ndarray | None = None,
+                   edges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(score, events, training rate) per edge of a window (or of `edges` only); `rates`
+        when already looked up."""
         if rates is None:
-            rates = look_up(self.links_, self.rate_, self._keys(window))
-        return -np.log(rates + self.params.prior), self._events(window), rates
+            rates = look_up(self.links_, self.rate_, self._keys(window, edges))
+        events = self._events(window)
+        return -np.log(rates + self.params.prior), events if edges is None else events[edges], rates
 
     def score_edges(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """Per edge: -log(training events per window on its link + prior)."""
@@ -146,7 +150,7 @@ class RareLinksDetector(KeyedBaseline, Detector):
     def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
         self.check_fitted()
         edges = window.node_edges(item)
-        surprisal, events, rates = (per_edge[edges] for per_edge in self._surprisal(window))
+        surprisal, events, rates = self._surprisal(window, edges=edges)
         order = np.lexsort((-events, -surprisal))[:top_k]  # rarest first, then busiest
         contributors = []
         for e, n, rate, weight in zip(edges[order], events[order], rates[order], surprisal[order]):
