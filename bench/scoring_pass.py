@@ -19,8 +19,10 @@ events). Each measurement is a fresh process:
    seconds in each detector's `score`.
 
 Loaded means `--load` CPU-bound processes (started by this bench) running beside it.
-`--baseline REV` runs the same measurements with the code of git revision REV (its `src/`),
-so a speed-up is measured against the old code in the same run.
+`--baseline REV` runs the same measurements with the code of git revision REV (its `src/`, on
+its own config.example.yaml and rules), so a speed-up is measured against the old code in the
+same run; with `--baseline-config-only` this code runs REV's config instead, which measures
+what a change of the default config costs.
 
     .venv/bin/python bench/scoring_pass.py --baseline c6672c8 --load 1 --repeat 5
 
@@ -99,16 +101,19 @@ def burn(stop_at: float) -> None:
 JOBS = ("network", "auth")  # the example config's jobs when issue 19 was measured (the baseline knows no others)
 
 
-def write_config(folder: Path, hosts: int, hours: int, threads: str) -> Path:
+def write_config(folder: Path, hosts: int, hours: int, threads: str, tree: Path = ROOT) -> Path:
+    """The `JOBS` of `tree`'s config.example.yaml, grown to `hosts` x `hours`, with the rules of
+    `tree`'s rules/ that score them."""
     import yaml
 
-    config = yaml.safe_load((ROOT / "config.example.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((tree / "config.example.yaml").read_text(encoding="utf-8"))
     config["sources"]["sim"].update(hosts=hosts, hours=hours)
     config["jobs"] = {name: job for name, job in config["jobs"].items() if name in JOBS}
     rules = folder / "rules"
     rules.mkdir()
-    for rule in (ROOT / "rules").glob("*.yml"):
-        if yaml.safe_load(rule.read_text(encoding="utf-8"))["job"] in JOBS:
+    for rule in (tree / "rules").glob("*.yml"):
+        spec = yaml.safe_load(rule.read_text(encoding="utf-8"))
+        if spec["detector"] in config["jobs"].get(spec["job"], {}).get("detectors", {}):
             shutil.copy(rule, rules / rule.name)
     if threads != "auto":
         config["threads"] = int(threads)
@@ -127,17 +132,20 @@ def phase(name: str, configs: list[Path], src: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def code_of(revision: str, folder: Path) -> Path:
-    """The `src/` of a git revision, extracted into `folder`."""
-    archive = subprocess.run(["git", "archive", revision, "src"], cwd=ROOT, capture_output=True, check=True).stdout
+def tree_of(revision: str, folder: Path) -> Path:
+    """The `src/`, config.example.yaml and rules/ of a git revision, extracted into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", revision, "src", "config.example.yaml", "rules"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder / "src"
+    return folder
 
 
-def measure(label: str, src: Path, tmp: Path, args: argparse.Namespace, threads: str) -> list[dict]:
+def measure(label: str, src: Path, tmp: Path, args: argparse.Namespace, threads: str, tree: Path = ROOT) -> list[dict]:
+    """Rows of one code (`src`) on one config (`tree`'s), idle and loaded."""
     trained = tmp / f"{label}-trained"
     trained.mkdir()
-    config = write_config(trained, args.hosts, args.hours, threads)
+    config = write_config(trained, args.hosts, args.hours, threads, tree)
     rows = []
     for loaded in (False, True):
         burners = [multiprocessing.Process(target=burn, args=(time.time() + 3600,)) for _ in range(args.load if loaded else 0)]
@@ -194,6 +202,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--load", type=int, default=1, help="CPU-bound processes beside the loaded runs")
     parser.add_argument("--repeat", type=int, default=1, help="next passes per row; the median one is reported")
     parser.add_argument("--baseline", help="git revision whose code is measured the same way, in the same run")
+    parser.add_argument("--baseline-config-only", action="store_true",
+                        help="measure this code on the --baseline revision's config and rules (what a config change costs)")
     parser.add_argument("--baseline-threads", default="auto",
                         help="`threads` for the baseline's config (revisions before the policy ignore it)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scoring_pass.json")
@@ -202,9 +212,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         if args.baseline:
-            (tmp / "baseline").mkdir()
-            rows += measure(f"baseline {args.baseline}", code_of(args.baseline, tmp / "baseline"), tmp, args,
-                            args.baseline_threads)
+            tree = tree_of(args.baseline, tmp / "baseline")
+            if args.baseline_config_only:  # this code on the revision's config and rules
+                rows += measure(f"this code, {args.baseline}'s config", ROOT / "src", tmp, args, "auto", tree)
+            else:
+                rows += measure(f"baseline {args.baseline}", tree / "src", tmp, args, args.baseline_threads, tree)
         rows += measure("this code", ROOT / "src", tmp, args, "auto")
     for row in rows:
         row["summary"] = summary(row)
