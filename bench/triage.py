@@ -17,7 +17,7 @@ window names its entity; an incident when any of its alerts is. Raw alerts are r
 their 0-100 risk score, incidents by combined risk. The auth logs carry no labels.
 
     .venv/bin/python bench/triage.py
-    .venv/bin/python bench/triage.py --sim-seeds 7,11,13   # the simulator alone, per seed
+    .venv/bin/python bench/triage.py --sim-seeds 7,11,13 --baseline c6672c8   # the simulator per seed
 
 Prints Markdown for docs/benchmarks.md (the "Triage" section).
 """
@@ -101,15 +101,15 @@ def labeled_precision(alerts: list[dict], incidents: list[dict], watch: list[dic
     return precision_at(raw), precision_at(ranked(incidents)), precision_at(ranked(incidents + watch))
 
 
-def simulator(work: Path, seed: int | None = None) -> dict:
-    """The default config and rules on the simulated enterprise (another realisation of it with
-    `seed`): which open incident holds each injected attack."""
+def simulator(work: Path, seed: int | None = None, tree: Path = ROOT) -> dict:
+    """The default config and rules (those of `tree`) on the simulated enterprise (another
+    realisation of it with `seed`): which open incident holds each injected attack."""
     from siem_gad.simulator import LABEL_FIELD, Enterprise
 
-    config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    config = yaml.safe_load((tree / "config.example.yaml").read_text())
     if seed is not None:
         config["sources"]["sim"]["seed"] = seed
-    alerts, incidents, watch = run(work / f"sim-{seed}", config, ROOT / "rules")
+    alerts, incidents, watch = run(work / ("sim" if seed is None else f"sim-{seed}"), config, tree / "rules")
     enterprise = Enterprise(**{key: config["sources"]["sim"][key] for key in ("seed", "hosts", "hours")})
     events = enterprise.events(enterprise.start, enterprise.end)
     truth = truth_of(events, events[LABEL_FIELD] != "benign")
@@ -216,20 +216,31 @@ def luflow_days(work: Path) -> dict:
             "precision": labeled_precision(alerts, incidents, watch, truth)}
 
 
-def seeds_table(seeds: list[int]) -> None:
+def seeds_table(seeds: list[int], baseline: str | None = None) -> None:
     """Per simulator seed: alerts, open incidents, precision@10 and the rank of each attack's
-    open incident (the top-5 point of issue 21 on other realisations of the enterprise)."""
+    open incident (the top-5 point of issue 21 on other realisations of the enterprise); with
+    `baseline`, the same rows on that git revision's config and rules, in the same run."""
+    from scoring_pass import tree_of
+
     with tempfile.TemporaryDirectory() as tmp:
-        results = {seed: simulator(Path(tmp), seed) for seed in seeds}
+        configs = {"this config": ROOT}
+        if baseline:
+            configs = {f"{baseline}'s config": tree_of(baseline, Path(tmp) / "baseline"), **configs}
+        results = {(label, seed): simulator(Path(tmp) / slug_of(label), seed, tree)
+                   for label, tree in configs.items() for seed in seeds}
     attacks = list(next(iter(results.values()))["attacks"])
-    print("| seed | alerts | open incidents | precision@10 raw / open / groups | "
+    print("| seed | config | alerts | open incidents | precision@10 raw / open / groups | "
           + " | ".join(f"{a} rank" for a in attacks) + " | top 5 = the 5 attacks |")  # rank: first open incident
-    print("|---|---:|---:|---|" + "---:|" * len(attacks) + "---|")
-    for seed, r in results.items():
+    print("|---|---|---:|---:|---|" + "---:|" * len(attacks) + "---|")
+    for (label, seed), r in sorted(results.items(), key=lambda item: item[0][1]):
         ranks = [r["attacks"][a][0] for a in attacks]
-        print(f"| {seed} | {len(r['alerts'])} | {len(r['incidents'])} | "
+        print(f"| {seed} | {label} | {len(r['alerts'])} | {len(r['incidents'])} | "
               + " / ".join(f"{p:.2f}" for p in r["precision"]) + " | "
               + " | ".join(str(rank or "none") for rank in ranks) + f" | {'yes' if r['top_is_the_attacks'] else 'no'} |")
+
+
+def slug_of(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label)
 
 
 def main() -> None:
@@ -237,9 +248,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim-seeds", help="only the simulator, once per seed (comma-separated), as one table")
+    parser.add_argument("--baseline", help="with --sim-seeds: also a git revision's config and rules, in the same run")
     args = parser.parse_args()
     if args.sim_seeds:
-        seeds_table([int(seed) for seed in args.sim_seeds.split(",")])
+        seeds_table([int(seed) for seed in args.sim_seeds.split(",")], args.baseline)
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
