@@ -27,6 +27,14 @@ Days without malicious flows are reported apart (alerts per benign day), never p
 an attack figure. Seeds: the median and range over `--seeds` for detectors with randomness.
 Baseline: an isolation forest on the flows' own fields, trained on the same days.
 
+LUFlow also runs `rare_links, labeled history`: the same detector trained on the same days with
+the history's labels (the builder's `label_field`), so that the links the past attacks used do
+not count as normal; next to it, the supervised reference a labeled history allows, gradient-
+boosted trees on the flows' fields trained on the same labels (P(malicious) >= 0.5). `--label-share S` keeps the labels of a random share S of the history's
+malicious sources only (the others' attacks count as normal traffic, as unlabeled history
+does), a different draw per seed: what partial labels (an analyst's verdicts, a threat feed)
+give.
+
 Data: LUFlow (Mills et al., Lancaster University), from ../shared/data.
 """
 
@@ -130,10 +138,45 @@ class FlowForest:
         return -self.forest.score_samples(self.rows(events))
 
 
-def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int, history: str = "all") -> dict:
+class FlowClassifier:
+    """The supervised reference: gradient-boosted trees on the same flow fields, trained on the
+    history's labels (malicious against the rest), alerting at P(malicious) >= 0.5."""
+
+    threshold_ = 0.5
+
+    def __init__(self, seed: int):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        self.model = HistGradientBoostingClassifier(random_state=seed)
+
+    def fit(self, events: pd.DataFrame) -> "FlowClassifier":
+        self.model.fit(FlowForest.rows(events), (events["label"] == "malicious").to_numpy())
+        return self
+
+    def score(self, events: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(FlowForest.rows(events))[:, 1]
+
+
+def partly_labeled(events: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """The events with the labels of a random `share` of their malicious sources kept and the
+    other malicious flows labeled benign (history nobody labeled counts as normal)."""
+    if share >= 1:
+        return events
+    malicious = events["label"] == "malicious"
+    sources = np.sort(events.loc[malicious, "source.ip"].astype(str).unique())
+    kept = np.random.default_rng(seed).choice(sources, size=int(round(share * len(sources))), replace=False)
+    out = events.copy()
+    out.loc[malicious & ~events["source.ip"].astype(str).isin(kept), "label"] = "benign"
+    return out
+
+
+def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int, history: str = "all",
+                      label_share: float = 1.0) -> dict:
     """`history`: "all" trains on the training days as they are; "benign" on their benign
     flows only, which no deployment has (it needs every label of the past): the upper bound
-    of what removing the attacks from the history could give."""
+    of what removing the attacks from the history could give. `label_share`: see the module
+    docstring (`rare_links, labeled history`)."""
+    from siem_gad.detectors.rare_links import RareLinksDetector
     from siem_gad.graphs.bipartite import BipartiteGraphBuilder
 
     rows = 20_000 if quick else None
@@ -144,8 +187,10 @@ def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int, h
     past_frames = frames if history == "all" else {
         d: f[f["label"] != "malicious"].reset_index(drop=True) for d, f in frames.items()}
     past_windows = windows if history == "all" else {d: build(builder, past_frames[d], WINDOW) for d in days}
+    labeled_builder = BipartiteGraphBuilder(bytes_field="source.bytes", label_field="label",
+                                            positive_values=["malicious"])
     results: dict = {"data": "luflow", "protocol": protocol, "window": "10m", "rows_per_day": rows, "history": history,
-                     "folds": []}
+                     "label_share": label_share, "folds": []}
     for trained_on, day in PROTOCOLS[protocol](days, train_days):
         history_windows = [w for d in trained_on for w in past_windows[d]]
         history_events = pd.concat([past_frames[d] for d in trained_on], ignore_index=True)
@@ -166,6 +211,19 @@ def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int, h
                 if name == "rare_links":
                     break  # no randomness: one seed is every seed
             fold["models"][name] = entries
+        if history == "all":
+            labeled_links, classifier = [], []
+            for seed in range(seeds):
+                history_labeled = {d: partly_labeled(frames[d], label_share, seed) for d in trained_on}
+                if seed == 0 or label_share < 1:  # rare_links with all labels has no randomness
+                    labeled = [w for d in trained_on for w in build(labeled_builder, history_labeled[d], WINDOW)]
+                    model = RareLinksDetector(seed=seed).fit(labeled)
+                    scores = flows_from_edges(windows[day], edge_scores(model, windows[day]), events, WINDOW)
+                    labeled_links.append(day_metrics(events, scores, float(model.threshold_)))
+                flows = FlowClassifier(seed).fit(pd.concat(history_labeled.values(), ignore_index=True))
+                classifier.append(day_metrics(events, flows.score(events), flows.threshold_))
+            fold["models"]["rare_links, labeled history"] = labeled_links
+            fold["models"]["flow classifier, labeled history (supervised reference)"] = classifier
         results["folds"].append(fold)
         print(f"{day}: trained on {', '.join(trained_on)}", file=sys.stderr)
     return results
@@ -303,6 +361,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--history", choices=["all", "benign"], default="all",
                         help="LUFlow: train on the history's benign flows only (an upper bound, not a deployment)")
+    parser.add_argument("--label-share", type=float, default=1.0,
+                        help="LUFlow: the share of the history's malicious sources whose labels `rare_links, labeled "
+                             "history` keeps (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default bench/results/...)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -313,8 +374,10 @@ def main(argv: list[str] | None = None) -> dict:
         results = iot23_deployment(args.protocol, args.train_days, args.quick, args.seeds, args.labels == "corrected")
         name = f"deployment-iot23-{args.protocol}-{args.labels}"
     else:
-        results = luflow_deployment(args.protocol, args.train_days, args.quick, args.seeds, args.history)
-        name = f"deployment-luflow-{args.protocol}" + ("-benign-history" if args.history == "benign" else "")
+        results = luflow_deployment(args.protocol, args.train_days, args.quick, args.seeds, args.history,
+                                    args.label_share)
+        name = f"deployment-luflow-{args.protocol}" + ("-benign-history" if args.history == "benign" else "") + (
+            f"-labels-{args.label_share:g}" if args.label_share < 1 else "")
     results["seconds"] = round(time.perf_counter() - began, 1)
     out = args.out or RESULTS / f"{name}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

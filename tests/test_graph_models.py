@@ -427,7 +427,11 @@ def test_reduced_deployment_benchmark_scores_each_day_alone(tmp_path: Path, caps
             else:
                 assert entry["malicious_sources"] == 0 and entry["recall_at_10"] is None
     # links new to the history carry most of 07-11's attacks, even on a slice
-    assert folds["2020.07.11"]["models"]["rare_links"][0]["auc"] > 0.9
+    july = folds["2020.07.11"]["models"]
+    assert july["rare_links"][0]["auc"] > 0.9
+    # the history's labels: July's returning attackers no longer count as familiar
+    labeled, plain = july["rare_links, labeled history"][0], july["rare_links"][0]
+    assert labeled["auc"] > plain["auc"] and labeled["alerted_malicious_sources"] > plain["alerted_malicious_sources"]
     printed = capsys.readouterr().out
     assert "Attack days (each scored alone):" in printed and "Days without a malicious flow:" in printed
 

@@ -13,6 +13,7 @@ import torch
 from siem_gad.detectors import NotFittedError
 from siem_gad.detectors.gcn_hmm import GcnHmmDetector
 from siem_gad.detectors.iforest import IsolationForestDetector
+from siem_gad.detectors.baselines import look_up
 from siem_gad.detectors.rare_links import RareLinksDetector
 from siem_gad.graphs import WindowGrid
 from siem_gad.graphs.bipartite import BipartiteGraphBuilder
@@ -278,6 +279,102 @@ def test_rare_links_entity_score_links_counts_new_peers_and_ranks_lateral_moveme
         once[s_] += r
         once[d_] += r
     np.testing.assert_allclose(t_scores, once)
+
+
+def labeled_flows() -> pd.DataFrame:
+    """Four hourly windows of flows: A -> X every window (normal), B -> Y in the first two,
+    labeled attacks (some of them), C -> X once; and in the scored fifth hour B -> Y again,
+    a never-seen D -> Z and the usual A -> X."""
+    from siem_gad.events import finalize_events
+
+    start = pd.Timestamp("2026-01-05T00:00:00Z")
+    rows = []
+    for hour in range(5):
+        t = start + pd.Timedelta(hours=hour)
+        rows += [(t + pd.Timedelta(minutes=m), "10.0.0.1", "10.9.9.9", "benign") for m in range(6)]
+        if hour in (0, 1, 4):
+            rows += [(t + pd.Timedelta(minutes=10 + m), "10.0.0.2", "198.51.100.7", "Malicious" if m < 3 else "-")
+                     for m in range(4)]
+        if hour == 2:
+            rows.append((t, "10.0.0.3", "10.9.9.9", "benign"))
+        if hour == 4:
+            rows.append((t + pd.Timedelta(minutes=30), "10.0.0.4", "203.0.113.5", "benign"))
+    frame = pd.DataFrame(rows, columns=["@timestamp", "source.ip", "destination.ip", "label"])
+    return finalize_events(frame, "labeled")
+
+
+def test_rare_links_learns_known_bad_links_from_labeled_history():
+    """With the history's labels (the builder's `label_field`), a link's attacks do not count as
+    normal traffic and raise its score above that of a link never seen; without labels nothing
+    changes; the threshold comes from the entities that carried no attack."""
+    events = labeled_flows()
+    grid = WindowGrid(events["@timestamp"].min().floor("h"), HOUR, 5)
+    plain = BipartiteGraphBuilder().build(events, grid)
+    labeled = BipartiteGraphBuilder(label_field="label").build(events, grid)
+
+    # the builder counts each edge's labeled attack events (a groupby), and nothing without a label field
+    assert all(w.edge_attacks is None for w in plain)
+    for window in labeled:
+        frame = events[(events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)]
+        expected = frame.assign(attack=frame["label"] == "Malicious").groupby(["source.ip", "destination.ip"])["attack"].sum()
+        src, dst = window.edge_index
+        pairs = pd.MultiIndex.from_arrays([window.node_value[src], window.node_value[dst]])
+        np.testing.assert_array_equal(window.edge_attacks, expected.reindex(pairs).to_numpy())
+
+    unlabeled = RareLinksDetector().fit(plain[:4])
+    learned = RareLinksDetector().fit(labeled[:4])
+    scored = plain[4]
+    src, dst = scored.edge_index
+    link = {(scored.node_value[s], scored.node_value[d]): i for i, (s, d) in enumerate(zip(src, dst))}
+    before, after = unlabeled.score_edges([scored])[0], learned.score_edges([scored])[0]
+    bad, new, usual = link[("10.0.0.2", "198.51.100.7")], link[("10.0.0.4", "203.0.113.5")], link[("10.0.0.1", "10.9.9.9")]
+    prior = 0.01
+    assert before[bad] == pytest.approx(-np.log(8 / 4 + prior))  # unlabeled: the attacker's link is familiar
+    # labeled: 2 normal and 6 attack events in 4 windows
+    assert after[bad] == pytest.approx(-np.log(2 / 4 + prior) + np.log((6 / 4 + prior) / prior))
+    assert after[new] == before[new] == pytest.approx(-np.log(prior))
+    assert after[bad] > after[new] > after[usual] == before[usual]
+    # a window with no label: the same scores as before
+    np.testing.assert_array_equal(RareLinksDetector().fit(labeled[2:4]).score([scored])[0],
+                                  RareLinksDetector().fit(plain[2:4]).score([scored])[0])
+    # the threshold: from entities without a labeled attack, so a link never seen still crosses it
+    assert learned.metrics_["attack_links"] == 1 and learned.metrics_["attack_events"] == 6
+    assert learned.metrics_["training_nodes"] == sum(w.num_nodes for w in labeled[:4]) - 4  # B and Y, twice
+    assert learned.threshold_ < -np.log(prior)
+    # what the Ray shards do: score from the table looked up by key
+    keys, values = learned.baseline_table()
+    np.testing.assert_array_equal(learned.score_from_baseline(scored, look_up(keys, values, learned.baseline_keys(scored))),
+                                  learned.score([scored])[0])
+    attacker = int(np.flatnonzero(scored.node_value == "10.0.0.2")[0])
+    explanation = learned.explain(scored, attacker)
+    assert explanation.extra["known_attack_links"] == 1 and "1 carried labeled attacks in training" in explanation.summary
+    assert explanation.contributors[0]["attacks_per_window"] == 1.5 and explanation.contributors[0]["typical"] == 0.5
+
+
+def test_rare_links_learns_an_analysts_true_positive_and_loads_older_models(tmp_path: Path):
+    """A true-positive verdict on an entity (feedback) marks its links in that window as
+    attacks at the next training; a model saved before labeled history loads as unlabeled."""
+    from siem_gad.timeutil import isoformat
+    from siem_gad.triage.feedback import Verdict, label_windows
+
+    events = labeled_flows().assign(label="benign")
+    windows = BipartiteGraphBuilder().build(events, WindowGrid(events["@timestamp"].min().floor("h"), HOUR, 5))
+    verdict = Verdict("incident-1", "true_positive", alerts=[
+        {"alert_id": f"alert-{i}", "start": isoformat(windows[i].start), "entity": {"source.ip": "10.0.0.2"}} for i in (0, 1)])
+    assert label_windows(windows[:4], [verdict]) == 2
+    taught, untaught = RareLinksDetector().fit(windows[:4]), RareLinksDetector().fit(
+        BipartiteGraphBuilder().build(events, WindowGrid(windows[0].start, HOUR, 5))[:4])
+    scored = windows[4]
+    attacker = int(np.flatnonzero(scored.node_value == "10.0.0.2")[0])
+    assert taught.score([scored])[0][attacker] > -np.log(0.01) > untaught.score([scored])[0][attacker]
+    assert taught.metrics_["attack_events"] == 8  # its two windows' four flows each
+
+    path = tmp_path / "old.pt"
+    untaught.save(path)
+    state = torch.load(path, weights_only=True)
+    state["state"].pop("attack_rate")
+    torch.save(state, path)
+    np.testing.assert_array_equal(RareLinksDetector.load(path).score([scored])[0], untaught.score([scored])[0])
 
 
 def test_rare_links_refuses_graphs_without_entity_links():

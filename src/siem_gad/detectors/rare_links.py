@@ -25,9 +25,25 @@ An entity's score is one of two readings of its links in the window (`entity_sco
   the attackers are low-volume sources whose few links are all new.
 
 The model is the link table of the training windows, nothing more: scores are exact, the same
-on every pass, and explained by the links themselves. It learns no notion of what an attack
-looks like, only of what is new, so a change of infrastructure (a new backup server, a new
-SaaS) raises alerts until the model is retrained on history that includes it.
+on every pass, and explained by the links themselves. Without labels it learns no notion of
+what an attack looks like, only of what is new, so a change of infrastructure (a new backup
+server, a new SaaS) raises alerts until the model is retrained on history that includes it.
+
+**Labeled history.** Real history holds attacks, and a link table that counts them learns an
+attacker who comes back as familiar (on LUFlow, most attack flows of a later day run over
+links the history carried). Where the history says which events were attacks (the builder's
+`label_field`, `GraphWindow.edge_attacks`) or an analyst marked an alert a true positive (the
+entity's links in that window, `triage/feedback.py`), those events do not count as normal
+traffic, and the link keeps what it carried as evidence against it:
+
+    edge score = -log(normal rate + prior) + log((attack rate + prior) / prior)
+
+so a link that carried only attacks scores above one never seen, a link never seen scores
+-log(prior) as before, and a link whose history is all normal scores as before. Without
+labels both rates are the plain rate and nothing changes. The training threshold is taken over
+the entities that carried no labeled attack, scored against the normal rates. The table keeps one value per link, the effective
+rate r with -log(r + prior) equal to that score (below 0 for known-bad links), so the sharded
+scoring of `execution/shards.py` needs nothing new.
 
 Works on single-kind graphs whose edges join two entities (`bipartite`, `temporal`). Events on a
 link are read from the edge feature `events` (log1p-scaled, as `bipartite` writes it) or, where
@@ -52,6 +68,7 @@ SEPARATOR = "\x1f"  # joins the two ends of a link into one key; never part of a
 
 class RareLinksDetector(KeyedBaseline, Detector):
     level = "node"
+    learns_from_labels = True  # known-bad links: analysts' true positives mark an entity's links
 
     class Params(DetectorParams):
         prior: float = Field(0.01, gt=0, description="events per window assumed for a link never seen in training")
@@ -82,32 +99,80 @@ class RareLinksDetector(KeyedBaseline, Detector):
             return np.rint(np.expm1(logged))  # counts: undo the float32 rounding of log1p
         return np.ones(window.num_edges)
 
+    @staticmethod
+    def _attack_events(window: GraphWindow, events: np.ndarray) -> np.ndarray:
+        """The events on each edge that the history labels attacks: the builder's per-edge
+        count, and every event of an edge whose end is labeled an attacker (an analyst's true
+        positive on the entity, or a supervised builder's node label)."""
+        from ..labeling import BENIGN
+
+        attacks = np.zeros(window.num_edges)
+        if window.edge_attacks is not None:
+            attacks = np.minimum(window.edge_attacks.astype(np.float64), events)
+        if window.node_label is not None:
+            bad = np.array([v is not None and v != BENIGN for v in window.node_label], dtype=bool)
+            src, dst = window.edge_index
+            attacks = np.where(bad[src] | bad[dst], events, attacks)
+        return attacks
+
     # ------------------------------------------------------------------ fit / score
     def fit(self, windows: list[GraphWindow], progress: bool = False) -> "RareLinksDetector":
         if not windows:
             raise ValueError("rare_links needs training windows")
-        links, inverse = np.unique(np.concatenate([self._keys(w) for w in windows]), return_inverse=True)
+        keys = [self._keys(w) for w in windows]
+        links, inverse = np.unique(np.concatenate(keys), return_inverse=True)
         self.links_ = links
-        events = np.concatenate([self._events(w) for w in windows])
-        self.rate_ = np.bincount(inverse, weights=events, minlength=len(links)) / len(windows)
+        per_window = [self._events(w) for w in windows]
+        attacks = [self._attack_events(w, e) for w, e in zip(windows, per_window)]
+        events, attack = np.concatenate(per_window), np.concatenate(attacks)
+        self.rate_ = np.bincount(inverse, weights=events - attack, minlength=len(links)) / len(windows)
+        self.attack_rate_ = np.bincount(inverse, weights=attack, minlength=len(links)) / len(windows)
         self.training_windows_ = len(windows)
-        train_scores = np.concatenate([self._node_scores(w) for w in windows])
+        self.effective_rate_ = self._effective_rate()
+        # The threshold is a quantile of normal history as normal traffic scores it: the entities
+        # that carried no labeled attack, against the links' normal rates (what a link carried as
+        # attacks is evidence about attackers, not about how far normal traffic strays).
+        scores = [self._node_scores(w, look_up(links, self.rate_, k)) for w, k in zip(windows, keys)]
+        normal = [~self._attacked_nodes(w, a) for w, a in zip(windows, attacks)]
+        train_scores = np.concatenate([s[n] for s, n in zip(scores, normal)])
+        if not len(train_scores):  # every entity of the history touched an attack: judge against all of them
+            train_scores = np.concatenate(scores)
         self.threshold_ = self.threshold_from(train_scores)
         self.metrics_ = {"training_windows": len(windows), "links": int(len(links)),
-                         "training_nodes": int(len(train_scores)), "unseen_link_score": float(-np.log(self.params.prior))}
+                         "training_nodes": int(len(train_scores)), "unseen_link_score": float(-np.log(self.params.prior)),
+                         "attack_links": int((self.attack_rate_ > 0).sum()), "attack_events": int(attack.sum())}
         return self
+
+    def _effective_rate(self) -> np.ndarray:
+        """Per link, the rate r whose surprisal -log(r + prior) is the link's score: the normal
+        rate, lowered below 0 by the attacks it carried (see the module docstring)."""
+        prior, normal, attack = self.params.prior, self.rate_, self.attack_rate_
+        known_bad = attack > 0
+        effective = normal.copy()
+        effective[known_bad] = (normal[known_bad] + prior) * prior / (attack[known_bad] + prior) - prior
+        return effective
+
+    @staticmethod
+    def _attacked_nodes(window: GraphWindow, attacks: np.ndarray) -> np.ndarray:
+        """The entities of a window that have a link carrying a labeled attack."""
+        touched = np.zeros(window.num_nodes, dtype=bool)
+        src, dst = window.edge_index
+        touched[src[attacks > 0]] = True
+        touched[dst[attacks > 0]] = True
+        return touched
 
     def _surprisal(self, window: GraphWindow, rates: np.ndarray | None = None,
                    edges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(score, events, training rate) per edge of a window (or of `edges` only); `rates`
         when already looked up."""
         if rates is None:
-            rates = look_up(self.links_, self.rate_, self._keys(window, edges))
+            rates = look_up(self.links_, self.effective_rate_, self._keys(window, edges))
         events = self._events(window)
         return -np.log(rates + self.params.prior), events if edges is None else events[edges], rates
 
     def score_edges(self, windows: list[GraphWindow]) -> list[np.ndarray]:
-        """Per edge: -log(training events per window on its link + prior)."""
+        """Per edge: -log(normal training events per window on its link + prior), raised by the
+        labeled attacks it carried."""
         self.check_fitted()
         return [self._surprisal(w)[0] for w in windows]
 
@@ -134,7 +199,7 @@ class RareLinksDetector(KeyedBaseline, Detector):
     # ------------------------------------------------------------------ the link table, shardable
     def baseline_table(self) -> tuple[np.ndarray, np.ndarray]:
         self.check_fitted()
-        return self.links_, self.rate_
+        return self.links_, self.effective_rate_
 
     def baseline_entity(self, keys: np.ndarray) -> np.ndarray:
         """A link's source entity: all links of a source go to one shard."""
@@ -150,39 +215,50 @@ class RareLinksDetector(KeyedBaseline, Detector):
     def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
         self.check_fitted()
         edges = window.node_edges(item)
-        surprisal, events, rates = self._surprisal(window, edges=edges)
+        keys = self._keys(window, edges)
+        normal, attack = look_up(self.links_, self.rate_, keys), look_up(self.links_, self.attack_rate_, keys)
+        surprisal, events, _ = self._surprisal(window, look_up(self.links_, self.effective_rate_, keys), edges)
         order = np.lexsort((-events, -surprisal))[:top_k]  # rarest first, then busiest
         contributors = []
-        for e, n, rate, weight in zip(edges[order], events[order], rates[order], surprisal[order]):
+        for e, n, rate, bad, weight in zip(edges[order], events[order], normal[order], attack[order], surprisal[order]):
             src, dst = window.edge_index[:, e]
             other = dst if src == item else src
-            contributors.append({"name": "link", "value": f"{'->' if src == item else '<-'} "
-                                 f"{next(iter(window.entity(int(other)).values()))}",
-                                 "events": int(round(n)), "typical": round(float(rate), 3),
-                                 "weight": round(float(weight), 3)})
-        unseen = int((rates == 0).sum())
-        share = float(events[rates == 0].sum() / max(events.sum(), 1e-12))
+            contributor = {"name": "link", "value": f"{'->' if src == item else '<-'} "
+                           f"{next(iter(window.entity(int(other)).values()))}",
+                           "events": int(round(n)), "typical": round(float(rate), 3), "weight": round(float(weight), 3)}
+            if bad > 0:
+                contributor["attacks_per_window"] = round(float(bad), 3)
+            contributors.append(contributor)
+        never = (normal == 0) & (attack == 0)
+        unseen, known_bad = int(never.sum()), int((attack > 0).sum())
+        share = float(events[never].sum() / max(events.sum(), 1e-12))
         evidence, _ = window.edge_evidence(edges[order])
         _, count = window.node_evidence(item)
         entity = window.entity(item)
         field, value = next(iter(entity.items()))
         summary = (f"{field} {value}: {unseen} of its {len(edges)} links never seen in "
                    f"{self.training_windows_} training windows, carrying {share:.0%} of its events")
+        if known_bad:
+            summary += f"; {known_bad} carried labeled attacks in training"
         if contributors:
             top = contributors[0]
             noun = "event" if top["events"] == 1 else "events"
             summary += f"; rarest: {top['value']} ({top['events']} {noun}, typical {top['typical']} per window)"
         return Explanation(entity, contributors, evidence, count, summary=summary,
-                           extra={"unseen_links": unseen, "unseen_event_share": round(share, 3)})
+                           extra={"unseen_links": unseen, "unseen_event_share": round(share, 3),
+                                  "known_attack_links": known_bad})
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, Any]:
         import torch
 
         return {"links": [str(k) for k in self.links_], "rate": torch.from_numpy(self.rate_),
-                "training_windows": int(self.training_windows_)}
+                "attack_rate": torch.from_numpy(self.attack_rate_), "training_windows": int(self.training_windows_)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.links_ = np.array(state["links"], dtype=str)
         self.rate_ = state["rate"].numpy()
+        # models saved before labeled history: no link carried a known attack
+        self.attack_rate_ = state["attack_rate"].numpy() if "attack_rate" in state else np.zeros_like(self.rate_)
         self.training_windows_ = int(state["training_windows"])
+        self.effective_rate_ = self._effective_rate()

@@ -118,6 +118,9 @@ class GraphWindow:
     # Other entity fields of each node's events (a builder's `related_fields`): local node ->
     # [(field, value, hub)], most events first; they fill alerts' related.* (triage/related.py)
     node_related: dict[int, list[tuple[str, str, bool]]] | None = field(default=None, repr=False)
+    # Labeled history (a builder's `label_field`): per edge, how many of its events are labeled
+    # attacks; None where the events carry no label
+    edge_attacks: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def num_nodes(self) -> int:

@@ -15,6 +15,10 @@ window and aggregates those events. All windows of a batch are built at once:
    and writes node and edge features;
 4. windows are contiguous slices of the edge and node arrays. Runs of whole windows build in
    parallel threads (the kernels release the GIL), each with its own evidence index.
+
+With `label_field` set, each edge also counts its events labeled as attacks
+(`GraphWindow.edge_attacks`, read as in `siem_gad.labeling`): `rare_links` learns the links
+that carried attacks in its history from it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ..lazy import lazy_import
 from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..hubs import MAX_RELATED, hub_degree
+from ..labeling import positive_mask
 from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
 
 np = lazy_import("numpy")
@@ -62,6 +67,10 @@ class BipartiteGraphBuilder(GraphBuilder):
             "other entity fields of the events (an auth event's source.ip and destination.ip) kept per node: "
             "the addresses a user logged on from and to, a host's own address; they go into its alerts' "
             "related.* and link incidents across jobs"))
+        label_field: str | None = Field(None, description="event field holding the benign/attack label: each edge "
+                                        "counts its attack events, which `rare_links` learns as known-bad links")
+        positive_values: list[str] = Field(default_factory=list, description="label values that mean an attack; "
+                                           "empty: anything but benign, normal, -, 0, false")
 
     @property
     def entity_fields(self) -> tuple[str, ...]:
@@ -116,6 +125,10 @@ class BipartiteGraphBuilder(GraphBuilder):
         edge_attr = arrays.log_scale(edge_attr, keep=(3,))
         node_value = batch.values[value_index[:k]]
         related = self._related(batch, rows, event_edge, edge_index, edges_per_window, node_ptr, windows)
+        attacks = None
+        if batch.attack is not None:
+            attacked = batch.attack[rows] & (event_edge >= 0)
+            attacks = np.bincount(event_edge[attacked], minlength=m).astype(np.float64)
 
         # -- slice into windows
         evidence = Evidence(batch.event_ids[rows], event_edge, m)
@@ -128,7 +141,8 @@ class BipartiteGraphBuilder(GraphBuilder):
                 node_value=node_value[n0:n1], x=x[n0:n1], feature_names=NODE_FEATURES, log_scaled=LOG_SCALED,
                 edge_index=edge_index[:, m0:m1], edge_attr=edge_attr[m0:m1], edge_feature_names=EDGE_FEATURES,
                 num_events=int(events_per_window[i]), evidence=evidence, edge_offset=int(m0),
-                node_related=related[i] if related is not None else None))
+                node_related=related[i] if related is not None else None,
+                edge_attacks=attacks[m0:m1] if attacks is not None else None))
         return graphs
 
     def _related(self, batch: "_EncodedEvents", rows: slice, event_edge: np.ndarray, edge_index: np.ndarray,
@@ -202,6 +216,7 @@ class _EncodedEvents:
     n_dst_keys: int
     pair_key: np.ndarray | None
     related: list[tuple[str, np.ndarray, np.ndarray]]  # (field, codes in event order, values)
+    attack: np.ndarray | None  # per event: labeled an attack (None: no label field)
 
     @classmethod
     def of(cls, events: "pd.DataFrame", p: "BipartiteGraphBuilder.Params", grid: WindowGrid) -> "_EncodedEvents":
@@ -216,13 +231,17 @@ class _EncodedEvents:
         port, n_ports = _port_codes(events, p.port_field)
         event_ids = _event_ids(events) if EVENT_ID in events.columns else np.arange(n).astype(str)
         related = [(f, *arrays.codes(events[f])) for f in p.related_fields if f in events.columns]
+        attack = None
+        if p.label_field and p.label_field in events.columns:
+            attack = positive_mask(events[p.label_field], p.positive_values) & events[p.label_field].notna().to_numpy()
         columns = [stamps, src, dst, _numbers_or_nan(events, p.bytes_field), outcome, port, event_ids,
-                   *(c for _, c, _ in related)]
+                   *(c for _, c, _ in related), *([attack] if attack is not None else [])]
         if n > 1 and not (stamps[1:] >= stamps[:-1]).all():  # sources deliver by time; order once if not
             order = np.argsort(stamps, kind="stable")
             columns = [column[order] for column in columns]
         stamps, src, dst, nbytes, outcome, port, event_ids = columns[:7]
-        related = [(f, c, v) for (f, _, v), c in zip(related, columns[7:])]
+        related = [(f, c, v) for (f, _, v), c in zip(related, columns[7:7 + len(related)])]
+        attack = columns[-1] if attack is not None else None
         key_space, n_dst_keys, pair_key = n_src * n_dst, n_dst, None
         if key_space > arrays.DENSE_LIMIT:  # too many entities for dense slots: number the pairs by hashing first
             present = (src >= 0) & (dst >= 0)
@@ -230,7 +249,7 @@ class _EncodedEvents:
             src, dst = np.where(present, pair, -1), np.zeros(n, np.int8)
             key_space, n_dst_keys = max(len(pair_key), 1), 1
         return cls(stamps, grid.start_ns, grid.size_ns, src, dst, n_src, n_dst, values, nbytes, outcome, failed, port,
-                   n_ports, event_ids, key_space, n_dst_keys, pair_key, related)
+                   n_ports, event_ids, key_space, n_dst_keys, pair_key, related, attack)
 
     def window_chunks(self, windows: int, parts: int) -> list[tuple[int, int, int, int]]:
         """Split the grid into at most `parts` runs of whole windows with about equal events:

@@ -8,7 +8,7 @@ over the alerts it names: the alert, or every alert of an incident.
   `entity+rule` (default) the same rule about the same entities, `entity` any rule about them,
   `rule` the whole rule. It is also written to the alert document.
 - Both verdicts become labels at the next training of the detectors that learn from labels
-  (`Detector.learns_from_labels`: `deep_sad`, the supervised graph models): the alert's
+  (`Detector.learns_from_labels`: `deep_sad`, `rare_links`, the supervised graph models): the alert's
   entity in the alert's window is labeled normal (false positive) or anomalous (true positive).
 """
 
