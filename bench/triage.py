@@ -182,10 +182,12 @@ LUFLOW_RULES = {
 }
 
 
-def luflow_days(work: Path) -> dict:
+def luflow_days(work: Path, labeled_history: bool = False) -> dict:
     """LUFlow's July days through the `csv` source as a deployment: trained on 07-08 and 07-09
     (288 ten-minute windows, the detectors the LUFlow benches found to hold: `rare_links`, and
-    `iforest` without entity baselines), alerting on 07-11."""
+    `iforest` without entity baselines), alerting on 07-11. `labeled_history`: the builder reads
+    the flows' `label`, so `rare_links` learns the links July's labeled attacks used as known-bad
+    (the events of 07-11 carry labels too, but scoring never reads them)."""
     import pandas as pd
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -194,23 +196,26 @@ def luflow_days(work: Path) -> dict:
     columns = ["@timestamp", "event.id", "source.ip", "destination.ip", "destination.port", "network.transport",
                "source.bytes", "label"]
     frame = pd.concat([luflow(day)[columns] for day in LUFLOW_DAYS], ignore_index=True)
-    flows = work / "luflow-flows.csv"
+    slug = "luflow-labeled" if labeled_history else "luflow"
+    flows = work / f"{slug}-flows.csv"
     frame.assign(**{"@timestamp": frame["@timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")}).to_csv(flows, index=False)
     training = {"windows": 288}
     config = {"state_dir": "state", "rules_dir": "rules",
               "sources": {"flows": {"type": "csv", "path": str(flows), "id_field": "event.id"}},
               "sinks": {"alerts": {"type": "jsonl", "path": "state/alerts.jsonl"}},
               "jobs": {"network": {"source": "flows", "window": "10m", "batch_windows": 144,
-                                   "graph": {"type": "bipartite", "bytes_field": "source.bytes"},
+                                   "graph": {"type": "bipartite", "bytes_field": "source.bytes",
+                                             **({"label_field": "label", "positive_values": ["malicious"]}
+                                                if labeled_history else {})},
                                    "detectors": {"rare_links": {"type": "rare_links", "training": training},
                                                  "iforest": {"type": "iforest", "entity_baseline": False,
                                                              "training": training}},
                                    "sinks": ["alerts"]}}}
-    rules = work / "luflow-rules"
+    rules = work / f"{slug}-rules"
     rules.mkdir()
     for name, rule in LUFLOW_RULES.items():
         (rules / name).write_text(yaml.safe_dump(rule, sort_keys=False))
-    alerts, incidents, watch = run(work / "luflow", config, rules)
+    alerts, incidents, watch = run(work / slug, config, rules)
     truth = truth_of(frame, (frame["label"] == "malicious").to_numpy(), "10min")
     return {"alerts": alerts, "incidents": incidents, "watch": watch,
             "precision": labeled_precision(alerts, incidents, watch, truth)}
@@ -262,6 +267,7 @@ def main() -> None:
                    # 34-1 spans 24 hours: trained on the first 8, alerts on the 16 that follow
                    "IoT-23 34-1 (csv)": iot23(work, "CTU-Malware-Capture-34-1", backfill=False),
                    "LUFlow July (csv)": luflow_days(work),
+                   "LUFlow July (csv), labeled history": luflow_days(work, labeled_history=True),
                    "simulator (default config)": simulator(work)}
     print("| data | day | alerts | groups (open + watch) | open incidents | open incidents / alerts |\n"
           "|---|---|---:|---:|---:|---:|")

@@ -129,6 +129,38 @@ def test_false_positive_scopes():
     assert not verdict.suppresses("r1", {"source.ip": "10.0.0.5"}, T0)
 
 
+def test_top_k_counts_the_alerts_sent_so_suppressed_and_stopped_entities_leave_their_place():
+    """A rule's `top_k` is the alerts a window sends: the entity that tops every window and was
+    alerted within the suppression period, or that an analyst stopped, gives its place to the
+    next one over the threshold instead of silencing the window."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from siem_gad.detectors import Explanation
+    from siem_gad.rules import Rule, Suppressor
+
+    names = ["loud", "second", "third", "quiet"]
+
+    class Scored:
+        threshold_ = 1.0
+
+        def explain(self, window, item):
+            return Explanation({"source.ip": names[item]}, [], [], 0)
+
+    windows = [SimpleNamespace(start=T0 + timedelta(hours=h)) for h in range(3)]
+    scores = [np.array([9.0, 5.0, 3.0, 0.5])] * 3  # "quiet" stays under the threshold
+    rule = Rule(id="r1", name="R1", job="j", detector="d", condition={"top_k": 1}, suppress={"period": "6h"})
+    sent = Suppressor(rule).alerts(windows, scores, Scored())
+    assert [(position, names[item]) for position, item, *_ in sent] == [(0, "loud"), (1, "second"), (2, "third")]
+
+    stopped = Verdict("x", "false_positive", "entity+rule", ["r1"], ["ip:second"])
+    suppressor = Suppressor(rule, stops=[stopped])
+    sent = suppressor.alerts(windows, scores, Scored())
+    assert [(position, names[item]) for position, item, *_ in sent] == [(0, "loud"), (1, "third")]
+    assert suppressor.by_feedback == 2 and suppressor.suppressed == 3  # window 2: loud and third suppressed, quiet under
+
+
 def test_a_true_positive_verdict_reaches_deep_sad_as_a_label_and_changes_its_scores():
     from siem_gad.graphs.profile import ProfileGraphBuilder
     from siem_gad.detectors.deep_sad import DeepSadDetector

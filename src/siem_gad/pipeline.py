@@ -373,7 +373,6 @@ class JobRunner:
     def _detect(self, windows: list["GraphWindow"]) -> _BatchResult:
         from .alerts import build_alert
         from .risk import confidence
-        from .triage.feedback import suppressing
         from .triage.neighbourhood import evidence_graph
         from .triage.related import entity_key, related_entities
 
@@ -401,13 +400,10 @@ class JobRunner:
             for rule in self.app.rules.for_job(self.name):
                 if rule.detector != name:
                     continue
-                suppressor = Suppressor(rule, state.suppressed_until(rule.id))
+                suppressor = Suppressor(rule, state.suppressed_until(rule.id), stops)
                 for position, item, score, explanation in suppressor.alerts(windows[first:], scores[first:], detector):
                     position += first
                     window = windows[position]
-                    if stops and suppressing(stops, rule.id, explanation.entity, window.start):
-                        result.by_feedback += 1
-                        continue
                     related = related_entities(window, explanation, detector.level, item)
                     alert = build_alert(
                         rule=rule, job=self.name, detector=name, detector_type=self.config.detectors[name].type,
@@ -423,6 +419,7 @@ class JobRunner:
                     result.entities[alert["siem_gad"]["alert_id"]] = dict(explanation.entity)
                     result.related[alert["siem_gad"]["alert_id"]] = related
                 result.suppressed += suppressor.suppressed
+                result.by_feedback += suppressor.by_feedback
                 result.suppressions.update({(rule.id, key): until for key, until in suppressor.decided.items()})
         result.scores = self._score_points(windows, scored, alerted)
         return result

@@ -34,7 +34,8 @@ DEFAULT_MESSAGE = "{detector}: {entity} anomalous in window {window_start} (scor
 
 class Condition(Strict):
     threshold: Literal["model"] | float = Field("model", description="'model' uses the detector's fitted threshold")
-    top_k: int | None = Field(None, ge=1, description="at most this many alerts per window, highest scores first")
+    top_k: int | None = Field(None, ge=1, description="at most this many alerts per window, highest scores first; "
+                              "items suppressed or stopped by feedback leave their place to the next")
     min_risk_score: float | None = Field(None, ge=0, le=100,
                                          description="only items whose 0-100 risk score (risk.py) reaches this")
 
@@ -91,7 +92,8 @@ class Rule(Strict):
         return risk, self.severity or severity_of(risk)
 
     def select(self, windows: list["GraphWindow"], scores: list["np.ndarray"], threshold: float) -> list[tuple[int, int, float]]:
-        """(window position, item, score) of the items that meet the condition, in window order."""
+        """(window position, item, score) of the items over the threshold, in window order and
+        by score within a window; `top_k` is applied to what suppression leaves (`Suppressor`)."""
         import numpy as np
 
         bar = threshold if self.condition.threshold == "model" else float(self.condition.threshold)
@@ -100,8 +102,6 @@ class Rule(Strict):
             values = np.asarray(values, dtype=np.float64)
             hits = np.flatnonzero(np.nan_to_num(values, nan=-np.inf) >= bar)
             hits = hits[np.argsort(-values[hits], kind="stable")]
-            if self.condition.top_k:
-                hits = hits[: self.condition.top_k]
             picked.extend((position, int(i), float(values[i])) for i in hits)
         return picked
 
@@ -110,24 +110,39 @@ class Suppressor:
     """A rule's condition and suppression over a batch of windows: which items become alerts.
 
     `until` holds the suppression state from earlier passes (key -> time before which the key
-    is suppressed); `decided` collects the new state to commit with the checkpoint.
+    is suppressed); `decided` collects the new state to commit with the checkpoint. `stops` are
+    analysts' verdicts (triage/feedback.py); the items they stop are counted in `by_feedback`.
+
+    `top_k` counts the alerts a window sends: an entity that is suppressed (alerted within the
+    period) or stopped by feedback leaves its place to the next one over the threshold, so the
+    same few entities at the top of every window cannot keep the rest from ever alerting.
     """
 
-    def __init__(self, rule: Rule, until: dict[str, datetime] | None = None):
+    def __init__(self, rule: Rule, until: dict[str, datetime] | None = None, stops: list | None = None):
         self.rule = rule
         self.until = dict(until or {})
         self.decided: dict[str, datetime] = {}
+        self.stops = list(stops or [])
         self.suppressed = 0
+        self.by_feedback = 0
 
     def alerts(self, windows: list["GraphWindow"], scores: list["np.ndarray"], detector: Any) -> list[tuple]:
         """(window position, item, score, explanation) of the alerts, in window order."""
+        from .triage.feedback import suppressing
+
         rule, out = self.rule, []
         scale = detector.risk_scale() if rule.condition.min_risk_score is not None else None
+        sent: dict[int, int] = {}  # window position -> alerts so far
         for position, item, score in rule.select(windows, scores, detector.threshold_):
+            if rule.condition.top_k and sent.get(position, 0) >= rule.condition.top_k:
+                continue
             if scale is not None and scale.score(score) < rule.condition.min_risk_score:
                 continue
             window = windows[position]
             explanation = detector.explain(window, item)
+            if self.stops and suppressing(self.stops, rule.id, explanation.entity, window.start):
+                self.by_feedback += 1
+                continue
             if rule.suppress:
                 fields = rule.suppress.key or sorted(explanation.entity)
                 key = "|".join(f"{f}={explanation.entity.get(f, '')}" for f in fields)
@@ -136,6 +151,7 @@ class Suppressor:
                     self.suppressed += 1
                     continue
                 self.decided[key] = window.start + rule.suppress.period
+            sent[position] = sent.get(position, 0) + 1
             out.append((position, item, score, explanation))
         return out
 

@@ -197,8 +197,6 @@ def _delays(flagged: "pd.DataFrame", labels: LabelIndex, incidents: set[str]) ->
 
 def _rule_metrics(rule, windows, scores, detector, items: "pd.DataFrame", labels: LabelIndex, incidents: set[str],
                   days: float, stops: list) -> dict:
-    from ..triage.feedback import suppressing
-
     suppressor = Suppressor(rule)
     alerts = suppressor.alerts(windows, scores, detector)
     row_of = {key: row for row, key in enumerate(zip(items["window"], items["item"]))}
@@ -206,8 +204,9 @@ def _rule_metrics(rule, windows, scores, detector, items: "pd.DataFrame", labels
     frame = items.iloc[rows]
     true_alerts = int(frame["positive"].sum())
     caught = _incidents(frame)
-    kept = [row for row, (position, _, _, explanation) in zip(rows, alerts)
-            if not suppressing(stops, rule.id, explanation.entity, windows[position].start)]
+    # with the analysts' false positives: what the same rule sends once they stop their scopes
+    with_feedback = Suppressor(rule, stops=stops).alerts(windows, scores, detector) if stops else alerts
+    kept = [row_of[(windows[position].index, item)] for position, item, *_ in with_feedback]
     kept_true = int(items.iloc[kept]["positive"].sum())
     return {
         "feedback": {"verdicts": len(stops), "alerts": len(kept), "true_alerts": kept_true,
