@@ -65,6 +65,17 @@ def test_host_flow_keeps_ports_and_address_bits_out_unless_asked(flows):
     assert int("".join(str(int(b)) for b in bits), 2) == (1 << 8) + 195
 
 
+def test_host_flow_time_features_are_the_flows_time_of_day_and_week_and_can_be_left_out(flows):
+    timed = build(HostFlowGraphBuilder(), flows.iloc[:300], timedelta(hours=1))[0]
+    flow = int(np.flatnonzero(timed.node_kind == 1)[0])
+    stamp = flows.set_index("event.id").loc[timed.node_value[flow], "@timestamp"]
+    hour = (stamp.hour + stamp.minute / 60) / 24 * 2 * np.pi
+    assert timed.x[flow, timed.feature_names.index("hour_sin")] == pytest.approx(np.sin(hour), abs=1e-5)
+    untimed = build(HostFlowGraphBuilder(time_features=False), flows.iloc[:300], timedelta(hours=1))[0]
+    assert not any(n.startswith(("hour_", "weekday_")) for n in untimed.feature_names)
+    assert untimed.x.shape[1] == timed.x.shape[1] - 4
+
+
 def test_temporal_graph_times_edges_and_labels_hosts_by_what_they_send(flows):
     size = timedelta(minutes=10)
     windows = build(TemporalGraphBuilder(**LABELS), flows, size)

@@ -8,7 +8,8 @@ each with its own copies of the hosts involved, so graphs stay small whatever th
 
 Flow features (kind 1): log1p of the numeric fields (duration, bytes and packets each way),
 one-hots of the categorical fields (transport, Zeek connection state), the TCP flags seen each
-way (from the Zeek history string), the time of day and of week as sine/cosine pairs and,
+way (from the Zeek history string), the time of day and of week as sine/cosine pairs (unless
+`time_features` is off) and,
 only if `port_field` is set, the destination port's range. Host features (kind 0): flows sent
 and received and distinct peers within the subgraph, whether the address is private, and, only
 if `ip_bits` is set, the bits of its last two octets (the research's host encoding).
@@ -55,6 +56,7 @@ class HostFlowParams(Params):
     history_field: str | None = Field("zeek.connection.history", description="Zeek history string: TCP flags each way")
     port_field: str | None = Field(None, description="destination port as a feature (off: ports are capture shortcuts)")
     ip_bits: bool = Field(False, description="the bits of each host address's last two octets as host features")
+    time_features: bool = Field(True, description="the time of day and of week as flow features")
     flows_per_graph: int = Field(512, ge=1, description="flows per subgraph (each with its own copies of the hosts)")
     label_field: str | None = Field(None, description="event field holding the benign/attack label (supervised detectors)")
     class_field: str | None = Field(None, description="event field naming the attack class (multi-class training)")
@@ -87,7 +89,8 @@ class HostFlowGraphBuilder(GraphBuilder):
             names += [f"{field_name}={v}" for v in values] + [f"{field_name}=other"]
         if p.history_field:
             names += [f"flag {c} orig" for c in HISTORY_FLAGS] + [f"flag {c.lower()} resp" for c in HISTORY_FLAGS]
-        names += ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]
+        if p.time_features:
+            names += ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]
         if p.port_field:
             names += ["port well-known", "port registered", "port ephemeral", "port log"]
         return tuple(names)
@@ -168,11 +171,12 @@ class HostFlowGraphBuilder(GraphBuilder):
             columns += _one_hot(events, field_name, values, rows)
         if p.history_field:
             columns += _history_flags(events, p.history_field, rows)
-        stamps = events[TIMESTAMP].iloc[rows].dt
-        day_fraction = (stamps.hour.to_numpy() + stamps.minute.to_numpy() / 60) / 24
-        hour = day_fraction * 2 * np.pi
-        weekday = (stamps.day_of_week.to_numpy() + day_fraction) / 7 * 2 * np.pi
-        columns += [np.sin(hour), np.cos(hour), np.sin(weekday), np.cos(weekday)]
+        if p.time_features:
+            stamps = events[TIMESTAMP].iloc[rows].dt
+            day_fraction = (stamps.hour.to_numpy() + stamps.minute.to_numpy() / 60) / 24
+            hour = day_fraction * 2 * np.pi
+            weekday = (stamps.day_of_week.to_numpy() + day_fraction) / 7 * 2 * np.pi
+            columns += [np.sin(hour), np.cos(hour), np.sin(weekday), np.cos(weekday)]
         if p.port_field:
             port = event_numbers(events, p.port_field, rows, n)
             columns += [(port < 1024).astype(float), ((port >= 1024) & (port < 49152)).astype(float),
