@@ -114,7 +114,9 @@ def detectors() -> dict[str, Callable[[int], object]]:
     from siem_gad.detectors.rare_links import RareLinksDetector
 
     return {"rare_links": lambda seed: RareLinksDetector(seed=seed),
-            "iforest": lambda seed: IsolationForestDetector(seed=seed, entity_baseline=False)}
+            "iforest": lambda seed: IsolationForestDetector(seed=seed, entity_baseline=False),
+            "iforest, extrapolate": lambda seed: IsolationForestDetector(seed=seed, entity_baseline=False,
+                                                                         extrapolate=True)}
 
 
 class FlowForest:

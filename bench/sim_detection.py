@@ -10,11 +10,12 @@ enterprise and attack schedule), with medians and ranges over them:
    windows and would make almost every window positive: the window-level figures.
 
 `--gate-off` adds `gcn_hmm` with `hold_state_on_outliers: false`, in the same run, as the
-baseline of that setting.
+baseline of that setting. `--extrapolate` adds every `iforest` with `extrapolate` switched the
+other way (`iforest_extrapolate` or `iforest_plain`), likewise.
 
 Split: each detector trains on the first 48 windows (its `training.windows`) and scores 48-71.
 
-Usage: python bench/sim_detection.py [--seeds 7,11,13] [--gate-off] [--out DIR]
+Usage: python bench/sim_detection.py [--seeds 7,11,13] [--gate-off] [--extrapolate] [--out DIR]
 """
 
 from __future__ import annotations
@@ -35,14 +36,22 @@ ATTACKS = ["ssh_bruteforce", "port_scan", "lateral_movement", "exfiltration"]
 METRICS = ("roc_auc", "average_precision", "precision_at_20")
 
 
-def config_for(folder: Path, seed: int, gate_off: bool) -> Path:
-    """The default config with simulator seed `seed` (and a gcn_hmm without the gate)."""
+def config_for(folder: Path, seed: int, gate_off: bool, extrapolate: bool = False) -> Path:
+    """The default config with simulator seed `seed` (and a gcn_hmm without the gate, and
+    each iforest with `extrapolate` switched)."""
     config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
     config["sources"]["sim"]["seed"] = seed
     config["rules_dir"] = str(ROOT / "rules")
     if gate_off:
         network = config["jobs"]["network"]["detectors"]
         network["gcn_hmm_no_gate"] = {**network["gcn_hmm"], "hold_state_on_outliers": False}
+    if extrapolate:
+        for job in config["jobs"].values():
+            for name, detector in list(job["detectors"].items()):
+                if detector["type"] == "iforest":
+                    switched = not detector.get("extrapolate", False)
+                    job["detectors"][f"iforest_{'extrapolate' if switched else 'plain'}"] = {
+                        **detector, "extrapolate": switched}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -58,13 +67,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="7", help="simulator seeds, comma-separated (7: the default config)")
     parser.add_argument("--gate-off", action="store_true", help="also gcn_hmm with hold_state_on_outliers: false")
+    parser.add_argument("--extrapolate", action="store_true", help="also every iforest with extrapolate switched")
     parser.add_argument("--out", type=Path, default=None, help="also write each evaluation's report here")
     args = parser.parse_args(argv)
     rows: dict[tuple, dict] = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name, positives in (("all attacks", None), ("without beaconing", ATTACKS)):
             with tempfile.TemporaryDirectory() as folder:
-                app = App.open(config_for(Path(folder), seed, args.gate_off), state_dir=Path(folder) / "state")
+                app = App.open(config_for(Path(folder), seed, args.gate_off, args.extrapolate), state_dir=Path(folder) / "state")
                 try:
                     result = evaluate(app, label_field="labels.attack", positives=positives)
                 finally:

@@ -11,13 +11,14 @@ every start).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from cpu_load import cpu_load
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
@@ -28,11 +29,6 @@ COMMANDS = {
     "siem-gad status -c config.example.yaml": [sys.executable, "-m", "siem_gad", "status", "-c", "config.example.yaml"],
 }
 ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-
-
-def burn(stop_at: float) -> None:
-    while time.time() < stop_at:
-        sum(i * i for i in range(10_000))
 
 
 def median_seconds(command: list[str], repeat: int) -> float:
@@ -52,15 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for loaded in (False, True):
-        burners = [multiprocessing.Process(target=burn, args=(time.time() + 300,)) for _ in range(args.load if loaded else 0)]
-        for b in burners:
-            b.start()
-        try:
+        with cpu_load(args.load if loaded else 0):
             for label, command in COMMANDS.items():
                 results[(label, loaded)] = median_seconds(command, args.repeat)
-        finally:
-            for b in burners:
-                b.terminate()
     print(f"| command | idle (s) | loaded, {args.load} CPU burner(s) (s) |")
     print("|---|---|---|")
     for label in COMMANDS:

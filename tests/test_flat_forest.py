@@ -102,3 +102,50 @@ def test_iforest_scores_a_known_entity_against_its_own_median_and_a_new_one_agai
     assert np.array_equal(detector.score([window])[0], np.array(expected))
     known = [k in detector.entity_median_ for k in keys]
     assert any(known) and not all(known)  # both kinds are in the window
+
+
+def test_extrapolation_keeps_raising_the_score_where_a_plain_forest_stops_at_its_training_range():
+    rng = np.random.default_rng(0)
+    sample = rng.normal(size=(2000, 4)).astype(np.float32)
+    forest = FlatForest.fit(sample, n_estimators=100, max_samples=256, seed=1, ranges=True)
+    probe = np.zeros((4, 4), np.float32)
+    probe[:, 0] = [8, 100, 1e4, -1e4]  # all beyond every training value of feature 0
+    plain, extrapolated = forest.isolation(probe), forest.isolation(probe, extrapolate=True)
+    assert plain[0] == plain[1] == plain[2]  # the plain forest cannot tell 8 from 10,000
+    assert extrapolated[0] < extrapolated[1] < extrapolated[2] and extrapolated[3] > extrapolated[0]
+    assert (extrapolated > plain).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 300), columns=st.integers(1, 5), seed=st.integers(0, 2**16), trees=st.integers(1, 20),
+       ties=st.booleans(), missing=st.booleans())
+def test_extrapolation_changes_nothing_inside_the_ranges_and_only_raises_scores_outside(rows, columns, seed, trees,
+                                                                                          ties, missing):
+    rng = np.random.default_rng(seed)
+    sample = rng.normal(size=(rows, columns)).astype(np.float32)
+    if ties:
+        sample = np.round(sample)
+    # every tree sees the whole sample, so each sample row lies inside the range of every node on its path
+    whole = FlatForest.fit(sample, n_estimators=trees, max_samples=rows, seed=seed, ranges=True)
+    assert np.array_equal(whole.isolation(sample, extrapolate=True), whole.isolation(sample))
+    scored = rng.normal(0, 4, size=(100, columns)).astype(np.float32)
+    if missing:
+        scored[rng.random(scored.shape) < 0.1] = np.nan
+    forest = FlatForest.fit(sample, n_estimators=trees, max_samples=64, seed=seed, ranges=True)
+    assert (forest.isolation(scored, extrapolate=True) >= forest.isolation(scored)).all()
+
+
+def test_iforest_extrapolate_is_kept_in_the_model_file_and_old_forests_score_plainly(tmp_path: Path):
+    rng = np.random.default_rng(2)
+    history = rng.normal(size=(3000, 3)).astype(np.float32)
+    probe = np.array([[50, 0, 0], [5, 0, 0], [0, 0, 0]], dtype=np.float32)
+    detector = IsolationForestDetector(seed=1, n_estimators=50, extrapolate=True).fit_matrix(history)
+    plain = IsolationForestDetector(seed=1, n_estimators=50).fit_matrix(history)
+    assert detector.score_matrix(probe)[0] > detector.score_matrix(probe)[1] and \
+        plain.score_matrix(probe)[0] == plain.score_matrix(probe)[1]
+    detector.save(tmp_path / "model.pt")
+    loaded = IsolationForestDetector.load(tmp_path / "model.pt")
+    assert np.array_equal(loaded.score_matrix(probe), detector.score_matrix(probe))
+    assert "low" not in plain.forest_.get_state()["nodes"]  # plain models keep their size
+    without_ranges = FlatForest.from_state(plain.forest_.get_state(), n_estimators=50, max_samples=256, seed=1)
+    assert np.array_equal(without_ranges.isolation(probe, extrapolate=True), plain.forest_.isolation(probe))

@@ -61,3 +61,37 @@ def path_depths(rows, roots, levels, feature, threshold, child, missing_right, l
                     a = step(rows, j, a, feature, threshold, child, missing_right)
                 depths[j] += leaf_value[a]
     return depths
+
+
+
+
+@nb.njit(cache=True, nogil=True)
+def expected_path_depths(rows, roots, levels, feature, threshold, child, missing_right, leaf_value, low, high):
+    """`path_depths` with extrapolation (flat_forest's module docstring): per row and tree, the
+    expected depth when a value outside a node's sample range [low, high] on its split feature
+    is separated alone at that node, one level down, with probability (distance outside) /
+    (range widened to the value); `alive` is the probability that it has not been yet. Leaves
+    have (-inf, inf): never. Same block order as `path_depths`, one row at a time."""
+    n = rows.shape[0]
+    depths = np.zeros(n)
+    for first in range(0, n, BLOCK):
+        last = min(first + BLOCK, n)
+        for t in range(roots.shape[0]):
+            root = roots[t]
+            for i in range(first, last):
+                node = root
+                alive = 1.0
+                expected = 0.0
+                for level in range(levels[t]):
+                    value = np.float64(rows[i, feature[node]])
+                    if value > high[node]:
+                        isolated = (value - high[node]) / (value - low[node])
+                        expected += alive * isolated * (level + 1)
+                        alive *= 1.0 - isolated
+                    elif value < low[node]:
+                        isolated = (low[node] - value) / (high[node] - value)
+                        expected += alive * isolated * (level + 1)
+                        alive *= 1.0 - isolated
+                    node = step(rows, i, node, feature, threshold, child, missing_right)
+                depths[i] += expected + alive * leaf_value[node]
+    return depths

@@ -4,7 +4,9 @@ The fast baseline every other detector is compared with. With `entity_baseline` 
 entity seen in training is scored against its own typical score (the median of its training
 scores): servers that are always unusual do not alert every window, while an entity that
 departs from its own habits does. Entities new since training are compared with the median of
-all training scores. With `contamination`, the forest is fitted twice: the second time
+all training scores. With `extrapolate`, a value beyond the range of the rows a tree was built on
+keeps raising the score the further out it lies, where a plain isolation forest stops at the
+edge of its training range (`flat_forest`'s module docstring). With `contamination`, the forest is fitted twice: the second time
 without that share of the rows the first one isolated most easily, so attacks in the training
 history neither shape the forest nor lift the threshold. Its saved state is the forest's
 trees as arrays (`flat_forest`), not a pickle: loading needs neither a refit nor scikit-learn.
@@ -34,6 +36,8 @@ class IsolationForestDetector(Detector):
         max_training_rows: int = Field(50_000, ge=100, description="training rows kept (sampled) for the forest")
         entity_baseline: bool = Field(True, description="score relative to each entity's own typical training score")
         contamination: float = contamination_field()
+        extrapolate: bool = Field(False, description="values beyond the training range keep raising the score the "
+                                                     "further out they lie (a plain forest saturates at its edge)")
 
     def _stack(self, windows: list[GraphWindow]) -> np.ndarray:
         return np.concatenate([w.x for w in windows if w.num_nodes]) if any(w.num_nodes for w in windows) else np.zeros((0, 0))
@@ -85,12 +89,12 @@ class IsolationForestDetector(Detector):
         self.mean_, self.std_ = standardizer(rows)
         self.forest_ = FlatForest.fit(rows, **self._forest_params())
 
-    def _forest_params(self) -> dict[str, int]:
+    def _forest_params(self) -> dict[str, Any]:
         p = self.params
-        return {"n_estimators": p.n_estimators, "max_samples": p.max_samples, "seed": p.seed}
+        return {"n_estimators": p.n_estimators, "max_samples": p.max_samples, "seed": p.seed, "ranges": p.extrapolate}
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        return self.forest_.isolation(rows)
+        return self.forest_.isolation(rows, extrapolate=self.params.extrapolate)
 
     @staticmethod
     def _keys(window: GraphWindow) -> np.ndarray:
