@@ -4,12 +4,13 @@ The fast baseline every other detector is compared with. With `entity_baseline` 
 entity seen in training is scored against its own typical score (the median of its training
 scores): servers that are always unusual do not alert every window, while an entity that
 departs from its own habits does. Entities new since training are compared with the median of
-all training scores. With `extrapolate`, a value beyond the range of the rows a tree was built on
-keeps raising the score the further out it lies, where a plain isolation forest stops at the
-edge of its training range (`flat_forest`'s module docstring). With `contamination`, the forest is fitted twice: the second time
+all training scores. With `contamination`, the forest is fitted twice: the second time
 without that share of the rows the first one isolated most easily, so attacks in the training
-history neither shape the forest nor lift the threshold. Its saved state is the forest's
-trees as arrays (`flat_forest`), not a pickle: loading needs neither a refit nor scikit-learn.
+history neither shape the forest nor lift the threshold. With `extrapolate`, a value beyond the
+range of the rows a tree was built on keeps raising the score the further out it lies, where a
+plain isolation forest stops at the edge of its training range (`flat_forest`'s module
+docstring). Its saved state is the forest's trees as arrays (`flat_forest`), not a pickle:
+loading needs neither a refit nor scikit-learn.
 """
 
 from __future__ import annotations

@@ -41,9 +41,9 @@ traffic, and the link keeps what it carried as evidence against it:
 so a link that carried only attacks scores above one never seen, a link never seen scores
 -log(prior) as before, and a link whose history is all normal scores as before. Without
 labels both rates are the plain rate and nothing changes. The training threshold is taken over
-the entities that carried no labeled attack, scored against the normal rates. The table keeps one value per link, the effective
-rate r with -log(r + prior) equal to that score (below 0 for known-bad links), so the sharded
-scoring of `execution/shards.py` needs nothing new.
+the entities that carried no labeled attack, scored against the normal rates. The table keeps
+one value per link, the effective rate r with -log(r + prior) equal to that score (below 0 for
+known-bad links), so the sharded scoring of `execution/shards.py` needs nothing new.
 
 Works on single-kind graphs whose edges join two entities (`bipartite`, `temporal`). Events on a
 link are read from the edge feature `events` (log1p-scaled, as `bipartite` writes it) or, where
