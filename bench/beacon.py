@@ -17,6 +17,9 @@ one hour; training on the first quarter of each capture or day (at least one win
 
     .venv/bin/python bench/beacon.py [--luflow-rows 300000]
 
+`test_reduced_beacon_benchmark_finds_the_beacons_and_stays_quiet` runs it with 20,000 LUFlow
+flows a day.
+
 Prints Markdown tables for docs/benchmarks.md.
 """
 
@@ -133,10 +136,10 @@ def luflow_days(rows: int | None) -> None:
               f"{base_rate:.1f} |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--luflow-rows", type=int, default=300_000, help="flows read per LUFlow day (0: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     simulator()
     iot23_captures()
     luflow_days(args.luflow_rows or None)

@@ -100,3 +100,37 @@ def test_beacon_needs_timed_edges():
     windows = BipartiteGraphBuilder().build(events, WindowGrid(enterprise.start, timedelta(hours=1), 2))
     with pytest.raises(ValueError, match="temporal"):
         BeaconDetector().fit(windows)
+
+
+def markdown_rows(printed: str, header: str) -> list[list[str]]:
+    """The cells of the rows of the Markdown table whose header starts with `header`."""
+    lines = printed.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.mark.needs_data("iot23", "luflow")
+def test_reduced_beacon_benchmark_finds_the_beacons_and_stays_quiet(capsys):
+    """bench/beacon.py with 20,000 LUFlow flows a day: issue 20's beacon points, deployment-style
+    (trained on the first quarter of each run, scoring the rest)."""
+    from beacon import main
+    from flow_data import IOT23_CC_NETWORK
+
+    main(["--luflow-rows", "20000"])
+    printed = capsys.readouterr().out
+    [(scored, first, missed, *_)] = markdown_rows(printed, "| beacon windows scored")
+    assert int(scored) > 0 and first == scored and missed == "0"  # first among its window's alerts, every hour
+    captures = {row[0]: row for row in markdown_rows(printed, "| capture |")}
+    for capture in ("CTU-Malware-Capture-34-1", "CTU-Malware-Capture-42-1"):  # their C&C edges are found
+        _, _, cc_windows, destinations, *_ = captures[capture]
+        assert int(cc_windows) > 0 and all(d.startswith(IOT23_CC_NETWORK) for d in destinations.split(", "))
+    for capture in ("CTU-Honeypot-Capture-4-1", "CTU-Honeypot-Capture-5-1", "CTU-Honeypot-Capture-7-1"):
+        assert float(captures[capture][5]) <= 2  # distinct alerted sources per day: what a rule would send
+    days = markdown_rows(printed, "| day | malicious flows")
+    benign = [row for row in days if row[1] == "0"]
+    assert len(benign) == 4 and all(float(row[4]) <= 2 for row in benign)
