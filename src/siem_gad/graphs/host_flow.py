@@ -9,10 +9,10 @@ each with its own copies of the hosts involved, so graphs stay small whatever th
 Flow features (kind 1): log1p of the numeric fields (duration, bytes and packets each way),
 one-hots of the categorical fields (transport, Zeek connection state), the TCP flags seen each
 way (from the Zeek history string), the time of day and of week as sine/cosine pairs (unless
-`time_features` is off) and,
-only if `port_field` is set, the destination port's range. Host features (kind 0): flows sent
-and received and distinct peers within the subgraph, whether the address is private, and, only
-if `ip_bits` is set, the bits of its last two octets (the research's host encoding).
+`time_features` is off) and, only if `port_field` is set, the destination port's range. Host
+features (kind 0): flows sent and received and distinct peers within the subgraph, whether the
+address is private, and, only if `ip_bits` is set, the bits of its last two octets (the
+research's host encoding).
 
 Ports and address bits are off by default: they are where a model learns a capture's shortcuts
 (the port one botnet used, the address of one infected camera) instead of behaviour, and such
