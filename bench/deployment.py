@@ -30,10 +30,10 @@ Baseline: an isolation forest on the flows' own fields, trained on the same days
 LUFlow also runs `rare_links, labeled history`: the same detector trained on the same days with
 the history's labels (the builder's `label_field`), so that the links the past attacks used do
 not count as normal; next to it, the supervised reference a labeled history allows, gradient-
-boosted trees on the flows' fields trained on the same labels (P(malicious) >= 0.5). `--label-share S` keeps the labels of a random share S of the history's
-malicious sources only (the others' attacks count as normal traffic, as unlabeled history
-does), a different draw per seed: what partial labels (an analyst's verdicts, a threat feed)
-give.
+boosted trees on the flows' fields trained on the same labels (P(malicious) >= 0.5).
+`--label-share S` keeps the labels of a random share S of the history's malicious sources only
+(the others' attacks count as normal traffic, as unlabeled history does), a different draw per
+seed: what partial labels (an analyst's verdicts, a threat feed) give.
 
 `rare_links, 50 analyst verdicts a day` is the labels a SOC actually gets: the history is
 replayed one day at a time; each day after the first is scored by a model of the days before
@@ -181,41 +181,40 @@ def partly_labeled(events: pd.DataFrame, share: float, seed: int) -> pd.DataFram
 
 
 def with_analyst_verdicts(days: list[str], windows: dict, frames: dict, budget: int) -> tuple[list, int, int]:
-    """The history's windows with the verdicts an analyst reviewing `budget` alerts a day would
-    have given (module docstring), and how many verdicts were true and false positives."""
+    """The history's windows labeled by the verdicts an analyst reviewing `budget` alerts a day
+    would have given (module docstring), through the labeling `siem-gad feedback` uses at the
+    next training (`triage.feedback.label_windows`); and how many verdicts were true and false
+    positives."""
     from dataclasses import replace
 
     from siem_gad.detectors.rare_links import RareLinksDetector
+    from siem_gad.timeutil import isoformat
+    from siem_gad.triage.feedback import Verdict, label_windows
 
     labeled, true_positives, false_positives = list(windows[days[0]]), 0, 0
     for day in days[1:]:
         model = RareLinksDetector().fit(labeled)
-        events = frames[day]
-        bad = events[events["label"] == "malicious"]
+        day_windows = [replace(w) for w in windows[day]]  # labels go on copies: other rows use the plain windows
+        bad = frames[day][frames[day]["label"] == "malicious"]
         truth = set(zip(bad["@timestamp"].dt.floor(WINDOW), bad["source.ip"].astype(str)))
-        alerts = []  # (score, window position, node) of the day's sources over the threshold
-        for position, (window, scores) in enumerate(zip(windows[day], model.score(windows[day]))):
+        alerts = []  # (score, window, source node) of the day's sources over the threshold
+        for window, scores in zip(day_windows, model.score(day_windows)):
             sources = np.flatnonzero((window.node_kind == 0) & (scores >= model.threshold_))
-            alerts += [(float(scores[n]), position, int(n)) for n in sources]
-        reviewed, seen = {}, set()
-        for _, position, node in sorted(alerts, key=lambda a: -a[0]):
-            source = str(windows[day][position].node_value[node])
-            if source in seen:
+            alerts += [(float(scores[n]), window, int(n)) for n in sources]
+        verdicts, seen = [], set()
+        for _, window, node in sorted(alerts, key=lambda a: -a[0]):
+            source = str(window.node_value[node])
+            if source in seen:  # one alert per source and day: a rule's 24-hour suppression
                 continue
             seen.add(source)
-            reviewed.setdefault(position, []).append(node)
+            hit = (pd.Timestamp(window.start), source) in truth
+            true_positives, false_positives = true_positives + hit, false_positives + (not hit)
+            verdicts.append(Verdict(f"{day}/{source}", "true_positive" if hit else "false_positive",
+                                    alerts=[{"start": isoformat(window.start), "entity": window.entity(node)}]))
             if len(seen) == budget:
                 break
-        for position, window in enumerate(windows[day]):
-            nodes = reviewed.get(position, [])
-            if nodes:
-                label = np.full(window.num_nodes, None, dtype=object)
-                for node in nodes:
-                    hit = (pd.Timestamp(window.start), str(window.node_value[node])) in truth
-                    label[node] = "analyst_true_positive" if hit else "benign"
-                    true_positives, false_positives = true_positives + hit, false_positives + (not hit)
-                window = replace(window, node_label=label)
-            labeled.append(window)
+        label_windows(day_windows, verdicts)
+        labeled += day_windows
     return labeled, true_positives, false_positives
 
 

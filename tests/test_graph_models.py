@@ -117,6 +117,7 @@ def test_hetero_gnn_classifies_later_flows_alerts_per_sender_and_reloads(flows, 
     top = int(np.nanargmax(node_scores))
     explanation = model.explain(window, top)
     sender = explanation.entity["source.ip"]
+    assert model.alert_entity(window, top) == explanation.entity  # what suppression keys on before explaining
     sent = set(flows.loc[flows["source.ip"].astype(str) == sender, "event.id"])
     assert explanation.evidence and set(explanation.evidence) <= sent
     assert explanation.extra["flows"][0]["score"] >= explanation.extra["flows"][-1]["score"]

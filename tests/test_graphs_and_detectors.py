@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siem_gad.detectors import NotFittedError
 from siem_gad.detectors.gcn_hmm import GcnHmmDetector
@@ -148,6 +150,11 @@ def test_saved_models_reload_with_identical_scores(sim_windows, tmp_path: Path, 
     assert loaded.threshold_ == detector.threshold_
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
+    # suppression keys on the entity an alert names before it is explained: the same entity
+    window, values = windows[30], after[6]
+    item = int(np.nanargmax(values))
+    assert loaded.alert_entity(window, item) in (None, loaded.explain(window, item).entity)
+    assert (loaded.alert_entity(window, item) is None) == (cls.level == "window")
 
 
 def test_gcn_hmm_scores_do_not_depend_on_pass_boundaries(sim_windows):
@@ -301,6 +308,31 @@ def labeled_flows() -> pd.DataFrame:
             rows.append((t + pd.Timedelta(minutes=30), "10.0.0.4", "203.0.113.5", "benign"))
     frame = pd.DataFrame(rows, columns=["@timestamp", "source.ip", "destination.ip", "label"])
     return finalize_events(frame, "labeled")
+
+
+@settings(max_examples=40, deadline=None)
+@given(flows=st.lists(st.tuples(st.integers(0, 3 * 3600 - 1), st.sampled_from("abc"), st.sampled_from("xyz"),
+                                st.sampled_from([None, "", "benign", "Benign ", "-", "0", "malicious", "MALICIOUS",
+                                                 "scan"])), min_size=1, max_size=60),
+       positives=st.sampled_from([[], ["malicious"]]))
+def test_bipartite_counts_each_edges_labeled_attacks_whatever_the_order_and_spelling(flows, positives):
+    """`edge_attacks` is a groupby of the attack-labeled events per window and link, for events
+    in any order, labels in any case or missing, with or without `positive_values`."""
+    start = pd.Timestamp("2026-01-05T00:00:00Z")
+    events = pd.DataFrame({"@timestamp": [start + pd.Timedelta(seconds=t) for t, *_ in flows],
+                           "source.ip": [s for _, s, _, _ in flows], "destination.ip": [d for _, _, d, _ in flows],
+                           "verdict": pd.Series([v for *_, v in flows], dtype=object)})
+    events["event.id"] = [f"e{i}" for i in range(len(events))]
+    windows = BipartiteGraphBuilder(label_field="verdict", positive_values=positives).build(
+        events, WindowGrid(start.to_pydatetime(), HOUR, 3))
+    text = events["verdict"].fillna("").str.strip().str.lower()
+    attack = text.isin([p.lower() for p in positives]) if positives else ~text.isin(["", "benign", "-", "0"])
+    for window in windows:
+        inside = (events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)
+        expected = attack[inside].groupby([events.loc[inside, "source.ip"], events.loc[inside, "destination.ip"]]).sum()
+        src, dst = window.edge_index
+        pairs = pd.MultiIndex.from_arrays([window.node_value[src], window.node_value[dst]])
+        np.testing.assert_array_equal(window.edge_attacks, expected.reindex(pairs).to_numpy(dtype=np.float64))
 
 
 def test_rare_links_learns_known_bad_links_from_labeled_history():

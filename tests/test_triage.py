@@ -144,15 +144,22 @@ def test_top_k_counts_the_alerts_sent_so_suppressed_and_stopped_entities_leave_t
 
     class Scored:
         threshold_ = 1.0
+        explained = 0
+
+        def alert_entity(self, window, item):
+            return {"source.ip": names[item]}
 
         def explain(self, window, item):
-            return Explanation({"source.ip": names[item]}, [], [], 0)
+            self.explained += 1
+            return Explanation(self.alert_entity(window, item), [], [], 0)
 
     windows = [SimpleNamespace(start=T0 + timedelta(hours=h)) for h in range(3)]
     scores = [np.array([9.0, 5.0, 3.0, 0.5])] * 3  # "quiet" stays under the threshold
     rule = Rule(id="r1", name="R1", job="j", detector="d", condition={"top_k": 1}, suppress={"period": "6h"})
-    sent = Suppressor(rule).alerts(windows, scores, Scored())
+    detector = Scored()
+    sent = Suppressor(rule).alerts(windows, scores, detector)
     assert [(position, names[item]) for position, item, *_ in sent] == [(0, "loud"), (1, "second"), (2, "third")]
+    assert detector.explained == 3  # suppressed items are dropped before any explanation is computed
 
     stopped = Verdict("x", "false_positive", "entity+rule", ["r1"], ["ip:second"])
     suppressor = Suppressor(rule, stops=[stopped])

@@ -115,7 +115,8 @@ class Suppressor:
 
     `top_k` counts the alerts a window sends: an entity that is suppressed (alerted within the
     period) or stopped by feedback leaves its place to the next one over the threshold, so the
-    same few entities at the top of every window cannot keep the rest from ever alerting.
+    same few entities at the top of every window cannot keep the rest from ever alerting. Only
+    alerts that are sent are explained (`Detector.alert_entity` names the others' entities).
     """
 
     def __init__(self, rule: Rule, until: dict[str, datetime] | None = None, stops: list | None = None):
@@ -139,20 +140,22 @@ class Suppressor:
             if scale is not None and scale.score(score) < rule.condition.min_risk_score:
                 continue
             window = windows[position]
-            explanation = detector.explain(window, item)
-            if self.stops and suppressing(self.stops, rule.id, explanation.entity, window.start):
+            entity = detector.alert_entity(window, item)
+            explanation = None if entity is not None else detector.explain(window, item)
+            entity = entity if entity is not None else explanation.entity
+            if self.stops and suppressing(self.stops, rule.id, entity, window.start):
                 self.by_feedback += 1
                 continue
             if rule.suppress:
-                fields = rule.suppress.key or sorted(explanation.entity)
-                key = "|".join(f"{f}={explanation.entity.get(f, '')}" for f in fields)
+                fields = rule.suppress.key or sorted(entity)
+                key = "|".join(f"{f}={entity.get(f, '')}" for f in fields)
                 until = self.decided.get(key) or self.until.get(key)
                 if until is not None and window.start < until:
                     self.suppressed += 1
                     continue
                 self.decided[key] = window.start + rule.suppress.period
             sent[position] = sent.get(position, 0) + 1
-            out.append((position, item, score, explanation))
+            out.append((position, item, score, explanation or detector.explain(window, item)))
         return out
 
 

@@ -128,6 +128,12 @@ class Detector(ABC):
     def explain(self, window: GraphWindow, item: int, top_k: int = 5) -> Explanation:
         """Explain the score of `item` (node or edge index, 0 for window level) in `window`."""
 
+    def alert_entity(self, window: GraphWindow, item: int) -> dict[str, str] | None:
+        """The entity an alert on `item` names, where it is known without `explain` (a node-level
+        alert names its node), so suppression and feedback can drop an alert before its
+        explanation is computed; None where the explanation picks it (a window-level alert)."""
+        return window.entity(item) if self.level == "node" else None
+
     @abstractmethod
     def get_state(self) -> dict[str, Any]:
         """Fitted state as tensors, numbers, strings, lists and dicts (weights-only safe)."""

@@ -63,8 +63,6 @@ def path_depths(rows, roots, levels, feature, threshold, child, missing_right, l
     return depths
 
 
-
-
 @nb.njit(cache=True, nogil=True)
 def expected_path_depths(rows, roots, levels, feature, threshold, child, missing_right, leaf_value, low, high):
     """`path_depths` with extrapolation (flat_forest's module docstring): per row and tree, the
@@ -84,14 +82,13 @@ def expected_path_depths(rows, roots, levels, feature, threshold, child, missing
                 expected = 0.0
                 for level in range(levels[t]):
                     value = np.float64(rows[i, feature[node]])
+                    isolated = 0.0
                     if value > high[node]:
                         isolated = (value - high[node]) / (value - low[node])
-                        expected += alive * isolated * (level + 1)
-                        alive *= 1.0 - isolated
                     elif value < low[node]:
                         isolated = (low[node] - value) / (high[node] - value)
-                        expected += alive * isolated * (level + 1)
-                        alive *= 1.0 - isolated
+                    expected += alive * isolated * (level + 1)
+                    alive *= 1.0 - isolated
                     node = step(rows, i, node, feature, threshold, child, missing_right)
                 depths[i] += expected + alive * leaf_value[node]
     return depths
