@@ -96,13 +96,33 @@ def test_incidents_do_not_depend_on_the_order_alerts_arrive(tmp_path_factory, or
     assert shuffled == reference
 
 
-@given(st.lists(st.tuples(st.sampled_from(["r1", "r2", "r3"]), st.floats(0, 100)), min_size=1, max_size=12),
+def risk_record(rule: str, risk: float, job: str = "network", start: str = "2026-01-07T03:00:00Z",
+                field: str = "source.ip", value: str = "10.0.0.5") -> dict:
+    return {"rule_id": rule, "risk": risk, "job": job, "start": start, "entity": {field: value}}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["r1", "r2", "r3"]), st.floats(0, 100), st.sampled_from(["network", "auth"]),
+                          st.sampled_from(["2026-01-07T03:00:00Z", "2026-01-07T04:00:00Z"]),
+                          st.sampled_from(["source.ip", "destination.ip"]), st.sampled_from(["10.0.0.5", "10.0.0.6"])),
+                min_size=1, max_size=12),
        st.floats(0, 100))
 def test_combined_risk_is_bounded_and_grows_with_corroboration(alerts, extra):
-    records = [{"rule_id": rule, "risk": risk} for rule, risk in alerts]
+    records = [risk_record(*alert) for alert in alerts]
     risk = combined_risk(records)
-    assert max(r for _, r in alerts) - 0.01 <= risk <= 100
-    assert combined_risk([*records, {"rule_id": "other", "risk": extra}]) >= risk - 1e-9
+    assert max(alert[1] for alert in alerts) - 0.01 <= risk <= 100
+    assert combined_risk([*records, risk_record("other", extra, job="web")]) >= risk - 1e-9
+
+
+def test_combined_risk_counts_one_sighting_once():
+    """Two detectors of a job alerting on one address in one window read the same events: the
+    stronger alert counts, not their noisy-OR. Another window, another job or another entity
+    corroborates."""
+    iforest = risk_record("iforest", 50.0, field="destination.ip")
+    rare_links = risk_record("rare_links", 60.0, field="source.ip")
+    assert combined_risk([iforest, rare_links]) == 60.0
+    assert combined_risk([{**iforest, "start": "2026-01-07T04:00:00Z"}, rare_links]) == 80.0
+    assert combined_risk([{**iforest, "job": "auth"}, rare_links]) == 80.0
+    assert combined_risk([{**iforest, "entity": {"destination.ip": "10.0.0.6"}}, rare_links]) == 80.0
 
 
 def test_entity_risk_decays_with_its_half_life(tmp_path: Path):

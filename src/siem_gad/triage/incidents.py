@@ -14,7 +14,7 @@ other and
 Incidents are the connected components of that relation, so they depend only on which alerts
 exist, not on the order in which jobs wrote them. A component is an `open` incident once its
 combined risk reaches `open_at` (one high alert, or medium ones from rules that corroborate
-each other); below that it is kept, and delivered, with status `watch`: risk-based alerting,
+each other, `combined_risk`); below that it is kept, and delivered, with status `watch`: risk-based alerting,
 where weak signals wait in the index until more evidence about the same story joins them,
 instead of each opening a ticket of its own. An incident's id is a hash of its earliest
 alert (window start, then alert id); when a new alert joins two incidents, the merged incident
@@ -47,14 +47,31 @@ def incident_id(seed_alert_id: str) -> str:
 
 def combined_risk(records: Iterable[dict[str, Any]]) -> float:
     """0-100: the noisy-OR of each rule's strongest alert. Repeats of one rule add nothing;
-    independent rules corroborate (two rules at 50 give 75, three 87.5)."""
-    best: dict[str, float] = {}
+    independent rules corroborate (two rules at 50 give 75, three 87.5).
+
+    Rules corroborate only when they saw different things: the alerts of one job about one
+    entity in one window read the same events, so they are one sighting and only its strongest
+    alert counts. Two detectors of a job that both react to a new, busy source (on LUFlow,
+    `iforest` and `rare_links` on benign autonomous systems) are one piece of evidence, not two;
+    corroboration comes from other windows, other jobs or other entities of the story."""
+    sightings: dict[tuple, dict[str, Any]] = {}
     for record in records:
+        key = sighting_of(record)
+        if key not in sightings or float(record["risk"]) > float(sightings[key]["risk"]):
+            sightings[key] = record
+    best: dict[str, float] = {}
+    for record in sightings.values():
         best[record["rule_id"]] = max(best.get(record["rule_id"], 0.0), float(record["risk"]))
     miss = 1.0
     for risk in best.values():
         miss *= 1.0 - min(max(risk, 0.0), 100.0) / 100.0
     return round(100.0 * (1.0 - miss), 2)
+
+
+def sighting_of(record: dict[str, Any]) -> tuple:
+    """(job, window start, entity keys) of an alert record: an address is one entity whether an
+    alert names it as `source.ip` or `destination.ip` (`entity_key`)."""
+    return (record["job"], record["start"], tuple(sorted({entity_key(f, v) for f, v in record["entity"].items()})))
 
 
 def alert_record(alert: dict[str, Any], entity: dict[str, str], related: list[Related]) -> dict[str, Any]:
