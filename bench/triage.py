@@ -14,7 +14,8 @@ Each data set runs through the real command line (`siem-gad run --once` on a fre
 Per day: alerts (by window start) and incidents (by first alert). Where events carry labels
 (simulator, IoT-23, LUFlow), precision@10: an alert is a true positive when an attack event of its
 window names its entity; an incident when any of its alerts is. Raw alerts are ranked by
-their 0-100 risk score, incidents by combined risk. The auth logs carry no labels.
+their 0-100 risk score, incidents by combined risk; the items tied at the 10th score are
+averaged over their order. The auth logs carry no labels.
 
     .venv/bin/python bench/triage.py
     .venv/bin/python bench/triage.py --sim-seeds 7,11,13 --baseline c6672c8   # the simulator per seed
@@ -32,6 +33,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,11 +71,6 @@ def per_day(alerts: list[dict], incidents: list[dict], watch: list[dict]) -> lis
     return [(day, a[day], i[day] + w[day], i[day]) for day in sorted(set(a) | set(i) | set(w))]
 
 
-def precision_at(ranked: list[bool], k: int = 10) -> float:
-    top = ranked[:k]
-    return sum(top) / len(top) if top else float("nan")
-
-
 def truth_of(events, label_positive, window: str = "h") -> set[tuple[str, str]]:
     """(window start, entity value) of attack events, windows of `window` (a pandas frequency)."""
     attacks = events[label_positive]
@@ -89,16 +86,23 @@ def truth_of(events, label_positive, window: str = "h") -> set[tuple[str, str]]:
 def labeled_precision(alerts: list[dict], incidents: list[dict], watch: list[dict],
                       truth: set) -> tuple[float, float, float]:
     """Precision@10 of raw alerts (by risk score), of open incidents and of every group (open
-    and watch), both by combined risk."""
+    and watch), both by combined risk; items tied at the 10th score are averaged over their
+    order (`tie_averaged_precision_at_k`)."""
+    from siem_gad.evaluate.metrics import tie_averaged_precision_at_k
+
     hit = {a["siem_gad"]["alert_id"]: (a["siem_gad"]["window"]["start"], a["siem_gad"]["entity"]["value"]) in truth
            for a in alerts}
-    raw = [hit[a["siem_gad"]["alert_id"]] for a in sorted(alerts, key=lambda a: -a["event"]["risk_score"])]
 
-    def ranked(groups: list[dict]) -> list[bool]:
-        return [any(hit.get(x, False) for x in i["siem_gad"]["incident"]["alert_ids"])
-                for i in sorted(groups, key=lambda i: -i["event"]["risk_score"])]
+    def precision(items: list[tuple[bool, float]]) -> float:
+        return tie_averaged_precision_at_k(np.array([h for h, _ in items], dtype=bool),
+                                           np.array([r for _, r in items], dtype=float), 10)
 
-    return precision_at(raw), precision_at(ranked(incidents)), precision_at(ranked(incidents + watch))
+    def groups(documents: list[dict]) -> list[tuple[bool, float]]:
+        return [(any(hit.get(x, False) for x in i["siem_gad"]["incident"]["alert_ids"]), i["event"]["risk_score"])
+                for i in documents]
+
+    raw = [(hit[a["siem_gad"]["alert_id"]], a["event"]["risk_score"]) for a in alerts]
+    return precision(raw), precision(groups(incidents)), precision(groups(incidents + watch))
 
 
 def simulator(work: Path, seed: int | None = None, tree: Path = ROOT) -> dict:

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, strategies as st
 
 from conftest import SHARED_DATA, make_config, siem_gad
 from siem_gad.evaluate.labels import LabelIndex
 from siem_gad.labeling import positive_mask
-from siem_gad.evaluate.metrics import score_metrics
+from siem_gad.evaluate.metrics import score_metrics, tie_averaged_precision_at_k
 from siem_gad.events import finalize_events
 from siem_gad.graphs import WindowGrid
 from siem_gad.graphs.bipartite import BipartiteGraphBuilder
@@ -22,6 +23,25 @@ from siem_gad.graphs.bipartite import BipartiteGraphBuilder
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
 
+
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from([0.1, 0.5, 0.5, 0.9])), min_size=1, max_size=7),
+       st.integers(1, 8))
+def test_tie_averaged_precision_is_the_mean_over_every_order_of_the_ties(items, k):
+    """Equal to the plain top-k precision averaged over all orders of the items (only the
+    order among equal scores can change the top k)."""
+    from itertools import permutations
+
+    labels = np.array([h for h, _ in items])
+    scores = np.array([s for _, s in items])
+    orders = list(permutations(range(len(items))))
+    brute = np.mean([labels[[i for i in sorted(order, key=lambda i: -scores[i])][:k]].mean() for order in orders])
+    assert tie_averaged_precision_at_k(labels, scores, k) == pytest.approx(brute)
+
+
+def test_tie_averaged_precision_breaks_no_tie_by_write_order():
+    labels, scores = np.array([True, False, False, True]), np.array([0.9, 0.5, 0.5, 0.5])
+    assert tie_averaged_precision_at_k(labels, scores, 2) == pytest.approx((1 + 1 / 3) / 2)
+    assert np.isnan(tie_averaged_precision_at_k(np.array([], dtype=bool), np.array([]), 10))
 
 def test_metrics_match_a_hand_computed_example():
     labels = np.array([True, False, True, False])
