@@ -56,8 +56,13 @@ def run(deploy: Path, config: dict, rules: Path) -> tuple[list[dict], list[dict]
     (deploy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(rules, deploy / "rules")
     siem_gad("run", "-c", str(deploy / "config.yaml"), "--once")
-    alerts = lines(deploy / "state" / "alerts.jsonl")
-    documents = lines(deploy / "state" / "alerts.incidents.jsonl")
+    return outcome(deploy / "state" / "alerts.jsonl")
+
+
+def outcome(alerts_file: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(alerts, open incidents riskiest first, groups on watch) a JSON Lines alert sink holds."""
+    alerts = lines(alerts_file)
+    documents = lines(alerts_file.with_suffix(".incidents.jsonl"))
     incidents = [i for i in documents if i["siem_gad"]["incident"]["status"] == "open"]
     watch = [i for i in documents if i["siem_gad"]["incident"]["status"] == "watch"]
     return alerts, sorted(incidents, key=lambda i: (-i["event"]["risk_score"], i["event"]["id"])), watch
@@ -108,13 +113,22 @@ def labeled_precision(alerts: list[dict], incidents: list[dict], watch: list[dic
 def simulator(work: Path, seed: int | None = None, tree: Path = ROOT) -> dict:
     """The default config and rules (those of `tree`) on the simulated enterprise (another
     realisation of it with `seed`): which open incident holds each injected attack."""
-    from siem_gad.simulator import LABEL_FIELD, Enterprise
-
     config = yaml.safe_load((tree / "config.example.yaml").read_text())
     if seed is not None:
         config["sources"]["sim"]["seed"] = seed
     alerts, incidents, watch = run(work / ("sim" if seed is None else f"sim-{seed}"), config, tree / "rules")
-    enterprise = Enterprise(**{key: config["sources"]["sim"][key] for key in ("seed", "hosts", "hours")})
+    return {"alerts": alerts, "incidents": incidents, "watch": watch,
+            **attacks_in_incidents(alerts, incidents, watch, config["sources"]["sim"])}
+
+
+def attacks_in_incidents(alerts: list[dict], incidents: list[dict], watch: list[dict], sim: dict) -> dict:
+    """Against the simulator's ground truth (`sim`: its source's settings): precision@10, and
+    for each injected attack (rank, names) of the first open incident (riskiest first) holding an
+    alert that names the attack's entity in its windows, and whether the top incidents are the
+    attacks one to one (`top_is_the_attacks`)."""
+    from siem_gad.simulator import LABEL_FIELD, Enterprise
+
+    enterprise = Enterprise(**{key: sim[key] for key in ("seed", "hosts", "hours") if key in sim})
     events = enterprise.events(enterprise.start, enterprise.end)
     truth = truth_of(events, events[LABEL_FIELD] != "benign")
     by_id = {a["siem_gad"]["alert_id"]: a for a in alerts}
@@ -130,8 +144,7 @@ def simulator(work: Path, seed: int | None = None, tree: Path = ROOT) -> dict:
         rank = next((n for n, held in enumerate(holds, 1) if name in held), None)
         names = rank is not None and bool(values & {e["value"] for e in incidents[rank - 1]["siem_gad"]["incident"]["entities"]})
         found[name] = (rank, names)
-    return {"alerts": alerts, "incidents": incidents, "watch": watch,
-            "precision": labeled_precision(alerts, incidents, watch, truth), "attacks": found,
+    return {"precision": labeled_precision(alerts, incidents, watch, truth), "attacks": found,
             "top_is_the_attacks": top_is_the_attacks(holds, list(found))}
 
 
