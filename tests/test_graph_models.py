@@ -129,6 +129,38 @@ def test_hetero_gnn_classifies_later_flows_alerts_per_sender_and_reloads(flows, 
     assert loaded.threshold_ == model.threshold_ and loaded.classes_ == model.classes_
 
 
+def test_a_verdict_on_a_hetero_gnn_alert_labels_the_flows_it_showed_for_the_next_training(flows):
+    """`hetero_gnn` alerts name the sending host but learns from the flows' labels: a verdict
+    labels the host and the evidence flows the alert showed (an analyst's word wins over the
+    events' labels), and the next training reads them. Here a new window arrives unlabeled, as a
+    SOC's own traffic does; the analyst calls its top alert a false positive."""
+    from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
+    from siem_gad.timeutil import isoformat
+    from siem_gad.triage.feedback import Verdict, label_windows
+
+    windows = build(HostFlowGraphBuilder(flows_per_graph=100, **LABELS), flows, timedelta(minutes=10))
+    target = windows[-1]
+    target.node_label = None
+    params = {"epochs": 10, "hidden": 16, "seed": 1, "min_class_rows": 1}
+    before = HeteroGnnDetector(**params).fit(windows)
+    top = int(np.nanargmax(before.score([target])[0]))
+    explanation = before.explain(target, top)
+    verdict = Verdict("a", "false_positive", alerts=[{"alert_id": "a", "start": isoformat(target.start),
+                                                     "entity": explanation.entity, "evidence": explanation.evidence}])
+    assert label_windows(windows, [verdict]) == 1 + len(explanation.evidence)
+    flows_shown = (target.node_kind == 1) & np.isin(target.node_value.astype(str), explanation.evidence)
+    assert list(target.node_label[flows_shown]) == ["benign"] * len(explanation.evidence)
+    assert target.node_label[top] == "benign" and sum(v is not None for v in target.node_label) == 1 + len(explanation.evidence)
+    after = HeteroGnnDetector(**params).fit(windows)
+    assert labeled_flows(after) == labeled_flows(before) + len(explanation.evidence)
+    shown_before, shown_after = (np.asarray(m.target_scores([target])[0])[flows_shown[target.node_kind == 1]]
+                                 for m in (before, after))
+    assert shown_after.mean() < shown_before.mean()  # taught benign (by little: the same C&C is labeled elsewhere)
+
+def labeled_flows(model) -> int:
+    return model.metrics_["training_nodes"] + model.metrics_["validation_nodes"]
+
+
 def test_hetero_gnn_novelty_half_finds_flows_no_label_taught_it_and_reloads(flows, tmp_path: Path):
     """With `novelty`, a flow unlike every benign training flow alerts even where the labels
     never taught the network its kind; a flow below both thresholds stays below the alert one."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 NEGATIVE_VALUES = frozenset({"benign", "normal", "-", "", "0", "false", "none", "nan", "background"})
 BENIGN = "benign"
 MALICIOUS = "malicious"
+ANALYST_TRUE_POSITIVE = "analyst_true_positive"  # the label an analyst's true-positive verdict gives (triage/feedback.py)
 
 
 def positive_mask(values: "pd.Series", positives: Iterable[str] | None) -> np.ndarray:

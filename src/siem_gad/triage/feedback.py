@@ -9,7 +9,10 @@ over the alerts it names: the alert, or every alert of an incident.
   `rule` the whole rule. It is also written to the alert document.
 - Both verdicts become labels at the next training of the detectors that learn from labels
   (`Detector.learns_from_labels`: `deep_sad`, `rare_links`, the supervised graph models): the alert's
-  entity in the alert's window is labeled normal (false positive) or anomalous (true positive).
+  entity in the alert's window is labeled normal (false positive) or anomalous (true positive),
+  and so are the evidence events the alert showed where the graph has a node per event (the
+  flows of `host_flow`, which `hetero_gnn` classifies: its alerts name the sending host, its
+  training reads the flows' labels).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class Verdict:
     scope: str = "entity+rule"
     rules: list[str] = field(default_factory=list)
     entities: list[str] = field(default_factory=list)  # entity keys (related.entity_key)
-    alerts: list[dict[str, Any]] = field(default_factory=list)  # {alert_id, start, entity}
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # {alert_id, start, entity, evidence}
     until: datetime | None = None
     note: str = ""
     by: str = ""
@@ -71,7 +74,8 @@ def verdict_for(target: str, records: list[dict[str, Any]], verdict: str, scope:
         raise ValueError(f"{target}: no alert or incident with this id in the state store")
     rules = sorted({r["rule_id"] for r in records})
     entities = sorted({entity_key(f, v) for r in records for f, v in r["entity"].items()})
-    alerts = [{"alert_id": r["alert_id"], "start": r["start"], "entity": r["entity"]} for r in records]
+    alerts = [{"alert_id": r["alert_id"], "start": r["start"], "entity": r["entity"], "evidence": r.get("evidence", [])}
+              for r in records]
     return Verdict(target, verdict, scope, rules, entities, alerts, until, note, by or getpass.getuser(), utcnow(), origin)
 
 
@@ -120,26 +124,29 @@ def suppressing(verdicts: Iterable[Verdict], rule_id: str, entity: dict[str, str
 
 
 def label_windows(windows: list["GraphWindow"], verdicts: Iterable[Verdict]) -> int:
-    """Set `node_label` of the entities the verdicts name in their alerts' windows: 'benign'
-    for a false positive, 'analyst_true_positive' for a true positive. Return how many rows
-    got a label. An analyst's word wins over the events' own labels."""
+    """Set `node_label` of the entities the verdicts name in their alerts' windows, and of the
+    alerts' evidence events where the window has a node per event (`event.id`): 'benign' for a
+    false positive, `ANALYST_TRUE_POSITIVE` for a true positive. Return how many rows got a
+    label. An analyst's word wins over the events' own labels."""
     import numpy as np
 
-    from ..labeling import BENIGN
+    from ..events import EVENT_ID
+    from ..labeling import ANALYST_TRUE_POSITIVE, BENIGN
 
     by_start = {isoformat(w.start): w for w in windows}
     labeled = 0
     for verdict in verdicts:
-        value = BENIGN if verdict.verdict == "false_positive" else "analyst_true_positive"
+        value = BENIGN if verdict.verdict == "false_positive" else ANALYST_TRUE_POSITIVE
         for alert in verdict.alerts:
             window = by_start.get(alert["start"])
             if window is None or not window.num_nodes:
                 continue
-            for entity_field, entity_value in alert["entity"].items():
-                if entity_field not in window.node_fields:
+            named = [(f, [str(v)]) for f, v in alert["entity"].items()] + [(EVENT_ID, [str(e) for e in alert.get("evidence", [])])]
+            for entity_field, values in named:
+                if entity_field not in window.node_fields or not values:
                     continue
                 kind = window.node_fields.index(entity_field)
-                rows = np.flatnonzero((window.node_kind == kind) & (window.node_value.astype(str) == str(entity_value)))
+                rows = np.flatnonzero((window.node_kind == kind) & np.isin(window.node_value.astype(str), values))
                 if not len(rows):
                     continue
                 if window.node_label is None:
