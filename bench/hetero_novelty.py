@@ -8,10 +8,19 @@ novelty threshold). Figures per held-out capture: flow ROC-AUC, F1 at the fixed 
 and the false-positive rate on its benign flows. Median over `--seeds` seeds (range).
 
     .venv/bin/python bench/hetero_novelty.py [--rows 20000] [--seeds 3] [--epochs 30] [--time-features both]
+    .venv/bin/python bench/hetero_novelty.py --verdicts 20
 
 `--time-features both` also trains on graphs whose flows carry the time of day and of week
 (the `host_flow` builder's `time_features`), in the same run: what those features do on a
 network the model never saw.
+
+`--verdicts N` asks instead what an analyst's feedback does on the new network. The held-out
+capture's windows are split in time: in the first half an analyst reviews the N strongest
+alerts of the model trained on the other five (one per sending host and window; a true
+positive when a flow the alert shows is an attack, else a false positive). The first half's
+windows, unlabeled but for those verdicts (`triage.feedback.label_windows`, as `siem-gad
+feedback` labels the next training), join the training; the second half is scored by the model
+without and with them, in the same run.
 
 Data: ../shared/data/iot23. About 3 minutes here (2 cores). Prints Markdown.
 """
@@ -37,6 +46,57 @@ def figures(model, test: list, truth: np.ndarray) -> tuple[float, float, float]:
     return auc, f1, float(alerted[~truth].mean())
 
 
+def reviewed(model, windows: list, budget: int) -> tuple[list, int, int]:
+    """Copies of `windows` with no labels but the verdicts on the model's `budget` strongest
+    alerts (module docstring), and how many were true and false positives."""
+    from dataclasses import replace
+
+    from siem_gad.graphs.host_flow import FLOW
+    from siem_gad.timeutil import isoformat
+    from siem_gad.triage.feedback import Verdict, label_windows
+
+    alerts = []  # (score, window position, host node)
+    for position, (window, scores) in enumerate(zip(windows, model.score(windows))):
+        alerts += [(float(scores[n]), position, int(n)) for n in np.flatnonzero(np.nan_to_num(scores, nan=-1) >= model.threshold_)]
+    verdicts, true_positives = [], 0
+    for score, position, host in sorted(alerts, reverse=True)[:budget]:
+        window = windows[position]
+        shown = model.explain(window, host).evidence
+        flows = (window.node_kind == FLOW) & np.isin(window.node_value.astype(str), shown)
+        hit = bool((window.node_label[flows] != "benign").any())
+        true_positives += hit
+        verdicts.append(Verdict(f"{position}/{host}", "true_positive" if hit else "false_positive",
+                                alerts=[{"start": isoformat(window.start), "entity": window.entity(host), "evidence": shown}]))
+    copies = [replace(w, node_label=None) for w in windows]
+    label_windows(copies, verdicts)
+    return copies, true_positives, len(verdicts) - true_positives
+
+
+def verdict_rows(windows: dict, budget: int, seeds: int, epochs: int) -> None:
+    """The `--verdicts` protocol (module docstring), one row per held-out capture and model."""
+    from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
+    from siem_gad.graphs.host_flow import FLOW
+
+    print("| held-out capture | attack flows / flows scored | verdicts (true / false positives) | model | ROC-AUC | "
+          "F1 at the fixed threshold | false-positive rate |\n|---|---|---|---|---|---|---|")
+    for held in IOT23_CAPTURES:
+        ordered = sorted(windows[held], key=lambda w: w.start)
+        first, second = ordered[: len(ordered) // 2], ordered[len(ordered) // 2:]
+        train = [w for c in IOT23_CAPTURES if c != held for w in windows[c]]
+        truth = np.concatenate([w.node_label[w.node_kind == FLOW] for w in second]) != "benign"
+        plain, taught, counts = [], [], []
+        for seed in range(1, seeds + 1):
+            model = HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed).fit(train)
+            labeled, tp, fp = reviewed(model, first, budget)
+            plain.append(figures(model, second, truth))
+            taught.append(figures(HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed).fit(train + labeled), second, truth))
+            counts.append(f"{tp} / {fp}")
+        for name, runs in (("`hetero_gnn`", plain), ("`hetero_gnn` + the first half's verdicts", taught)):
+            auc, f1, fpr = (list(v) for v in zip(*runs))
+            print(f"| {held} | {int(truth.sum())} / {len(truth)} | {', '.join(counts)} | {name} | {cell(auc)} | "
+                  f"{cell(f1)} | {cell(fpr)} |", flush=True)
+
+
 def cell(values: list[float]) -> str:
     if all(np.isnan(values)):
         return "-"
@@ -53,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--time-features", choices=["default", "both"], default="default",
                         help="both: also the builder with the time of day and of week as flow features")
+    parser.add_argument("--verdicts", type=int, default=0,
+                        help="the feedback protocol instead: verdicts on this many alerts of each held-out capture's first half")
     args = parser.parse_args(argv)
     variants = [False, True] if args.time_features == "both" else [HostFlowGraphBuilder().params.time_features]
     captures = {c: iot23(c, rows=args.rows, corrected_labels=True) for c in IOT23_CAPTURES}
@@ -61,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
         builder = HostFlowGraphBuilder(flows_per_graph=128, label_field="label", class_field="label.detailed",
                                        time_features=timed)
         windows[timed] = {c: build(builder, events, timedelta(minutes=10)) for c, events in captures.items()}
+    if args.verdicts:
+        verdict_rows(windows[variants[0]], args.verdicts, args.seeds, args.epochs)
+        return
     print("| held-out capture | attack flows / flows | model | ROC-AUC | F1 at the fixed threshold | "
           "false-positive rate |\n|---|---|---|---|---|---|")
     for held in IOT23_CAPTURES:

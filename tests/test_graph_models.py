@@ -411,6 +411,25 @@ def test_reduced_hetero_novelty_benchmark_holds_each_capture_out(capsys):
             assert cell.strip() == "-" or 0 <= value(cell) <= 1
 
 
+def test_reduced_hetero_verdicts_benchmark_reviews_the_first_half_and_scores_the_second(capsys):
+    """bench/hetero_novelty.py --verdicts on 3,000 flows a capture: the verdicts follow the
+    ground truth (a honeypot gives only false positives), and on the two captures whose C&C the
+    other captures teach only in part, the confirmed alerts raise F1 on the later half."""
+    from hetero_novelty import main
+
+    main(["--rows", "3000", "--seeds", "1", "--epochs", "5", "--verdicts", "10"])
+    rows = {(r[0].strip(), "verdicts" in r[3]): r for r in (line.strip("|").split(" | ") for line in
+                                                            capsys.readouterr().out.splitlines() if line.startswith("| CTU-"))}
+    assert len(rows) == 2 * len(IOT23_CAPTURES)
+    value = lambda cell: float(cell.split(" (")[0])  # noqa: E731 - "median (range)"
+    for capture in IOT23_CAPTURES:
+        true_positives, false_positives = map(int, rows[(capture, True)][2].split(" / "))
+        assert true_positives + false_positives <= 10
+        if "Honeypot" in capture:
+            assert true_positives == 0
+    for capture in ("CTU-Malware-Capture-34-1", "CTU-Malware-Capture-42-1"):
+        assert value(rows[(capture, True)][5]) > value(rows[(capture, False)][5]), capture
+
 @pytest.mark.needs_data("iot23")
 def test_iot23_label_correction_relabels_only_the_cc_network():
     """Capture 42-1's heartbeat to the Mirai C&C network is benign in the dataset, C&C once corrected."""

@@ -105,7 +105,11 @@ class HeteroGnnDetector(SupervisedGraphDetector):
             chosen = np.flatnonzero(flow_nodes == item)
         else:
             chosen = np.flatnonzero(window.node_value[senders].astype(str) == str(window.node_value[item]))
-        chosen = chosen[np.argsort(-flow_scores[chosen], kind="stable")][:top_k]
+        chosen = chosen[np.argsort(-flow_scores[chosen], kind="stable")]
+        alerted = chosen[flow_scores[chosen] >= self.threshold_]
+        # the evidence is the flows that made the alert (what a verdict labels, triage/feedback.py);
+        # a host under the threshold is explained by its strongest flows
+        chosen = (alerted if len(alerted) else chosen)[:top_k]
 
         tensors = self._tensors([window])
         x_host = tensors["x_host"].requires_grad_(True)
