@@ -57,7 +57,8 @@ def reviewed(model, windows: list, budget: int) -> tuple[list, int, int]:
 
     alerts = []  # (score, window position, host node)
     for position, (window, scores) in enumerate(zip(windows, model.score(windows))):
-        alerts += [(float(scores[n]), position, int(n)) for n in np.flatnonzero(np.nan_to_num(scores, nan=-1) >= model.threshold_)]
+        over = np.flatnonzero(np.nan_to_num(scores, nan=-1) >= model.threshold_)
+        alerts += [(float(scores[n]), position, int(n)) for n in over]
     verdicts, true_positives = [], 0
     for score, position, host in sorted(alerts, reverse=True)[:budget]:
         window = windows[position]
@@ -65,8 +66,8 @@ def reviewed(model, windows: list, budget: int) -> tuple[list, int, int]:
         flows = (window.node_kind == FLOW) & np.isin(window.node_value.astype(str), shown)
         hit = bool((window.node_label[flows] != "benign").any())
         true_positives += hit
-        verdicts.append(Verdict(f"{position}/{host}", "true_positive" if hit else "false_positive",
-                                alerts=[{"start": isoformat(window.start), "entity": window.entity(host), "evidence": shown}]))
+        alert = {"start": isoformat(window.start), "entity": window.entity(host), "evidence": shown}
+        verdicts.append(Verdict(f"{position}/{host}", "true_positive" if hit else "false_positive", alerts=[alert]))
     copies = [replace(w, node_label=None) for w in windows]
     label_windows(copies, verdicts)
     return copies, true_positives, len(verdicts) - true_positives
@@ -89,7 +90,8 @@ def verdict_rows(windows: dict, budget: int, seeds: int, epochs: int) -> None:
             model = HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed).fit(train)
             labeled, tp, fp = reviewed(model, first, budget)
             plain.append(figures(model, second, truth))
-            taught.append(figures(HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed).fit(train + labeled), second, truth))
+            retrained = HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed).fit(train + labeled)
+            taught.append(figures(retrained, second, truth))
             counts.append(f"{tp} / {fp}")
         for name, runs in (("`hetero_gnn`", plain), ("`hetero_gnn` + the first half's verdicts", taught)):
             auc, f1, fpr = (list(v) for v in zip(*runs))
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-features", choices=["default", "both"], default="default",
                         help="both: also the builder with the time of day and of week as flow features")
     parser.add_argument("--verdicts", type=int, default=0,
-                        help="the feedback protocol instead: verdicts on this many alerts of each held-out capture's first half")
+                        help="the feedback protocol instead: verdicts on this many alerts of each held-out "
+                             "capture's first half")
     args = parser.parse_args(argv)
     variants = [False, True] if args.time_features == "both" else [HostFlowGraphBuilder().params.time_features]
     captures = {c: iot23(c, rows=args.rows, corrected_labels=True) for c in IOT23_CAPTURES}

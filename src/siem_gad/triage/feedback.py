@@ -141,8 +141,8 @@ def label_windows(windows: list["GraphWindow"], verdicts: Iterable[Verdict]) -> 
             window = by_start.get(alert["start"])
             if window is None or not window.num_nodes:
                 continue
-            named = [(f, [str(v)]) for f, v in alert["entity"].items()] + [(EVENT_ID, [str(e) for e in alert.get("evidence", [])])]
-            for entity_field, values in named:
+            evidence = [str(e) for e in alert.get("evidence", [])]
+            for entity_field, values in [*((f, [str(v)]) for f, v in alert["entity"].items()), (EVENT_ID, evidence)]:
                 if entity_field not in window.node_fields or not values:
                     continue
                 kind = window.node_fields.index(entity_field)

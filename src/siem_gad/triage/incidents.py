@@ -14,11 +14,11 @@ other and
 Incidents are the connected components of that relation, so they depend only on which alerts
 exist, not on the order in which jobs wrote them. A component is an `open` incident once its
 combined risk reaches `open_at` (one high alert, or medium ones from rules that corroborate
-each other, `combined_risk`); below that it is kept, and delivered, with status `watch`: risk-based alerting,
-where weak signals wait in the index until more evidence about the same story joins them,
-instead of each opening a ticket of its own. An incident's id is a hash of its earliest
-alert (window start, then alert id); when a new alert joins two incidents, the merged incident
-takes the id of the earlier one and the other is rewritten as `merged` into it.
+each other: `combined_risk`); below that it is kept, and delivered, with status `watch`:
+risk-based alerting, where weak signals wait in the index until more evidence about the same
+story joins them, instead of each opening a ticket of its own. An incident's id is a hash of
+its earliest alert (window start, then alert id); when a new alert joins two incidents, the
+merged incident takes the id of the earlier one and the other is rewritten as `merged` into it.
 
 Everything happens inside the transaction that commits the pass's checkpoint (`fold`), so an
 incident changes exactly when its alerts are committed. Each change bumps the incident's
