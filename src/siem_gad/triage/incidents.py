@@ -39,7 +39,6 @@ from ..timeutil import parse_time
 from .related import Related, entity_key
 
 SUMMARY_RULES = 3  # rule names spelled out in an incident's summary
-EVIDENCE_KEPT = 100  # evidence event ids an alert record keeps: what a verdict labels (triage/feedback.py)
 
 
 def incident_id(seed_alert_id: str) -> str:
@@ -88,7 +87,7 @@ def alert_record(alert: dict[str, Any], entity: dict[str, str], related: list[Re
         "tactics": list(threat.get("tactic", {}).get("id", [])),
         "techniques": list(threat.get("technique", {}).get("id", [])),
         "entity": dict(entity), "related": alert.get("related", {}),
-        "evidence": list(sg.get("evidence", {}).get("event_ids", []))[:EVIDENCE_KEPT],
+        "evidence": list(sg.get("evidence", {}).get("event_ids", [])),  # what a verdict labels (feedback.py)
         "links": [r.key for r in related if not r.hub], "hubs": [r.key for r in related if r.hub], "message": alert["message"],
     }
 
