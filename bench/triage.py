@@ -110,6 +110,21 @@ def labeled_precision(alerts: list[dict], incidents: list[dict], watch: list[dic
     return precision(raw), precision(groups(incidents)), precision(groups(incidents + watch))
 
 
+def daily_precision(alerts: list[dict], incidents: list[dict], watch: list[dict],
+                    truth: set) -> list[tuple[str, tuple[float, float, float]]]:
+    """`labeled_precision` of each day on its own: its alerts by window start, its incidents and
+    groups by first alert."""
+    def day_of(alert: dict) -> str:
+        return alert["siem_gad"]["window"]["start"][:10]
+
+    def first_day(incident: dict) -> str:
+        return incident["siem_gad"]["incident"]["first_seen"][:10]
+
+    days = sorted({day_of(a) for a in alerts} | {first_day(i) for i in incidents + watch})
+    return [(day, labeled_precision([a for a in alerts if day_of(a) == day], [i for i in incidents if first_day(i) == day],
+                                    [i for i in watch if first_day(i) == day], truth)) for day in days]
+
+
 def simulator(work: Path, seed: int | None = None, tree: Path = ROOT) -> dict:
     """The default config and rules (those of `tree`) on the simulated enterprise (another
     realisation of it with `seed`): which open incident holds each injected attack."""
@@ -189,7 +204,7 @@ def iot23(work: Path, capture: str, backfill: bool) -> dict:
             "precision": labeled_precision(alerts, incidents, watch, truth)}
 
 
-LUFLOW_DAYS = ("2020.07.08", "2020.07.09", "2020.07.11")  # contiguous but for 07-10, which LUFlow lacks
+LUFLOW_JULY = ("2020.07.08", "2020.07.09", "2020.07.11")  # contiguous but for 07-10, which LUFlow lacks
 LUFLOW_RULES = {
     "new-links.yml": {"name": "Traffic over links the history does not carry", "job": "network",
                       "detector": "rare_links", "condition": {"threshold": "model", "top_k": 3},
@@ -199,12 +214,13 @@ LUFLOW_RULES = {
 }
 
 
-def luflow_days(work: Path, labeled_history: bool = False) -> dict:
-    """LUFlow's July days through the `csv` source as a deployment: trained on 07-08 and 07-09
+def luflow_days(work: Path, labeled_history: bool = False, days: tuple[str, ...] = LUFLOW_JULY) -> dict:
+    """LUFlow's days through the `csv` source as a deployment: trained on 07-08 and 07-09
     (288 ten-minute windows, the detectors the LUFlow benches found to hold: `rare_links`, and
-    `iforest` without entity baselines), alerting on 07-11. `labeled_history`: the builder reads
-    the flows' `label`, so `rare_links` learns the links July's labeled attacks used as known-bad
-    (the events of 07-11 carry labels too, but scoring never reads them)."""
+    `iforest` without entity baselines), alerting on the `days` that follow (07-11; with every
+    LUFlow day, also 09-09 and the four benign December days). `labeled_history`: the builder
+    reads the flows' `label`, so `rare_links` learns the links July's labeled attacks used as
+    known-bad (the later days' events carry labels too, but scoring never reads them)."""
     import pandas as pd
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -212,8 +228,8 @@ def luflow_days(work: Path, labeled_history: bool = False) -> dict:
 
     columns = ["@timestamp", "event.id", "source.ip", "destination.ip", "destination.port", "network.transport",
                "source.bytes", "label"]
-    frame = pd.concat([luflow(day)[columns] for day in LUFLOW_DAYS], ignore_index=True)
-    slug = "luflow-labeled" if labeled_history else "luflow"
+    frame = pd.concat([luflow(day)[columns] for day in days], ignore_index=True)
+    slug = ("luflow-labeled" if labeled_history else "luflow") + ("" if days == LUFLOW_JULY else "-all-days")
     flows = work / f"{slug}-flows.csv"
     frame.assign(**{"@timestamp": frame["@timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")}).to_csv(flows, index=False)
     training = {"windows": 288}
@@ -235,7 +251,8 @@ def luflow_days(work: Path, labeled_history: bool = False) -> dict:
     alerts, incidents, watch = run(work / slug, config, rules)
     truth = truth_of(frame, (frame["label"] == "malicious").to_numpy(), "10min")
     return {"alerts": alerts, "incidents": incidents, "watch": watch,
-            "precision": labeled_precision(alerts, incidents, watch, truth)}
+            "precision": labeled_precision(alerts, incidents, watch, truth),
+            "daily_precision": daily_precision(alerts, incidents, watch, truth)}
 
 
 def seeds_table(seeds: list[int], baseline: str | None = None) -> None:
@@ -275,6 +292,8 @@ def main() -> None:
     if args.sim_seeds:
         seeds_table([int(seed) for seed in args.sim_seeds.split(",")], args.baseline)
         return
+    from flow_data import LUFLOW_DAYS
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         results = {"EC2 auth.log": auth_log(work, "ec2", DATA / "authlog-ec2" / "auth.log"),
@@ -285,6 +304,7 @@ def main() -> None:
                    "IoT-23 34-1 (csv)": iot23(work, "CTU-Malware-Capture-34-1", backfill=False),
                    "LUFlow July (csv)": luflow_days(work),
                    "LUFlow July (csv), labeled history": luflow_days(work, labeled_history=True),
+                   "LUFlow, all 8 days (csv)": luflow_days(work, days=tuple(LUFLOW_DAYS)),
                    "simulator (default config)": simulator(work)}
     print("| data | day | alerts | groups (open + watch) | open incidents | open incidents / alerts |\n"
           "|---|---|---:|---:|---:|---:|")
@@ -299,6 +319,12 @@ def main() -> None:
     for name, r in results.items():
         if r["precision"] is not None:
             print(f"| {name} | " + " | ".join(f"{p:.2f}" for p in r["precision"]) + " |")
+    print("\nPer day (precision@10 of that day's alerts, incidents and groups):\n\n"
+          "| data | day | precision@10 raw alerts | precision@10 open incidents | precision@10 groups |\n"
+          "|---|---|---:|---:|---:|")
+    for name, r in results.items():
+        for day, precision in r.get("daily_precision", []):
+            print(f"| {name} | {day} | " + " | ".join(f"{p:.2f}" for p in precision) + " |")
     print("\n| injected attack | incident rank (combined risk) | names the attacker |\n|---|---:|---|")
     for attack, (rank, names) in results["simulator (default config)"]["attacks"].items():
         print(f"| {attack} | {rank or 'none'} | {'yes' if names else 'no'} |")
