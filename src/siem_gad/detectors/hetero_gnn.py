@@ -7,9 +7,10 @@ It classifies each flow as benign or one of the attack classes of its training l
 
 Alerts are per source host and window: the host's score is the highest score of the flows it
 sent in the window (over all its subgraph copies); other nodes score NaN and never alert.
-`target_scores()` gives the per-flow scores. An alert's explanation lists the host's most
-suspicious flows with their receivers and event ids, and the flow and host features that pushed
-them towards 'attack' (gradient x input on the standardized features).
+`target_scores()` gives the per-flow scores. An alert's explanation lists the host's flows over
+the threshold, strongest first, with their receivers and event ids (the evidence an analyst's
+verdict labels), and the flow and host features that pushed them towards 'attack' (gradient x
+input on the standardized features).
 """
 
 from __future__ import annotations
