@@ -123,6 +123,10 @@ def test_combined_risk_counts_one_sighting_once():
     assert combined_risk([{**iforest, "start": "2026-01-07T04:00:00Z"}, rare_links]) == 80.0
     assert combined_risk([{**iforest, "job": "auth"}, rare_links]) == 80.0
     assert combined_risk([{**iforest, "entity": {"destination.ip": "10.0.0.6"}}, rare_links]) == 80.0
+    # a tie in a sighting keeps the same alert whatever the order, so another sighting of the
+    # other rule corroborates the same way
+    tie = [risk_record("a", 50.0), risk_record("b", 50.0), risk_record("b", 60.0, start="2026-01-07T04:00:00Z")]
+    assert combined_risk(tie) == combined_risk(tie[::-1]) == combined_risk([tie[1], tie[0], tie[2]])
 
 
 def test_entity_risk_decays_with_its_half_life(tmp_path: Path):

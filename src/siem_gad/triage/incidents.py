@@ -57,7 +57,7 @@ def combined_risk(records: Iterable[dict[str, Any]]) -> float:
     sightings: dict[tuple, dict[str, Any]] = {}
     for record in records:
         key = sighting_of(record)
-        if key not in sightings or float(record["risk"]) > float(sightings[key]["risk"]):
+        if key not in sightings or strength(record) > strength(sightings[key]):
             sightings[key] = record
     best: dict[str, float] = {}
     for record in sightings.values():
@@ -66,6 +66,12 @@ def combined_risk(records: Iterable[dict[str, Any]]) -> float:
     for risk in best.values():
         miss *= 1.0 - min(max(risk, 0.0), 100.0) / 100.0
     return round(100.0 * (1.0 - miss), 2)
+
+
+def strength(record: dict[str, Any]) -> tuple[float, str, str]:
+    """The order in which a sighting keeps its strongest alert: by risk, ties by rule and alert
+    id, so the combined risk does not depend on the order the records come in."""
+    return float(record["risk"]), record["rule_id"], record.get("alert_id", "")
 
 
 def sighting_of(record: dict[str, Any]) -> tuple:
