@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from siem_gad.triage.entities import entity_risks
-from siem_gad.triage.feedback import Verdict, label_windows
+from siem_gad.triage.feedback import Verdict, label_windows, read_verdicts
 from siem_gad.triage.incidents import IncidentBook, combined_risk
 from siem_gad.state import StateStore
 
@@ -265,6 +265,9 @@ def test_incidents_heartbeat_and_feedback_through_the_command_line(tmp_path: Pat
     assert "recorded: suppresses rule" in out
     listing = siem_gad("feedback", "list", "-c", str(config)).stdout
     assert "false_positive rule" in listing and "maintenance window" in listing
+    # the verdict keeps the events the alert showed: what it labels at the next training
+    stored = read_verdicts(deploy / "state" / "state.sqlite")
+    assert stored[0].alerts[0]["evidence"] == shift["siem_gad"]["evidence"]["event_ids"] != []
     with_hours(config, 48)
     run(config)
     later = read_alerts(deploy / "state" / "alerts.jsonl")[len(alerts):]
