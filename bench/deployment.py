@@ -19,7 +19,8 @@ Per scored day, for each detector and the baseline, in one run:
 - flow-level ROC-AUC and AP of that day alone (a flow takes its edge's score);
 - the alert budget a SOC sets: the day's sources ranked by their strongest edge, and the
   share of that day's malicious sources among the top 10 and top 50 (recall at 10 / 50
-  alerts a day), with precision at 10;
+  alerts a day), with precision at 10; sources tied at the 10th or 50th score are averaged
+  over their order (`evaluate.metrics.expected_hits_at_k`), since unseen links all score alike;
 - alerts at the training threshold (fixed before the day is seen), and for the malicious
   sources alerted that way the detection delay from their first malicious flow.
 
@@ -60,6 +61,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from siem_gad.evaluate.metrics import expected_hits_at_k
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flow_data import IOT23_CAPTURES, LUFLOW_DAYS, iot23, luflow  # noqa: E402
 from graph_detectors import binary_metrics, build, edge_scores, flows_from_edges, median_range  # noqa: E402
@@ -99,13 +102,12 @@ def day_metrics(events: pd.DataFrame, flow_scores: np.ndarray, threshold: float)
     frame = pd.DataFrame({"source": events["source.ip"].astype(str).to_numpy(), "score": flow_scores,
                           "malicious": malicious, "time": events["@timestamp"].to_numpy()})
     by_source = frame.groupby("source").agg(score=("score", "max"), malicious=("malicious", "any"))
-    ranked = by_source.sort_values("score", ascending=False, kind="stable")
     bad = int(by_source["malicious"].sum())
     out["sources"], out["malicious_sources"] = int(len(by_source)), bad
-    for k in BUDGETS:
-        hits = int(ranked["malicious"].iloc[:k].sum())
+    for k in BUDGETS:  # sources tied at the k-th score (unseen links all score alike) averaged over their order
+        hits = expected_hits_at_k(by_source["malicious"].to_numpy(), by_source["score"].to_numpy(), k)
         out[f"recall_at_{k}"] = hits / bad if bad else None
-        out[f"precision_at_{k}"] = hits / min(k, len(ranked)) if len(ranked) else None
+        out[f"precision_at_{k}"] = hits / min(k, len(by_source)) if len(by_source) else None
     alerted = by_source[by_source["score"] >= threshold]
     out["alerted_sources"] = int(len(alerted))
     out["alerted_malicious_sources"] = int(alerted["malicious"].sum())

@@ -45,18 +45,25 @@ def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     return float(labels[order].mean()) if len(order) else 0.0
 
 
-def tie_averaged_precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-    """Precision of the k best, averaged over every order of the items tied at the k-th score;
-    nan for no items. Where many alerts share a saturated score (every link of a source new),
-    the plain top k is the order the items were written in, and that order can make or
-    unmake a comparison."""
+def expected_hits_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Positives among the k best, averaged over every order of the items tied at the k-th
+    score. Where many items share a saturated score (every link of a source new), the plain
+    top k is the order the items were written or sorted in, and that order can make or unmake
+    a comparison."""
     labels, scores = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
-    if not len(labels):
-        return float("nan")
     k = min(k, len(labels))
+    if k <= 0:
+        return 0.0
     cut = np.sort(scores)[::-1][k - 1]
     above, tied = scores > cut, scores == cut
-    return float((labels[above].sum() + (k - above.sum()) * labels[tied].mean()) / k)
+    return float(labels[above].sum() + (k - above.sum()) * labels[tied].mean())
+
+
+def tie_averaged_precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Precision of the k best, ties at the k-th score averaged over their order
+    (`expected_hits_at_k`); nan for no items."""
+    n = min(k, len(labels))
+    return expected_hits_at_k(labels, scores, k) / n if n else float("nan")
 
 
 def score_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, k: int = 20) -> dict[str, Any]:
