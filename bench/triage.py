@@ -93,15 +93,16 @@ def labeled_precision(alerts: list[dict], incidents: list[dict], watch: list[dic
                       truth: set) -> tuple[float, float, float]:
     """Precision@10 of raw alerts (by risk score), of open incidents and of every group (open
     and watch), both by combined risk; items tied at the 10th score are averaged over their
-    order (`tie_averaged_precision_at_k`)."""
-    from siem_gad.evaluate.metrics import tie_averaged_precision_at_k
+    order (`precision_at_k`); nan where there are none."""
+    from siem_gad.evaluate.metrics import precision_at_k
 
     hit = {a["siem_gad"]["alert_id"]: (a["siem_gad"]["window"]["start"], a["siem_gad"]["entity"]["value"]) in truth
            for a in alerts}
 
     def precision(items: list[tuple[bool, float]]) -> float:
-        return tie_averaged_precision_at_k(np.array([h for h, _ in items], dtype=bool),
-                                           np.array([r for _, r in items], dtype=float), 10)
+        if not items:
+            return float("nan")
+        return precision_at_k(np.array([h for h, _ in items], dtype=bool), np.array([r for _, r in items], dtype=float), 10)
 
     def groups(documents: list[dict]) -> list[tuple[bool, float]]:
         return [(any(hit.get(x, False) for x in i["siem_gad"]["incident"]["alert_ids"]), i["event"]["risk_score"])

@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 from conftest import SHARED_DATA, make_config, siem_gad
 from siem_gad.evaluate.labels import LabelIndex
 from siem_gad.labeling import positive_mask
-from siem_gad.evaluate.metrics import score_metrics, tie_averaged_precision_at_k
+from siem_gad.evaluate.metrics import expected_entities_at_k, precision_at_k, score_metrics
 from siem_gad.events import finalize_events
 from siem_gad.graphs import WindowGrid
 from siem_gad.graphs.bipartite import BipartiteGraphBuilder
@@ -24,24 +24,30 @@ T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
 
 
-@given(st.lists(st.tuples(st.booleans(), st.sampled_from([0.1, 0.5, 0.5, 0.9])), min_size=1, max_size=7),
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from([0.1, 0.5, 0.5, 0.9]), st.sampled_from("abc")),
+                min_size=1, max_size=7),
        st.integers(1, 8))
-def test_tie_averaged_precision_is_the_mean_over_every_order_of_the_ties(items, k):
-    """Equal to the plain top-k precision averaged over all orders of the items (only the
-    order among equal scores can change the top k)."""
+def test_precision_and_entities_at_k_are_the_mean_over_every_order_of_the_ties(items, k):
+    """Equal to the plain top k averaged over all orders of the items (only the order among
+    equal scores can change the top k): precision, and the distinct entities with a positive
+    item in it."""
     from itertools import permutations
 
-    labels = np.array([h for h, _ in items])
-    scores = np.array([s for _, s in items])
-    orders = list(permutations(range(len(items))))
-    brute = np.mean([labels[[i for i in sorted(order, key=lambda i: -scores[i])][:k]].mean() for order in orders])
-    assert tie_averaged_precision_at_k(labels, scores, k) == pytest.approx(brute)
+    labels = np.array([h for h, _, _ in items])
+    scores = np.array([s for _, s, _ in items])
+    entities = np.array([e for _, _, e in items], dtype=object)
+    tops = [[i for i in sorted(order, key=lambda i: -scores[i])][:k] for order in permutations(range(len(items)))]
+    assert precision_at_k(labels, scores, k) == pytest.approx(np.mean([labels[top].mean() for top in tops]))
+    found = np.mean([len({entities[i] for i in top if labels[i]}) for top in tops])
+    assert expected_entities_at_k(labels, scores, entities, k) == pytest.approx(found)
 
 
-def test_tie_averaged_precision_breaks_no_tie_by_write_order():
+def test_precision_at_k_breaks_no_tie_by_write_order():
     labels, scores = np.array([True, False, False, True]), np.array([0.9, 0.5, 0.5, 0.5])
-    assert tie_averaged_precision_at_k(labels, scores, 2) == pytest.approx((1 + 1 / 3) / 2)
-    assert np.isnan(tie_averaged_precision_at_k(np.array([], dtype=bool), np.array([]), 10))
+    assert precision_at_k(labels, scores, 2) == pytest.approx((1 + 1 / 3) / 2)
+    assert precision_at_k(labels[::-1], scores[::-1], 2) == precision_at_k(labels, scores, 2)
+    assert precision_at_k(np.array([], dtype=bool), np.array([]), 10) == 0.0
+
 
 def test_metrics_match_a_hand_computed_example():
     labels = np.array([True, False, True, False])

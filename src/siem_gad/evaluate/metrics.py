@@ -4,8 +4,10 @@ Items are whatever a detector scores (windows, entity-windows, edges); `labels` 
 are positive. Threshold-free: ROC-AUC and average precision (scikit-learn's definitions).
 At a threshold: precision, recall and F1 of `score >= threshold`, at the detector's own
 threshold and at the threshold with the best F1. Precision@k: the share of positives among the
-k highest scores. Per day (`day_metrics`): the same for each day alone, with recall at a fixed
-alert budget, since a SOC deploys a detector day after day and never sees the pooled figure.
+k highest scores, the items tied at the k-th score averaged over their order
+(`expected_hits_at_k`). Per day (`day_metrics`): the same for each day alone, with recall at a
+fixed alert budget, since a SOC deploys a detector day after day and never sees the pooled
+figure.
 """
 
 from __future__ import annotations
@@ -40,11 +42,6 @@ def best_f1(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return best
 
 
-def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-    order = np.argsort(-scores, kind="stable")[:k]
-    return float(labels[order].mean()) if len(order) else 0.0
-
-
 def expected_hits_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     """Positives among the k best, averaged over every order of the items tied at the k-th
     score. Where many items share a saturated score (every link of a source new), the plain
@@ -59,11 +56,32 @@ def expected_hits_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     return float(labels[above].sum() + (k - above.sum()) * labels[tied].mean())
 
 
-def tie_averaged_precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-    """Precision of the k best, ties at the k-th score averaged over their order
-    (`expected_hits_at_k`); nan for no items."""
+def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """The share of positives among the k best (`expected_hits_at_k`); 0 for no items."""
     n = min(k, len(labels))
-    return expected_hits_at_k(labels, scores, k) / n if n else float("nan")
+    return expected_hits_at_k(labels, scores, k) / n if n else 0.0
+
+
+def expected_entities_at_k(labels: np.ndarray, scores: np.ndarray, entities: np.ndarray, k: int) -> float:
+    """Distinct entities with a positive item among the k best, averaged over every order of the
+    items tied at the k-th score: an entity not found above the tie is found with the chance
+    that the tie's picks hold one of its m positive tied items, 1 - C(t - m, r) / C(t, r)."""
+    from math import comb
+
+    labels, scores = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
+    entities = np.asarray(entities, dtype=object)
+    k = min(k, len(labels))
+    if k <= 0:
+        return 0.0
+    cut = np.sort(scores)[::-1][k - 1]
+    above, tied = scores > cut, scores == cut
+    found = set(entities[above & labels])
+    picks, size = k - int(above.sum()), int(tied.sum())
+    counts: dict = {}
+    for entity in entities[tied & labels]:
+        if entity not in found:
+            counts[entity] = counts.get(entity, 0) + 1
+    return len(found) + sum(1 - comb(size - m, picks) / comb(size, picks) for m in counts.values())
 
 
 def score_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, k: int = 20) -> dict[str, Any]:
@@ -103,7 +121,6 @@ def day_metrics(items: "pd.DataFrame", threshold: float, budgets: tuple[int, ...
         labels = frame["positive"].to_numpy(dtype=bool)
         scores = np.nan_to_num(frame["score"].to_numpy(dtype=np.float64), nan=-np.inf, neginf=-1e300, posinf=1e300)
         both = 0 < labels.sum() < len(labels)
-        order = np.argsort(-scores, kind="stable")
         attackers = set(frame["entity"][labels])
         row: dict[str, Any] = {"day": day.isoformat(), "items": int(len(labels)), "positives": int(labels.sum()),
                                "attack_entities": len(attackers),
@@ -112,11 +129,11 @@ def day_metrics(items: "pd.DataFrame", threshold: float, budgets: tuple[int, ...
                                "alerts_at_threshold": int((scores >= threshold).sum()),
                                "recall_at_threshold": threshold_metrics(labels, scores, threshold)["recall"]
                                if labels.any() else None}
-        for k in budgets:
-            top = order[:k]
-            found = set(frame["entity"].to_numpy()[top][labels[top]])
-            row[f"recall_at_{k}"] = float(labels[top].sum() / labels.sum()) if labels.any() else None
-            row[f"entity_recall_at_{k}"] = len(found) / len(attackers) if attackers else None
-            row[f"precision_at_{k}"] = float(labels[top].mean()) if len(top) else 0.0
+        for k in budgets:  # items tied at the k-th score averaged over their order
+            hits = expected_hits_at_k(labels, scores, k)
+            found = expected_entities_at_k(labels, scores, frame["entity"].to_numpy(), k)
+            row[f"recall_at_{k}"] = hits / labels.sum() if labels.any() else None
+            row[f"entity_recall_at_{k}"] = found / len(attackers) if attackers else None
+            row[f"precision_at_{k}"] = precision_at_k(labels, scores, k)
         out.append(row)
     return out
