@@ -47,6 +47,7 @@ def test_precision_at_k_breaks_no_tie_by_write_order():
     assert precision_at_k(labels, scores, 2) == pytest.approx((1 + 1 / 3) / 2)
     assert precision_at_k(labels[::-1], scores[::-1], 2) == precision_at_k(labels, scores, 2)
     assert precision_at_k(np.array([], dtype=bool), np.array([]), 10) == 0.0
+    assert precision_at_k(np.array([False, True]), np.array([np.nan, 0.1]), 1) == 1.0  # no score ranks last
 
 
 def test_metrics_match_a_hand_computed_example():

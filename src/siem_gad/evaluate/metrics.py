@@ -42,12 +42,17 @@ def best_f1(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return best
 
 
+def ranked_scores(scores: np.ndarray) -> np.ndarray:
+    """Scores as the top-k metrics rank them: a missing score (NaN) last."""
+    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+
+
 def expected_hits_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     """Positives among the k best, averaged over every order of the items tied at the k-th
     score. Where many items share a saturated score (every link of a source new), the plain
     top k is the order the items were written or sorted in, and that order can make or unmake
     a comparison."""
-    labels, scores = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
+    labels, scores = np.asarray(labels, dtype=bool), ranked_scores(scores)
     k = min(k, len(labels))
     if k <= 0:
         return 0.0
@@ -68,7 +73,7 @@ def expected_entities_at_k(labels: np.ndarray, scores: np.ndarray, entities: np.
     that the tie's picks hold one of its m positive tied items, 1 - C(t - m, r) / C(t, r)."""
     from math import comb
 
-    labels, scores = np.asarray(labels, dtype=bool), np.asarray(scores, dtype=np.float64)
+    labels, scores = np.asarray(labels, dtype=bool), ranked_scores(scores)
     entities = np.asarray(entities, dtype=object)
     k = min(k, len(labels))
     if k <= 0:
