@@ -70,9 +70,8 @@ def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
 def expected_entities_at_k(labels: np.ndarray, scores: np.ndarray, entities: np.ndarray, k: int) -> float:
     """Distinct entities with a positive item among the k best, averaged over every order of the
     items tied at the k-th score: an entity not found above the tie is found with the chance
-    that the tie's picks hold one of its m positive tied items, 1 - C(t - m, r) / C(t, r)."""
-    from math import comb
-
+    that the r picks from the t tied items hold one of its m positive ones, 1 - C(t - m, r) /
+    C(t, r) = 1 - prod over i < m of (t - r - i) / (t - i)."""
     labels, scores = np.asarray(labels, dtype=bool), ranked_scores(scores)
     entities = np.asarray(entities, dtype=object)
     k = min(k, len(labels))
@@ -86,7 +85,10 @@ def expected_entities_at_k(labels: np.ndarray, scores: np.ndarray, entities: np.
     for entity in entities[tied & labels]:
         if entity not in found:
             counts[entity] = counts.get(entity, 0) + 1
-    return len(found) + sum(1 - comb(size - m, picks) / comb(size, picks) for m in counts.values())
+    def missed(m: int) -> float:
+        return float(np.prod([(size - picks - i) / (size - i) for i in range(m)])) if size - picks >= m else 0.0
+
+    return len(found) + sum(1 - missed(m) for m in counts.values())
 
 
 def score_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, k: int = 20) -> dict[str, Any]:
