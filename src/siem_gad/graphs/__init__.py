@@ -15,13 +15,25 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 
+from pydantic import Field
+
 from ..lazy import lazy_import
-from ..components import Component
+from ..components import Component, Params
+
 
 np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+class LabelParams(Params):
+    """The label keys every graph builder shares (read as in `siem_gad.labeling`)."""
+
+    label_field: str | None = Field(None, description="event field holding the benign/attack label: training labels "
+                                    "for the supervised detectors and deep_sad, known-bad links for rare_links")
+    positive_values: list[str] | None = Field(None, description="label values that mean an attack (default: anything "
+                                              "but benign, normal, -, 0, false, empty)")
 
 
 @dataclass(frozen=True)

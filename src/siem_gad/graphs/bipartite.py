@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from ..lazy import lazy_import
-from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..hubs import MAX_RELATED, hub_degree
 from ..labeling import positive_mask
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from . import Evidence, GraphBuilder, GraphWindow, LabelParams, WindowGrid, arrays
 
 np = lazy_import("numpy")
 
@@ -55,7 +54,7 @@ class BipartiteGraphBuilder(GraphBuilder):
 
     worker_imports = ("pandas", "siem_gad.graphs.kernels")
 
-    class Params(Params):
+    class Params(LabelParams):
         source_field: str = Field("source.ip", description="field whose values are the left-hand nodes")
         target_field: str = Field("destination.ip", description="field whose values are the right-hand nodes")
         bytes_field: str | None = Field("network.bytes", description="numeric field summed per edge")
@@ -67,10 +66,6 @@ class BipartiteGraphBuilder(GraphBuilder):
             "other entity fields of the events (an auth event's source.ip and destination.ip) kept per node: "
             "the addresses a user logged on from and to, a host's own address; they go into its alerts' "
             "related.* and link incidents across jobs"))
-        label_field: str | None = Field(None, description="event field holding the benign/attack label: each edge "
-                                        "counts its attack events, which `rare_links` learns as known-bad links")
-        positive_values: list[str] = Field(default_factory=list, description="label values that mean an attack; "
-                                           "empty: anything but benign, normal, -, 0, false")
 
     @property
     def entity_fields(self) -> tuple[str, ...]:
@@ -233,7 +228,7 @@ class _EncodedEvents:
         related = [(f, *arrays.codes(events[f])) for f in p.related_fields if f in events.columns]
         attack = None
         if p.label_field and p.label_field in events.columns:
-            attack = positive_mask(events[p.label_field], p.positive_values) & events[p.label_field].notna().to_numpy()
+            attack = positive_mask(events[p.label_field], p.positive_values)  # a missing label is no attack
         columns = [stamps, src, dst, _numbers_or_nan(events, p.bytes_field), outcome, port, event_ids,
                    *(c for _, c, _ in related), *([attack] if attack is not None else [])]
         if n > 1 and not (stamps[1:] >= stamps[:-1]).all():  # sources deliver by time; order once if not

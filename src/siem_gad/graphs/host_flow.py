@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..labeling import event_classes
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from . import Evidence, GraphBuilder, GraphWindow, LabelParams, WindowGrid, arrays
 from .bipartite import distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ ZEEK_STATES = ["S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "R
 HISTORY_FLAGS = "SHADFRCT"  # Zeek history letters: upper case from the originator, lower case from the responder
 
 
-class HostFlowParams(Params):
+class HostFlowParams(LabelParams):
     source_field: str = Field("source.ip", description="the sending host of a flow")
     target_field: str = Field("destination.ip", description="the receiving host of a flow")
     numeric_fields: list[str] = Field(
@@ -58,9 +57,7 @@ class HostFlowParams(Params):
     ip_bits: bool = Field(False, description="the bits of each host address's last two octets as host features")
     time_features: bool = Field(True, description="the time of day and of week as flow features")
     flows_per_graph: int = Field(512, ge=1, description="flows per subgraph (each with its own copies of the hosts)")
-    label_field: str | None = Field(None, description="event field holding the benign/attack label (supervised detectors)")
     class_field: str | None = Field(None, description="event field naming the attack class (multi-class training)")
-    positive_values: list[str] | None = Field(None, description="label values that mean attack (default: any not benign)")
 
 
 class HostFlowGraphBuilder(GraphBuilder):

@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from ..components import Params
 from ..events import EVENT_ID
 from ..labeling import BENIGN, MALICIOUS, event_classes
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from . import Evidence, GraphBuilder, GraphWindow, LabelParams, WindowGrid, arrays
 from .bipartite import distinct_per_group, event_failures, event_numbers, window_numbers
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ WELL_KNOWN_PORTS = [21, 22, 23, 25, 53, 80, 110, 123, 135, 139, 143, 161, 389, 4
 
 
 class ProfileGraphBuilder(GraphBuilder):
-    class Params(Params):
+    class Params(LabelParams):
         source_field: str = Field("source.ip", description="the entity a row describes")
         target_field: str = Field("destination.ip", description="counted as distinct destinations")
         port_field: str = Field("destination.port", description="destination ports, bucketed and IDF-weighted")
@@ -51,9 +50,6 @@ class ProfileGraphBuilder(GraphBuilder):
         ports: list[int] = Field(default_factory=lambda: list(WELL_KNOWN_PORTS), description="ports kept as features")
         ephemeral_from: int = Field(49152, ge=1024, le=65535, description="ports from here on share one bucket")
         cap: int = Field(1000, ge=1, description="counts are capped here before log1p")
-        label_field: str | None = Field(None, description="event field holding the benign/attack label (deep_sad)")
-        positive_values: list[str] = Field(default_factory=list, description="label values that mean an attack; "
-                                           "empty: anything but benign, normal, -, 0, false")
 
     @property
     def entity_fields(self) -> tuple[str, ...]:

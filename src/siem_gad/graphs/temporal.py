@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from ..lazy import lazy_import
-from ..components import Params
 from ..events import EVENT_ID, TIMESTAMP
 from ..labeling import BENIGN, event_classes
-from . import Evidence, GraphBuilder, GraphWindow, WindowGrid, arrays
+from . import Evidence, GraphBuilder, GraphWindow, LabelParams, WindowGrid, arrays
 from .bipartite import distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
 
 np = lazy_import("numpy")
@@ -39,16 +38,14 @@ LOG_SCALED = frozenset(NODE_FEATURES[:7])  # counts and bytes; the share and the
 
 
 class TemporalGraphBuilder(GraphBuilder):
-    class Params(Params):
+    class Params(LabelParams):
         source_field: str = Field("source.ip", description="the sending host of an event")
         target_field: str = Field("destination.ip", description="the receiving host of an event")
         numeric_fields: list[str] = Field(default_factory=lambda: ["source.bytes", "destination.bytes", "event.duration"],
                                           description="numeric event fields, log1p-scaled, as edge features")
         bytes_field: str | None = Field("source.bytes", description="bytes sent by the originator (node features)")
         port_field: str | None = Field("destination.port", description="distinct destination ports per sender")
-        label_field: str | None = Field(None, description="event field holding the benign/attack label (supervised)")
         class_field: str | None = Field(None, description="event field naming the attack class")
-        positive_values: list[str] | None = Field(None, description="label values that mean attack (default: any not benign)")
 
     @property
     def entity_fields(self) -> tuple[str, ...]:
