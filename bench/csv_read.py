@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def burn(stop_at: float) -> None:
-    while time.time() < stop_at:
-        sum(i * i for i in range(10_000))
+from cpu_load import cpu_load
 
 
 def plain_csv(path: Path) -> int:
@@ -85,10 +81,7 @@ def main() -> None:
         path = Path(tmp) / "events.csv"
         subprocess.run([sys.executable, "-m", "siem_gad", "simulate", "--out", str(path), "--hours", str(args.hours)],
                        check=True, capture_output=True)
-        burners = [multiprocessing.Process(target=burn, args=(time.time() + 3600,)) for _ in range(args.load)]
-        for b in burners:
-            b.start()
-        try:
+        with cpu_load(args.load, 3600):
             base, rows = best(lambda: plain_csv(path), args.repeat)
             scan, scanned = best(lambda: scanner_only(path), args.repeat)
             full, events = best(lambda: source_read(path, Path(tmp) / f"state-{time.monotonic_ns()}"), args.repeat)
@@ -96,9 +89,6 @@ def main() -> None:
             if args.compare_src:
                 runs = [source_read_elsewhere(args.compare_src, path, Path(tmp) / f"old-{n}") for n in range(args.repeat)]
                 other = min(seconds for _, seconds in runs)
-        finally:
-            for b in burners:
-                b.terminate()
     assert rows == scanned == events, (rows, scanned, events)
     print(f"{rows:,} rows, {args.load} CPU burners beside it")
     print("| path | seconds | rows/s | time vs plain csv |")

@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cpu_load import cpu_load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,11 +93,6 @@ for config in configs:  # score: the same windows from fresh copies of the train
 print(json.dumps(out))
 """
 
-def burn(stop_at: float) -> None:
-    while time.time() < stop_at:
-        sum(i * i for i in range(10_000))
-
-
 JOBS = ("network", "auth")  # the example config's jobs when issue 19 was measured (the baseline knows no others)
 
 
@@ -148,10 +143,7 @@ def measure(label: str, src: Path, tmp: Path, args: argparse.Namespace, threads:
     config = write_config(trained, args.hosts, args.hours, threads, tree)
     rows = []
     for loaded in (False, True):
-        burners = [multiprocessing.Process(target=burn, args=(time.time() + 3600,)) for _ in range(args.load if loaded else 0)]
-        for b in burners:
-            b.start()
-        try:
+        with cpu_load(args.load if loaded else 0, 3600):
             if not loaded:  # train once, idle; the loaded row trains again to time it under load
                 training = phase("train", [config], src)
                 shutil.copytree(trained, tmp / f"{label}-models")
@@ -167,9 +159,6 @@ def measure(label: str, src: Path, tmp: Path, args: argparse.Namespace, threads:
             score = phase("score", [copy / "config.yaml" for copy in copies], src)
             for copy in copies:
                 shutil.rmtree(copy)
-        finally:
-            for b in burners:
-                b.terminate()
         rows.append({"code": label, "loaded": loaded, "train": training, "score": score})
     return rows
 

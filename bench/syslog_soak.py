@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import sys
@@ -28,15 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cpu_load import cpu_load  # noqa: E402
 from relp_harness import (Receiver, Rsyslog, free_port, rsyslog_available, sequence_numbers, spool_counters,  # noqa: E402
                           spooled_count, spooled_lines, wait_until, write_lines)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "syslog_soak.json"
-
-
-def burn(stop_at: float) -> None:
-    while time.time() < stop_at:
-        sum(i * i for i in range(10_000))
 
 
 def soak(seconds: float, rate: int, kill_every: float | None, down: float, workdir: Path) -> dict:
@@ -93,17 +88,9 @@ def main() -> None:
     missing = rsyslog_available()
     if missing:
         sys.exit(missing)
-    burners = [multiprocessing.Process(target=burn, args=(time.time() + 60 * (args.minutes + args.baseline_minutes) + 600,))
-               for _ in range(args.load)]
-    for b in burners:
-        b.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            base = soak(60 * args.baseline_minutes, args.rate, None, 0, Path(tmp) / "baseline")
-            killed = soak(60 * args.minutes, args.rate, args.kill_every, args.down, Path(tmp) / "soak")
-    finally:
-        for b in burners:
-            b.terminate()
+    with cpu_load(args.load, 60 * (args.minutes + args.baseline_minutes) + 600), tempfile.TemporaryDirectory() as tmp:
+        base = soak(60 * args.baseline_minutes, args.rate, None, 0, Path(tmp) / "baseline")
+        killed = soak(60 * args.minutes, args.rate, args.kill_every, args.down, Path(tmp) / "soak")
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load": args.load,
               "command": " ".join(["bench/syslog_soak.py", *sys.argv[1:]]), "baseline": base, "soak": killed}
     RESULTS.parent.mkdir(exist_ok=True)

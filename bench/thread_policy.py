@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cpu_load import cpu_load
 
 SCORE = """
 import json, sys, time
@@ -54,11 +54,6 @@ print(json.dumps(out))
 """
 
 
-def burn(stop_at: float) -> None:
-    while time.time() < stop_at:
-        sum(i * i for i in range(10_000))
-
-
 def score(models: Path, threads: str, hours: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     result = subprocess.run([sys.executable, "-c", SCORE, str(models), threads, str(hours)], capture_output=True,
@@ -76,15 +71,9 @@ def main() -> None:
         models = Path(tmp)
         score(models, "1", args.hours)  # trains and saves the models once
         for loaded in (False, True):
-            burners = [multiprocessing.Process(target=burn, args=(time.time() + 600,)) for _ in range(args.load if loaded else 0)]
-            for b in burners:
-                b.start()
-            try:
+            with cpu_load(args.load if loaded else 0, 600):
                 for threads in ("1", "default"):
                     rows.append((loaded, threads, score(models, threads, args.hours)))
-            finally:
-                for b in burners:
-                    b.terminate()
     events = rows[0][2]["events"]
     print(f"{events:,} events, {args.hours} windows, {os.cpu_count()} cores; loaded = {args.load} CPU burner(s) beside it")
     print("| machine | threads | gcn_hmm score (s) | iforest score (s) | events/s (both) | vs idle, same threads |")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import shutil
 import statistics
@@ -27,6 +26,8 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from cpu_load import cpu_load
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
     "alerts, newest first (page 1)": "/alerts",
@@ -36,11 +37,6 @@ PAGES = {
     "page 1000": "/alerts?page=1000",
     "one alert (evidence graph)": None,  # filled in with a real id
 }
-
-
-def burn(stop_at: float) -> None:
-    while time.time() < stop_at:
-        sum(i * i for i in range(10_000))
 
 
 def make_alerts(work: Path, count: int) -> tuple[Path, str]:
@@ -111,17 +107,11 @@ def main() -> None:
         get(base + "/alerts")  # the first request reads the file
         first = time.perf_counter() - began
         for loaded in (False, True):
-            burners = [multiprocessing.Process(target=burn, args=(time.time() + 600,)) for _ in range(args.load * loaded)]
-            for b in burners:
-                b.start()
-            try:
+            with cpu_load(args.load * loaded, 600):
                 column = "loaded" if loaded else "idle"
                 results.setdefault("baseline: parse the file per request", {})[column] = timed(lambda: naive_list(path), 3)
                 for label, page in PAGES.items():
                     results.setdefault(label, {})[column] = timed(lambda: get(base + page), args.repeat)
-            finally:
-                for b in burners:
-                    b.terminate()
     finally:
         server.terminate()
         server.wait()

@@ -78,7 +78,9 @@ class FlatForest:
         names = NODE_ARRAYS + (RANGE_ARRAYS if sample is not None else ())
         parts: dict[str, list] = {name: [] for name in names}
         offset = 0
-        for tree, features, drawn in zip(forest.estimators_, forest.estimators_features_, forest.estimators_samples_):
+        # which rows each tree drew: scikit-learn regenerates them on access, so only when needed
+        drawn_rows = forest.estimators_samples_ if sample is not None else [None] * len(forest.estimators_)
+        for tree, features, drawn in zip(forest.estimators_, forest.estimators_features_, drawn_rows):
             t = tree.tree_
             leaf = t.children_left == -1
             own = np.arange(offset, offset + t.node_count)
