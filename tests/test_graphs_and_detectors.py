@@ -344,14 +344,8 @@ def test_rare_links_learns_known_bad_links_from_labeled_history():
     plain = BipartiteGraphBuilder().build(events, grid)
     labeled = BipartiteGraphBuilder(label_field="label").build(events, grid)
 
-    # the builder counts each edge's labeled attack events (a groupby), and nothing without a label field
+    # nothing is counted without a label field (the counts themselves: the Hypothesis property above)
     assert all(w.edge_attacks is None for w in plain)
-    for window in labeled:
-        frame = events[(events["@timestamp"] >= window.start) & (events["@timestamp"] < window.end)]
-        expected = frame.assign(attack=frame["label"] == "Malicious").groupby(["source.ip", "destination.ip"])["attack"].sum()
-        src, dst = window.edge_index
-        pairs = pd.MultiIndex.from_arrays([window.node_value[src], window.node_value[dst]])
-        np.testing.assert_array_equal(window.edge_attacks, expected.reindex(pairs).to_numpy())
 
     unlabeled = RareLinksDetector().fit(plain[:4])
     learned = RareLinksDetector().fit(labeled[:4])
