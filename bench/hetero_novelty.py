@@ -52,6 +52,7 @@ def reviewed(model, windows: list, budget: int) -> tuple[list, int, int]:
     from dataclasses import replace
 
     from siem_gad.graphs.host_flow import FLOW
+    from siem_gad.labeling import BENIGN
     from siem_gad.timeutil import isoformat
     from siem_gad.triage.feedback import Verdict, label_windows
 
@@ -64,7 +65,7 @@ def reviewed(model, windows: list, budget: int) -> tuple[list, int, int]:
         window = windows[position]
         shown = model.explain(window, host).evidence
         flows = (window.node_kind == FLOW) & np.isin(window.node_value.astype(str), shown)
-        hit = bool((window.node_label[flows] != "benign").any())
+        hit = bool((window.node_label[flows] != BENIGN).any())
         true_positives += hit
         alert = {"start": isoformat(window.start), "entity": window.entity(host), "evidence": shown}
         verdicts.append(Verdict(f"{position}/{host}", "true_positive" if hit else "false_positive", alerts=[alert]))
