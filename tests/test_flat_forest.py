@@ -16,7 +16,6 @@ from sklearn.ensemble import IsolationForest
 
 from siem_gad.detectors.flat_forest import FlatForest
 from siem_gad.detectors.iforest import IsolationForestDetector
-from siem_gad.detectors.supervised import NoveltyHalf
 
 
 def sklearn_isolation(sample: np.ndarray, rows: np.ndarray, **params) -> np.ndarray:
@@ -70,8 +69,6 @@ def test_model_files_that_hold_the_training_sample_still_load_to_the_same_forest
     fitted = FlatForest.fit(sample, **params)
     legacy = FlatForest.from_state({"sample": torch.from_numpy(sample)}, **params)
     assert np.array_equal(legacy.isolation(rows), fitted.isolation(rows))
-    half = NoveltyHalf.from_state({"sample": torch.from_numpy(sample), "threshold": 0.5}, seed=9)
-    assert np.array_equal(half.novelty(rows), FlatForest.fit(sample, **NoveltyHalf.FOREST, seed=9).isolation(rows))
     again = FlatForest.from_state(fitted.get_state(), **params)
     assert np.array_equal(again.isolation(rows), fitted.isolation(rows))
 

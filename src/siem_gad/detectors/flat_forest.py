@@ -1,8 +1,7 @@
 """An isolation forest stored as arrays of nodes, never as a pickle, and scored without scikit-learn.
 
-`iforest` and the novelty half of the supervised graph detectors (`supervised.NoveltyHalf`)
-fit scikit-learn's `IsolationForest` on a sample (`subsample`: each tree sees only
-`max_samples` rows anyway) and keep its trees flattened into a few arrays: split feature,
+`iforest` fits scikit-learn's `IsolationForest` on a sample (`subsample`: each tree sees only
+`max_samples` rows anyway) and keeps its trees flattened into a few arrays: split feature,
 threshold, children and the value of each leaf (its depth plus the expected depth of the
 training rows left in it). Scoring walks those arrays in one compiled loop
 (`forest_kernels.path_depths`) and gives scikit-learn's `score_samples` to the last bit

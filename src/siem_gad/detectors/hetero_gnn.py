@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from ..graphs import GraphWindow
 from . import Explanation
@@ -32,7 +33,9 @@ class HeteroGnnDetector(SupervisedGraphDetector):
     target_kind = FLOW
 
     class Params(SupervisedParams):
-        pass
+        # on by default here: bursts of flows unlike anything seen are what labels miss, and on
+        # IoT-23 the flow-level novelty half added no false positive (docs/benchmarks.md)
+        novelty: bool = Field(True, description=SupervisedParams.model_fields["novelty"].description)
 
     # ------------------------------------------------------------------ tensors
     def _fit_scaling(self, windows: list[GraphWindow]) -> dict[str, int]:
@@ -78,6 +81,11 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         sender[dst[from_host]] = src[from_host]
         return sender[window.node_kind == FLOW]
 
+    def novelty_groups(self, window: GraphWindow) -> np.ndarray:
+        """A flow's novelty counts with the other flows of its sender in the window (the sender's
+        address: a host has a copy in each subgraph)."""
+        return window.node_value[self._senders(window)]
+
     def _node_scores(self, window: GraphWindow, flow_scores: np.ndarray) -> np.ndarray:
         import pandas as pd
 
@@ -101,6 +109,7 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         probabilities = self.predict_proba([window])[0]
         flow_scores = self.scores_from(window, probabilities)
         novelty = self.novelty_ratios(window)
+        novel_feature = self.novelty_.novel_feature(window.kind_x(FLOW)) if self.novelty_ is not None else None
         senders = self._senders(window)
         if window.node_kind[item] == FLOW:
             chosen = np.flatnonzero(flow_nodes == item)
@@ -137,14 +146,16 @@ class HeteroGnnDetector(SupervisedGraphDetector):
                   "receiver": str(window.node_value[receivers[flow_nodes[f]]]),
                   "score": round(float(flow_scores[f]), 4),
                   "class": self.classes_[int(np.argmax(probabilities[f]))],
-                  **({"novelty": round(float(novelty[f]), 3)} if novelty is not None else {})} for f in chosen]
+                  **({"novelty": round(float(novelty[f]), 3), "rarest feature": novel_feature[f]}
+                     if novelty is not None else {})} for f in chosen]
         entity = window.entity(item) if window.node_kind[item] == HOST else {window.node_fields[HOST]: str(
             window.node_value[senders[np.flatnonzero(flow_nodes == item)[0]]])}
         sent = int(len(np.flatnonzero(window.node_value[senders].astype(str) == next(iter(entity.values())))))
         attack_classes = sorted({f["class"] for f in flows if f["class"] != self.classes_[0]})
         novel = novelty is not None and bool(flows) and flows[0].get("novelty", 0) >= 1
         kind = ", ".join(attack_classes) or ("nothing training saw" if novel else "attacks")
-        note = f", {flows[0]['novelty']:.1f}x the novelty threshold" if novel else ""
+        note = (f", {flows[0]['novelty']:.1f}x the novelty threshold: {flows[0]['rarest feature']} as training "
+                "rarely saw it" if novel else "")
         summary = (f"{next(iter(entity.values()))}: {len(flows)} of its {sent} flows look like "
                    f"{kind} (top {flows[0]['score']:.3f} to {flows[0]['receiver']}{note})" if flows else "no flows")
         return Explanation(entity, contributors, [f["event.id"] for f in flows], sent, summary=summary,

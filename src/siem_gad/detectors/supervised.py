@@ -13,13 +13,14 @@ or None (unlabeled) to the nodes they classify (`GraphWindow.node_label`). Train
   deploys, so benchmarks report F1 at this threshold and not at the best one on test data.
 
 A node's score is its probability of not being benign. With `novelty`, labels and novelty are
-combined: an isolation forest learns the benign training nodes' features, its threshold is the
-`novelty_percentile` of the held-out benign nodes' novelty, and a node's score is
-max(P(not benign), threshold x novelty / novelty threshold), so it alerts when either half
-does. An attack family that training never labeled is still new to the forest (IoT-23 34-1's
-DDoS flood: docs/benchmarks.md, leave-one-capture-out). Subclasses supply the network
-(`graph_nets.py`, imported only when they train or score), how windows become tensors, and
-which nodes are scored.
+combined (`novelty.NoveltyHalf`): a node is novel when one of its behaviour features takes a
+value the training nodes rarely or never took, beyond the `novelty_percentile` of held-out
+benign nodes, and a flow's novelty alerts only when its sender sent at least `novelty_burst`
+novel flows in the window. A node's score is max(P(not benign), threshold x novelty / novelty
+threshold), so it alerts when either half does. An attack family that training never labeled
+is still new (IoT-23 34-1's DDoS flood: docs/benchmarks.md, leave-one-capture-out).
+Subclasses supply the network (`graph_nets.py`, imported only when they train or score), how
+windows become tensors, and which nodes are scored.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from pydantic import Field, model_validator
 
 from ..graphs import GraphWindow
 from ..labeling import BENIGN
-from . import BaseDetectorParams, Detector, subsample
+from . import BaseDetectorParams, Detector
 from .batching import split_rows, window_groups
 
 if TYPE_CHECKING:
-    from .flat_forest import FlatForest
+    from .novelty import NoveltyHalf
 
 OTHER_ATTACK = "other attack"
 
@@ -58,10 +59,14 @@ class SupervisedParams(BaseDetectorParams):
     threshold: float | None = Field(None, gt=0, lt=1,
                                     description="fixed alert threshold on P(not benign); default: best F1 on held-out nodes")
     batch_nodes: int = Field(200_000, ge=1, description="windows are trained and scored in batches of about this many nodes")
-    novelty: bool = Field(False, description="combine P(not benign) with an isolation forest's novelty against the "
-                                             "benign training nodes: alert when either crosses its threshold")
+    novelty: bool = Field(False, description="combine P(not benign) with the nodes' novelty against everything "
+                                             "training saw (a feature value it rarely or never took): alert when "
+                                             "either crosses its threshold")
     novelty_percentile: float = Field(99.0, gt=50, lt=100,
-                                      description="the novelty threshold: this percentile of held-out benign nodes' novelty")
+                                      description="the novelty threshold: this percentile of held-out benign nodes' "
+                                                  "novelty")
+    novelty_burst: int = Field(50, ge=1, description="a flow's novelty alerts only when its sender sent at least this "
+                                                     "many novel flows in the window (1: each flow alone)")
 
     @model_validator(mode="before")
     @classmethod
@@ -104,7 +109,7 @@ def best_f1_threshold(is_attack: np.ndarray, scores: np.ndarray) -> tuple[float,
 class SupervisedGraphDetector(Detector):
     learns_from_labels = True
     level = "node"
-    worker_imports = ("pandas", "siem_gad.detectors.graph_nets", "siem_gad.detectors.forest_kernels")
+    worker_imports = ("pandas", "siem_gad.detectors.graph_nets", "siem_gad.detectors.novelty")
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified
     scaling: ClassVar[tuple[str, ...]] = ()  # the numpy attributes `_fit_scaling` sets (saved with the model)
@@ -177,10 +182,19 @@ class SupervisedGraphDetector(Detector):
         self.threshold_ = float(p.threshold) if p.threshold is not None else auto
         self.novelty_ = None
         if p.novelty:
+            from .novelty import NoveltyHalf
+
             features = np.concatenate([w.kind_x(self.target_kind) for w in windows])
-            self.novelty_ = NoveltyHalf.fit(features[(y == 0) & ~held_out], features[(y == 0) & held_out],
-                                            p.novelty_percentile, p.seed)
-            val_scores = self.novelty_.combine(val_scores, features[held_out], self.threshold_)
+            calibration = (y == 0) & held_out
+            seen = ~calibration
+            if calibration.sum() < 10:  # too few held out: calibrate on the benign training nodes themselves
+                calibration, seen = y == 0, np.ones(len(y), dtype=bool)
+            self.novelty_ = NoveltyHalf.fit(features[seen], features[calibration],
+                                            windows[0].kind_feature_names(self.target_kind), p.novelty_percentile,
+                                            p.novelty_burst, p.seed)
+            novelty = np.concatenate([self.novelty_.ratio(w.kind_x(self.target_kind), self.novelty_groups(w))
+                                      for w in windows])
+            val_scores = np.maximum(val_scores, self.threshold_ * novelty[held_out])
         self.remember_scores(val_scores)
         self.metrics_ = {"classes": list(self.classes_), "training_nodes": int((labeled & ~held_out).sum()),
                          "validation_nodes": int(held_out.sum()), "validation_f1": f1, "epochs_run": len(self.losses_),
@@ -224,7 +238,8 @@ class SupervisedGraphDetector(Detector):
         scores = 1 - probabilities[:, 0]
         if self.novelty_ is None:
             return scores
-        return self.novelty_.combine(scores, window.kind_x(self.target_kind), self.threshold_)
+        return self.novelty_.combine(scores, window.kind_x(self.target_kind), self.threshold_,
+                                     self.novelty_groups(window))
 
     def target_position(self, window: GraphWindow, node: int) -> int:
         """Where node `node` (of the target kind) stands among the window's target-kind nodes."""
@@ -234,7 +249,12 @@ class SupervisedGraphDetector(Detector):
         """Each target-kind node's novelty over the novelty threshold (1: at it), or None."""
         if self.novelty_ is None:
             return None
-        return self.novelty_.ratio(window.kind_x(self.target_kind))
+        return self.novelty_.ratio(window.kind_x(self.target_kind), self.novelty_groups(window))
+
+    def novelty_groups(self, window: GraphWindow) -> np.ndarray | None:
+        """Per target-kind node, who it counts with for the novelty burst (a flow: its sender);
+        None where each node is judged alone (`novelty.NoveltyHalf`)."""
+        return None
 
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         return [self._node_scores(w, s) if w.num_nodes else np.zeros(0)
@@ -258,49 +278,9 @@ class SupervisedGraphDetector(Detector):
         self.model_ = self._new_model(self.dims_, len(self.classes_))
         self.model_.load_state_dict(state["model"])
         self.model_.eval()
-        self.novelty_ = NoveltyHalf.from_state(state["novelty"], self.params.seed) if "novelty" in state else None
+        self.novelty_ = None
+        if "novelty" in state:
+            from .novelty import NoveltyHalf
 
+            self.novelty_ = NoveltyHalf.from_state(state["novelty"], self.params.novelty_burst)
 
-class NoveltyHalf:
-    """The unsupervised half of a supervised detector: an isolation forest over the benign
-    training nodes' features and the novelty at its percentile of held-out benign nodes. Its
-    state is the forest's trees as arrays (`flat_forest`)."""
-
-    MAX_ROWS = 50_000
-    FOREST = {"n_estimators": 100, "max_samples": 256}
-
-    def __init__(self, forest: "FlatForest", threshold: float):
-        self.forest = forest
-        self.threshold = float(threshold)
-
-    @classmethod
-    def fit(cls, benign: np.ndarray, held_out: np.ndarray, percentile: float, seed: int) -> "NoveltyHalf":
-        if len(benign) < 2:
-            raise ValueError("novelty needs benign-labeled training nodes to learn what is usual")
-        from .flat_forest import FlatForest
-
-        sample = subsample(benign, cls.MAX_ROWS, np.random.default_rng(seed))
-        half = cls(FlatForest.fit(sample, **cls.FOREST, seed=seed), 1.0)
-        reference = held_out if len(held_out) >= 10 else benign
-        half.threshold = max(float(np.percentile(half.novelty(reference), percentile)), 1e-9)
-        return half
-
-    def novelty(self, rows: np.ndarray) -> np.ndarray:
-        return self.forest.isolation(rows)
-
-    def ratio(self, rows: np.ndarray) -> np.ndarray:
-        return self.novelty(rows) / self.threshold
-
-    def combine(self, probability: np.ndarray, rows: np.ndarray, threshold: float) -> np.ndarray:
-        """max(P, threshold x novelty / novelty threshold): at or above `threshold` when either is."""
-        return np.maximum(probability, threshold * self.ratio(rows))
-
-    def get_state(self) -> dict[str, Any]:
-        return {"forest": self.forest.get_state(), "threshold": self.threshold}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any], seed: int) -> "NoveltyHalf":
-        from .flat_forest import FlatForest
-
-        forest = FlatForest.from_state(state.get("forest", state), **cls.FOREST, seed=seed)  # old files: the sample
-        return cls(forest, float(state["threshold"]))

@@ -23,6 +23,10 @@ from ..components import Component, Params
 
 np = lazy_import("numpy")
 
+# When a flow happened, not what it did: builders that add these features name them so, and
+# novelty (`detectors.novelty`) leaves them out, since a new network's hours are no attack.
+TIME_OF_DAY_FEATURES = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -172,6 +176,12 @@ class GraphWindow:
         if self.kind_features is None:
             return self.x[rows]
         return self.x[np.ix_(rows, np.asarray(self.kind_features[kind], dtype=np.int64))]
+
+    def kind_feature_names(self, kind: int) -> tuple[str, ...]:
+        """The names of `kind_x(kind)`'s columns."""
+        if self.kind_features is None:
+            return tuple(self.feature_names)
+        return tuple(self.feature_names[i] for i in self.kind_features[kind])
 
     def kind_local(self) -> np.ndarray:
         """Each node's index among the nodes of its own kind (heterogeneous message passing)."""

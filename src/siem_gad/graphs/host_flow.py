@@ -31,7 +31,7 @@ from pydantic import Field
 
 from ..events import EVENT_ID, TIMESTAMP
 from ..labeling import event_classes
-from . import Evidence, GraphBuilder, GraphWindow, LabelParams, WindowGrid, arrays
+from . import TIME_OF_DAY_FEATURES, Evidence, GraphBuilder, GraphWindow, LabelParams, WindowGrid, arrays
 from .bipartite import distinct_per_group, event_numbers, host_codes, host_nodes, windowed_rows
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class HostFlowGraphBuilder(GraphBuilder):
         if p.history_field:
             names += [f"flag {c} orig" for c in HISTORY_FLAGS] + [f"flag {c.lower()} resp" for c in HISTORY_FLAGS]
         if p.time_features:
-            names += ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]
+            names += TIME_OF_DAY_FEATURES
         if p.port_field:
             names += ["port well-known", "port registered", "port ephemeral", "port log"]
         return tuple(names)

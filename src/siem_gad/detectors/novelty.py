@@ -1,0 +1,113 @@
+"""The novelty half of the supervised graph detectors (`novelty: true`, `supervised.py`).
+
+A supervised model knows the attacks its labels showed; the novelty half is there for the
+family nobody labeled. It asks of each node: does any one of its features take a value the
+training nodes (benign and attack alike: everything the model has seen) rarely or never took?
+
+- **Rarity** of a node is, over its behaviour features, the largest -log of the share of
+  training nodes at least as extreme on that feature (either tail, Laplace-smoothed). A flag
+  or state never seen in training scores log(reference rows + 2); a common one about 0. Time
+  of day and of week are left out (`graphs.TIME_OF_DAY_FEATURES`): a new network's hours are
+  not an attack. A value common in training, under any label, is not new: what the labels
+  taught, the supervised half judges.
+- **Threshold**: the `novelty_percentile` of held-out benign training nodes' rarity; a node
+  is novel above it. `ratio()` is rarity over that threshold.
+- **Burst**: where a node is a single event (a flow), one odd event is weak evidence: every
+  network has its own oddities (an Echo's half-closed sessions, a gateway's resets), and on a
+  network the model never saw they are novel too. Floods and scans repeat theirs by the
+  hundred. So a flow counts in full only when its sender sent at least `burst` novel flows in
+  the window (`groups`); below that its ratio, capped at 1, is scaled by k / `burst` (k: the
+  sender's novel flows), which keeps it under the threshold but ranked. Host-level nodes
+  already sum their events and are not grouped.
+
+Measured on IoT-23 leave-one-capture-out (docs/benchmarks.md, "The product detector"): 34-1's
+DDoS flood, no other capture's traffic, carries a TCP flag (Zeek's `C`) that two of the other
+captures' 30,000 flows show; the honeypots' own oddities come in tens per window at most.
+Its state is a sorted sample of the training nodes per feature (at most `MAX_ROWS` rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..graphs import TIME_OF_DAY_FEATURES
+from . import subsample
+
+
+class NoveltyHalf:
+    MAX_ROWS = 20_000
+
+    def __init__(self, reference: np.ndarray, columns: np.ndarray, names: tuple[str, ...], threshold: float,
+                 burst: int):
+        self.reference = np.asarray(reference, dtype=np.float32)  # per behaviour column, its training values sorted
+        self.columns = np.asarray(columns, dtype=np.int64)  # which of a node's features they are
+        self.names = tuple(names)  # those features' names, for explanations
+        self.threshold = float(threshold)
+        self.burst = int(burst)
+
+    @classmethod
+    def fit(cls, seen: np.ndarray, benign: np.ndarray, feature_names: tuple[str, ...], percentile: float,
+            burst: int, seed: int) -> "NoveltyHalf":
+        """`seen`: the training nodes' features (every label); `benign`: benign nodes that the
+        reference should not hold (held out), whose rarity sets the threshold."""
+        columns = np.array([i for i, name in enumerate(feature_names) if name not in TIME_OF_DAY_FEATURES], np.int64)
+        if len(seen) < 2 or not len(benign) or not len(columns):
+            raise ValueError("novelty needs benign-labeled training nodes with behaviour features to learn what is "
+                             "usual")
+        sample = subsample(np.asarray(seen)[:, columns], cls.MAX_ROWS, np.random.default_rng(seed))
+        half = cls(np.sort(sample.T, axis=1), columns, tuple(feature_names[i] for i in columns), 1.0, burst)
+        cut = float(np.percentile(half.rarity(benign)[0], percentile))
+        # novel means above the benign nodes' percentile: ties at it (common with flags) are not
+        half.threshold = max(float(np.nextafter(cut, np.inf)), 1e-9)
+        return half
+
+    def rarity(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's rarity and the position (in `names`) of the feature that gives it."""
+        rows = np.asarray(rows, dtype=np.float32)
+        n = self.reference.shape[1]
+        if not len(rows):
+            return np.zeros(0), np.zeros(0, np.int64)
+        best, which = np.full(len(rows), -np.inf), np.zeros(len(rows), np.int64)
+        for j, column in enumerate(self.columns):
+            values = self.reference[j]
+            at_least = n - np.searchsorted(values, rows[:, column], side="left")
+            at_most = np.searchsorted(values, rows[:, column], side="right")
+            tail = -np.log((np.minimum(at_least, at_most) + 1) / (n + 2))
+            rarer = tail > best
+            best[rarer], which[rarer] = tail[rarer], j
+        return best, which
+
+    def ratio(self, rows: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Rarity over the threshold (1: at it); with `groups` (each row's sender), held under 1
+        outside a burst (module docstring)."""
+        ratio = self.rarity(rows)[0] / self.threshold
+        if groups is None or not len(ratio) or self.burst <= 1:
+            return ratio
+        _, group = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        novel = np.bincount(group, weights=(ratio >= 1).astype(np.float64))[group]
+        return np.where(novel >= self.burst, ratio, np.minimum(ratio, 1.0) * novel / self.burst)
+
+    def novel_feature(self, rows: np.ndarray) -> list[str]:
+        """Per row, the feature whose value is rarest in training (what an explanation names)."""
+        return [self.names[i] for i in self.rarity(rows)[1]]
+
+    def combine(self, probability: np.ndarray, rows: np.ndarray, threshold: float,
+                groups: np.ndarray | None = None) -> np.ndarray:
+        """max(P, threshold x ratio): at or above `threshold` when either half is."""
+        return np.maximum(probability, threshold * self.ratio(rows, groups))
+
+    def get_state(self) -> dict[str, Any]:
+        import torch
+
+        return {"reference": torch.from_numpy(np.ascontiguousarray(self.reference)),
+                "columns": torch.from_numpy(self.columns), "names": list(self.names), "threshold": self.threshold}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], burst: int) -> "NoveltyHalf":
+        if "reference" not in state:
+            raise ValueError("this model's novelty half is an isolation forest, from a siem-gad before the rarity "
+                             "novelty (docs/detectors.md): train the model again")
+        return cls(state["reference"].numpy(), state["columns"].numpy(), tuple(state["names"]),
+                   float(state["threshold"]), burst)
