@@ -1,15 +1,21 @@
 """`hetero_gnn` with and without its novelty half, IoT-23 leave one capture out.
 
-Every capture is scored by a `hetero_gnn` trained on the five others (corrected C&C labels, as
-the label audit does; the first `--rows` flows of each capture, 10-minute windows of 128 flows),
-its threshold fixed on those five: best F1 on their held-out flows. Its novelty half (on by
-default; `detectors/novelty.py`: feature values training rarely saw, in bursts per sender) is
-combined as max(P, threshold x novelty / novelty threshold); `novelty: false` is the labels
-alone. Figures per held-out capture: flow ROC-AUC, F1 at the fixed threshold, and the
-false-positive rate on its benign flows. Median over `--seeds` seeds (range).
+Every capture is scored by a `hetero_gnn` trained on the five others (C&C labels corrected as
+the label audit does, unless `--labels dataset`; the first `--rows` flows of each capture,
+10-minute windows of 128 flows), its threshold fixed on those five: best F1 on their held-out
+flows. Its novelty half (on by default; `detectors/novelty.py`: feature values training
+rarely saw, in bursts per sender) is combined as max(P, threshold x novelty / novelty
+threshold); `novelty: false` is the labels alone. Figures per held-out capture: flow ROC-AUC,
+F1 at the fixed threshold, and the false-positive rate on its benign flows. Median over
+`--seeds` seeds (range).
 
     .venv/bin/python bench/hetero_novelty.py [--rows 20000] [--seeds 3] [--epochs 30] [--time-features both]
     .venv/bin/python bench/hetero_novelty.py --verdicts 20
+    .venv/bin/python bench/hetero_novelty.py --labels dataset
+    .venv/bin/python bench/hetero_novelty.py --timing
+
+`--labels dataset` keeps the dataset's own labels instead (42-1's C&C heartbeat benign there,
+malicious in 34-1), as the label audit reports them beside the corrected ones.
 
 `--time-features both` also trains on graphs whose flows carry the time of day and of week
 (the `host_flow` builder's `time_features`), in the same run: what those features do on a
@@ -23,6 +29,11 @@ positive when a flow the alert shows is an attack, else a false positive). The f
 windows, unlabeled but for those verdicts (`triage.feedback.label_windows`, as `siem-gad
 feedback` labels the next training), join the training; the second half is scored by the model
 without and with them, in the same run.
+
+`--timing` measures what the novelty half costs a scoring pass instead: the seconds of
+`score` over each held-out capture's windows, by one model with its novelty half and with it
+detached, under the product's thread policy (one thread), the median of 7 passes, idle and
+with `--load` CPU-bound processes beside it (bench/cpu_load.py).
 
 Data: ../shared/data/iot23. About 3 minutes here (2 cores). Prints Markdown.
 """
@@ -102,6 +113,41 @@ def verdict_rows(windows: dict, budget: int, seeds: int, epochs: int) -> None:
                   f"{cell(f1)} | {cell(fpr)} |", flush=True)
 
 
+def timing_rows(windows: dict, epochs: int, load: int) -> None:
+    """The `--timing` protocol (module docstring), one row per held-out capture and load."""
+    import time
+
+    from cpu_load import cpu_load
+    from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
+    from siem_gad.threads import decide
+
+    decide("auto").apply()
+
+    def seconds(model, test: list) -> float:
+        runs = []
+        for _ in range(7):
+            began = time.perf_counter()
+            model.score(test)
+            runs.append(time.perf_counter() - began)
+        return float(np.median(runs))
+
+    print("| held-out capture | flows scored | machine | `score` without novelty (s) | with novelty (s) | ratio |\n"
+          "|---|---|---|---|---|---|")
+    for held in IOT23_CAPTURES:
+        train = [w for c in IOT23_CAPTURES if c != held for w in windows[c]]
+        model = HeteroGnnDetector(epochs=epochs, hidden=32, seed=1).fit(train)
+        half, test = model.novelty_, windows[held]
+        flows = sum(int((w.node_kind == 1).sum()) for w in test)
+        for burners in (0, load):
+            with cpu_load(burners):
+                model.novelty_ = None
+                plain = seconds(model, test)
+                model.novelty_ = half
+                novel = seconds(model, test)
+            machine = f"loaded ({burners} CPU-bound processes)" if burners else "idle"
+            print(f"| {held} | {flows} | {machine} | {plain:.4f} | {novel:.4f} | {novel / plain:.2f} |", flush=True)
+
+
 def cell(values: list[float]) -> str:
     if all(np.isnan(values)):
         return "-"
@@ -118,12 +164,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--time-features", choices=["default", "both"], default="default",
                         help="both: also the builder with the time of day and of week as flow features")
+    parser.add_argument("--labels", choices=["corrected", "dataset"], default="corrected",
+                        help="corrected: every flow to or from the C&C network is C&C (the label audit)")
+    parser.add_argument("--timing", action="store_true",
+                        help="what the novelty half costs a scoring pass, idle and loaded (module docstring)")
+    parser.add_argument("--load", type=int, default=2, help="CPU-bound processes beside the loaded --timing rows")
     parser.add_argument("--verdicts", type=int, default=0,
                         help="the feedback protocol instead: verdicts on this many alerts of each held-out "
                              "capture's first half")
     args = parser.parse_args(argv)
     variants = [False, True] if args.time_features == "both" else [HostFlowGraphBuilder().params.time_features]
-    captures = {c: iot23(c, rows=args.rows, corrected_labels=True) for c in IOT23_CAPTURES}
+    captures = {c: iot23(c, rows=args.rows, corrected_labels=args.labels == "corrected") for c in IOT23_CAPTURES}
     windows = {}
     for timed in variants:
         builder = HostFlowGraphBuilder(flows_per_graph=128, label_field="label", class_field="label.detailed",
@@ -131,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
         windows[timed] = {c: build(builder, events, timedelta(minutes=10)) for c, events in captures.items()}
     if args.verdicts:
         verdict_rows(windows[variants[0]], args.verdicts, args.seeds, args.epochs)
+        return
+    if args.timing:
+        timing_rows(windows[variants[0]], args.epochs, args.load)
         return
     print("| held-out capture | attack flows / flows | model | ROC-AUC | F1 at the fixed threshold | "
           "false-positive rate |\n|---|---|---|---|---|---|")

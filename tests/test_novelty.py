@@ -76,6 +76,12 @@ def test_novelty_is_bounded_and_follows_its_rows_whatever_their_order(nodes, bur
     order = list(range(len(nodes)))
     shuffle.shuffle(order)
     np.testing.assert_allclose(half.ratio(rows[order], senders[order]), ratio[order])
+    # a scoring pass looks many windows up at once: the same as one window at a time
+    cut = shuffle.randint(0, len(nodes))
+    windows = [(rows[:cut], senders[:cut]), (rows[:0], senders[:0]), (rows[cut:], senders[cut:])]
+    together = half.ratios([r for r, _ in windows], lambda i: windows[i][1])
+    for (part, who), batched in zip(windows, together):
+        np.testing.assert_allclose(batched, half.ratio(part, who))
 
 
 def test_a_model_saved_with_the_isolation_forest_novelty_asks_to_be_trained_again():

@@ -31,6 +31,7 @@ HOST, FLOW = 0, 1
 class HeteroGnnDetector(SupervisedGraphDetector):
     scaling = ("host_mean_", "host_std_", "flow_mean_", "flow_std_")
     target_kind = FLOW
+    novelty_in_bursts = True
 
     class Params(SupervisedParams):
         # on by default here: bursts of flows unlike anything seen are what labels miss, and on

@@ -113,6 +113,7 @@ class SupervisedGraphDetector(Detector):
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified
     scaling: ClassVar[tuple[str, ...]] = ()  # the numpy attributes `_fit_scaling` sets (saved with the model)
+    novelty_in_bursts: ClassVar[bool] = False  # nodes are single events: novelty counts per sender (`novelty_groups`)
     novelty_: "NoveltyHalf | None" = None  # the unsupervised half, with `novelty: true`
 
     # ------------------------------------------------------------------ subclass parts
@@ -192,8 +193,7 @@ class SupervisedGraphDetector(Detector):
             self.novelty_ = NoveltyHalf.fit(features[seen], features[calibration],
                                             windows[0].kind_feature_names(self.target_kind), p.novelty_percentile,
                                             p.novelty_burst, p.seed)
-            novelty = np.concatenate([self.novelty_.ratio(w.kind_x(self.target_kind), self.novelty_groups(w))
-                                      for w in windows])
+            novelty = np.concatenate(self.novelty_ratios_of(windows))
             val_scores = np.maximum(val_scores, self.threshold_ * novelty[held_out])
         self.remember_scores(val_scores)
         self.metrics_ = {"classes": list(self.classes_), "training_nodes": int((labeled & ~held_out).sum()),
@@ -228,18 +228,19 @@ class SupervisedGraphDetector(Detector):
     def target_scores(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         """P(not benign) of each window's target-kind nodes, combined with their novelty when
         the model has its novelty half (see the module)."""
-        return [self.scores_from(w, p) for w, p in zip(windows, self.predict_proba(windows))]
+        return [self._combined(p, r) for p, r in zip(self.predict_proba(windows), self.novelty_ratios_of(windows))]
 
     def scores_from(self, window: GraphWindow, probabilities: np.ndarray) -> np.ndarray:
         """The target-kind nodes' scores of `window` from their class probabilities
         (`predict_proba`), so an explanation that needs both runs the network once."""
+        return self._combined(probabilities, self.novelty_ratios(window))
+
+    def _combined(self, probabilities: np.ndarray, ratios: np.ndarray | None) -> np.ndarray:
+        """max(P(not benign), threshold x novelty ratio): at or above the threshold when either half is."""
         if not len(probabilities):
             return np.zeros(0)
         scores = 1 - probabilities[:, 0]
-        if self.novelty_ is None:
-            return scores
-        return self.novelty_.combine(scores, window.kind_x(self.target_kind), self.threshold_,
-                                     self.novelty_groups(window))
+        return scores if ratios is None else np.maximum(scores, self.threshold_ * ratios)
 
     def target_position(self, window: GraphWindow, node: int) -> int:
         """Where node `node` (of the target kind) stands among the window's target-kind nodes."""
@@ -247,14 +248,19 @@ class SupervisedGraphDetector(Detector):
 
     def novelty_ratios(self, window: GraphWindow) -> np.ndarray | None:
         """Each target-kind node's novelty over the novelty threshold (1: at it), or None."""
-        if self.novelty_ is None:
-            return None
-        return self.novelty_.ratio(window.kind_x(self.target_kind), self.novelty_groups(window))
+        return self.novelty_ratios_of([window])[0]
 
-    def novelty_groups(self, window: GraphWindow) -> np.ndarray | None:
+    def novelty_ratios_of(self, windows: list[GraphWindow]) -> list[np.ndarray | None]:
+        """`novelty_ratios` of many windows at once (a scoring pass: one lookup for all)."""
+        if self.novelty_ is None:
+            return [None] * len(windows)
+        groups = (lambda i: self.novelty_groups(windows[i])) if self.novelty_in_bursts else None
+        return self.novelty_.ratios([w.kind_x(self.target_kind) for w in windows], groups)
+
+    def novelty_groups(self, window: GraphWindow) -> np.ndarray:
         """Per target-kind node, who it counts with for the novelty burst (a flow: its sender);
-        None where each node is judged alone (`novelty.NoveltyHalf`)."""
-        return None
+        only asked where `novelty_in_bursts` (`novelty.NoveltyHalf`)."""
+        raise NotImplementedError(f"{type(self).__name__} judges each node's novelty alone")
 
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         return [self._node_scores(w, s) if w.num_nodes else np.zeros(0)
