@@ -199,7 +199,8 @@ def test_hetero_gnn_novelty_half_finds_a_burst_no_label_taught_it_and_reloads(fl
     sender_of = both.explain(strange, int(flows_at[burst[0]]))
     top = sender_of.extra["flows"][0]
     assert "novelty threshold" in sender_of.summary and top["novelty"] > 1, sender_of.summary
-    assert top["rarest feature"] in sender_of.summary
+    assert top["rarest feature"] in sender_of.summary and 0 < top["training share"] < 0.01
+    assert "4 novel flows from this host" in sender_of.summary, sender_of.summary
     both.save(tmp_path / "novel.pt")
     loaded = HeteroGnnDetector.load(tmp_path / "novel.pt")
     np.testing.assert_allclose(loaded.target_scores([strange])[0], combined)

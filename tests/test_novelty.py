@@ -29,8 +29,11 @@ def test_novelty_is_a_value_training_rarely_saw_whatever_its_label_and_never_the
     huge = np.array([[40, 0, 0, 0]], np.float32)
     at_night = np.array([[5, 1, 0, 1.0]], np.float32)  # an hour training never had
     assert half.ratio(usual)[0] < 1 and half.ratio(at_night)[0] == half.ratio(usual)[0]
-    assert half.ratio(flag_c)[0] > 1 and half.novel_feature(flag_c) == ["flag C"]
-    assert half.ratio(huge)[0] > 1 and half.novel_feature(huge) == ["bytes"]
+    for row, feature in ((flag_c, "flag C"), (huge, "bytes")):
+        names, share, novel = half.rarest(row)
+        assert half.ratio(row)[0] > 1 and novel[0] and names == [feature]
+        assert share[0] == pytest.approx(1 / (len(seen) + 2))  # a value no training node had
+    assert not half.rarest(usual)[2][0]
     # held-out benign nodes above the threshold: at most the percentile's share
     assert (half.ratio(benign) >= 1).mean() <= 0.01
     # a value common among the seen nodes is not new, whichever label they had

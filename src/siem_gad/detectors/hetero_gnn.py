@@ -110,7 +110,8 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         probabilities = self.predict_proba([window])[0]
         flow_scores = self.scores_from(window, probabilities)
         novelty = self.novelty_ratios(window)
-        novel_feature = self.novelty_.novel_feature(window.kind_x(FLOW)) if self.novelty_ is not None else None
+        if self.novelty_ is not None:
+            rarest, training_share, novel_alone = self.novelty_.rarest(window.kind_x(FLOW))
         senders = self._senders(window)
         if window.node_kind[item] == FLOW:
             chosen = np.flatnonzero(flow_nodes == item)
@@ -147,17 +148,21 @@ class HeteroGnnDetector(SupervisedGraphDetector):
                   "receiver": str(window.node_value[receivers[flow_nodes[f]]]),
                   "score": round(float(flow_scores[f]), 4),
                   "class": self.classes_[int(np.argmax(probabilities[f]))],
-                  **({"novelty": round(float(novelty[f]), 3), "rarest feature": novel_feature[f]}
-                     if novelty is not None else {})} for f in chosen]
+                  **({"novelty": round(float(novelty[f]), 3), "rarest feature": rarest[f],
+                      "training share": float(f"{training_share[f]:.3g}")} if novelty is not None else {})}
+                 for f in chosen]
         entity = window.entity(item) if window.node_kind[item] == HOST else {window.node_fields[HOST]: str(
             window.node_value[senders[np.flatnonzero(flow_nodes == item)[0]]])}
-        sent = int(len(np.flatnonzero(window.node_value[senders].astype(str) == next(iter(entity.values())))))
+        of_sender = window.node_value[senders].astype(str) == next(iter(entity.values()))
+        sent = int(of_sender.sum())
         attack_classes = sorted({f["class"] for f in flows if f["class"] != self.classes_[0]})
         novel = novelty is not None and bool(flows) and flows[0].get("novelty", 0) >= 1
         kind = ", ".join(attack_classes) or ("nothing training saw" if novel else "attacks")
-        note = (f", {flows[0]['novelty']:.1f}x the novelty threshold: {flows[0]['rarest feature']} as training "
-                "rarely saw it" if novel else "")
-        summary = (f"{next(iter(entity.values()))}: {len(flows)} of its {sent} flows look like "
+        note = (f", {flows[0]['novelty']:.1f}x the novelty threshold: {flows[0]['rarest feature']} as "
+                f"{flows[0]['training share']:.2%} of training flows had it; {int(novel_alone[of_sender].sum())} "
+                "novel flows from this host in the window" if novel else "")
+        over = len(alerted) or len(flows)  # all the flows over the threshold, not only the ones listed
+        summary = (f"{next(iter(entity.values()))}: {over} of its {sent} flows look like "
                    f"{kind} (top {flows[0]['score']:.3f} to {flows[0]['receiver']}{note})" if flows else "no flows")
         return Explanation(entity, contributors, [f["event.id"] for f in flows], sent, summary=summary,
                            extra={"flows": flows, "neighbors": sorted({f["receiver"] for f in flows})})

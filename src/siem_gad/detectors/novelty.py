@@ -103,9 +103,12 @@ class NoveltyHalf:
         novel = np.bincount(group, weights=(ratio >= 1).astype(np.float64))[group]
         return np.where(novel >= self.burst, ratio, np.minimum(ratio, 1.0) * novel / self.burst)
 
-    def novel_feature(self, rows: np.ndarray) -> list[str]:
-        """Per row, the feature whose value is rarest in training (what an explanation names)."""
-        return [self.names[i] for i in self.rarity(rows)[1]]
+    def rarest(self, rows: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """What an explanation says of each row: the feature whose value is rarest in training,
+        the share of training nodes with a value at least as extreme there, and whether the row
+        is novel by itself (before any burst)."""
+        rarity, which = self.rarity(rows)
+        return [self.names[i] for i in which], np.exp(-rarity), rarity >= self.threshold
 
     def get_state(self) -> dict[str, Any]:
         import torch
