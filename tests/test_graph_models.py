@@ -429,6 +429,24 @@ def test_reduced_hetero_novelty_benchmark_holds_each_capture_out(capsys):
             assert cell.strip() == "-" or 0 <= value(cell) <= 1
 
 
+def test_reduced_hetero_past_benchmark_scores_each_capture_after_its_training_part(capsys):
+    """bench/hetero_novelty.py --protocol past on 3,000 flows a capture: a row per capture and
+    model, each capture's later windows scored by the model of every capture's earlier ones,
+    the novelty half only adding alerts."""
+    from hetero_novelty import main
+
+    main(["--rows", "3000", "--seeds", "1", "--epochs", "5", "--protocol", "past"])
+    rows = [line.strip("|").split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| CTU-")]
+    assert [r[0].strip() for r in rows[::2]] == IOT23_CAPTURES and len(rows) == 2 * len(IOT23_CAPTURES)
+    value = lambda cell: float(cell.split(" (")[0])  # noqa: E731 - "median (range)"
+    for plain, novel in zip(rows[::2], rows[1::2]):
+        assert "`novelty: false`" in plain[2] and "`novelty: true`" in novel[2] and plain[1] == novel[1]
+        assert value(novel[5]) >= value(plain[5])
+        scored = int(plain[1].split(" / ")[1])
+        assert 0 < scored < 3000  # only the later part of the capture
+
+
 def test_reduced_hetero_verdicts_benchmark_reviews_the_first_half_and_scores_the_second(capsys):
     """bench/hetero_novelty.py --verdicts on 3,000 flows a capture: the verdicts follow the
     ground truth (a honeypot gives only false positives), and on the two captures whose C&C the
