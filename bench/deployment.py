@@ -288,34 +288,55 @@ def luflow_deployment(protocol: str, train_days: int, quick: bool, seeds: int, h
 
 # ---------------------------------------------------------------------------- IoT-23 captures
 class SupervisedAndNovelty:
-    """A flow classifier next to a novelty score, each with a threshold fixed on the training
-    captures, and their combination (an alert when either crosses its threshold).
+    """A flow classifier next to novelty scores, each with a threshold fixed on the training
+    captures, and their combinations (an alert when either crosses its threshold).
 
     - supervised: a random forest on the `host_flow` flow features with the port, P(attack) >= 0.5;
-    - novelty: an isolation forest fitted on half of the training captures' benign flows; its
+    - novelty (isolation forest): fitted on half of the training captures' benign flows; its
       threshold is the `1 - contamination` quantile of the other half's scores;
+    - novelty (rarity in bursts): `hetero_gnn`'s novelty half (`siem_gad.detectors.novelty`,
+      its defaults: the rarest feature value against every training flow, the 99th percentile
+      of the same held-out benign half, counting in bursts of 50 novel flows per sender and ten
+      minutes);
     - combined: max(P(attack), 0.5 x novelty / novelty threshold), alert at 0.5.
     """
 
     def __init__(self, seed: int, contamination: float = 0.01):
         self.seed, self.contamination = seed, contamination
 
-    def fit(self, x: np.ndarray, attack: np.ndarray) -> "SupervisedAndNovelty":
+    def fit(self, x: np.ndarray, attack: np.ndarray, feature_names: tuple[str, ...]) -> "SupervisedAndNovelty":
         from sklearn.ensemble import IsolationForest, RandomForestClassifier
+
+        from siem_gad.detectors.novelty import NoveltyHalf
+        from siem_gad.detectors.supervised import SupervisedParams
 
         self.forest = RandomForestClassifier(n_estimators=100, class_weight="balanced", random_state=self.seed,
                                              n_jobs=2).fit(x, attack)
-        benign = x[~attack][np.random.default_rng(self.seed).permutation(int((~attack).sum()))]
-        half = len(benign) // 2
+        benign_rows = np.flatnonzero(~attack)[np.random.default_rng(self.seed).permutation(int((~attack).sum()))]
+        half = len(benign_rows) // 2
+        benign = x[benign_rows]
         self.isolation = IsolationForest(n_estimators=200, random_state=self.seed).fit(benign[:half])
         self.novelty_threshold = float(np.quantile(-self.isolation.score_samples(benign[half:]), 1 - self.contamination))
+        calibration = np.zeros(len(x), dtype=bool)
+        calibration[benign_rows[half:]] = True
+        defaults = SupervisedParams()
+        self.rarity = NoveltyHalf.fit(x[~calibration], x[calibration], feature_names, defaults.novelty_percentile,
+                                      defaults.novelty_burst, self.seed)
         return self
 
-    def scores(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def scores(self, windows: list) -> dict[str, np.ndarray]:
+        from siem_gad.graphs.host_flow import FLOW, flow_senders
+
+        x = np.concatenate([w.kind_x(FLOW) for w in windows])
         supervised = self.forest.predict_proba(x)[:, list(self.forest.classes_).index(True)]
         novelty = 0.5 * -self.isolation.score_samples(x) / self.novelty_threshold
+        rarity = 0.5 * np.concatenate(self.rarity.ratios(
+            [w.kind_x(FLOW) for w in windows], lambda i: windows[i].node_value[flow_senders(windows[i])],
+            [(w.end - w.start).total_seconds() / 60 for w in windows]))
         return {"supervised (forest + port)": supervised, "novelty (isolation forest, benign flows)": novelty,
-                "supervised + novelty": np.maximum(supervised, novelty)}
+                "supervised + novelty": np.maximum(supervised, novelty),
+                "novelty (rarity in bursts, as `hetero_gnn`)": rarity,
+                "supervised + rarity novelty": np.maximum(supervised, rarity)}
 
 
 def capture_metrics(attack: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict:
@@ -337,7 +358,8 @@ def iot23_deployment(protocol: str, train_days: int, quick: bool, seeds: int, co
         windows = build(builder, iot23(capture, rows, corrected), timedelta(hours=1))
         x = np.concatenate([w.kind_x(1) for w in windows])
         attack = np.concatenate([w.node_label[w.node_kind == 1] for w in windows]).astype(str) != "benign"
-        flows[capture] = (x, attack)
+        flows[capture] = (x, attack, windows)
+    names = next(w for ws in flows.values() for w in ws[2] if w.num_nodes).kind_feature_names(1)
     results: dict = {"data": "iot23", "protocol": protocol, "labels": "corrected" if corrected else "dataset",
                      "rows_per_capture": rows, "folds": []}
     for trained_on, held in PROTOCOLS[protocol](IOT23_CAPTURES, train_days):
@@ -345,8 +367,8 @@ def iot23_deployment(protocol: str, train_days: int, quick: bool, seeds: int, co
         attack = np.concatenate([flows[c][1] for c in trained_on])
         fold = {"train": trained_on, "scored": held, "has_attacks": bool(flows[held][1].any()), "models": {}}
         for seed in range(seeds):
-            model = SupervisedAndNovelty(seed).fit(x, attack)
-            for name, score in model.scores(flows[held][0]).items():
+            model = SupervisedAndNovelty(seed).fit(x, attack, names)
+            for name, score in model.scores(flows[held][2]).items():
                 fold["models"].setdefault(name, []).append(capture_metrics(flows[held][1], score))
         results["folds"].append(fold)
         print(f"{held}: trained on the {len(trained_on)} other captures", file=sys.stderr)

@@ -14,6 +14,7 @@ F1 at the fixed threshold, and the false-positive rate on its benign flows. Medi
     .venv/bin/python bench/hetero_novelty.py --labels dataset
     .venv/bin/python bench/hetero_novelty.py --timing
     .venv/bin/python bench/hetero_novelty.py --protocol past
+    .venv/bin/python bench/hetero_novelty.py --port
 
 `--labels dataset` keeps the dataset's own labels instead (42-1's C&C heartbeat benign there,
 malicious in 34-1), as the label audit reports them beside the corrected ones.
@@ -34,6 +35,9 @@ without and with them, in the same run.
 `--protocol past` asks what the same network's next days look like instead of a new network:
 one model is trained on the first 70 % of every capture's windows (in time) and scores the
 rest of each capture alone, with its thresholds fixed on the training part.
+
+`--port` turns on the builder's `port_field` (the destination port's range and log as flow
+features, off by default), as the flow-level bench's random forest has it.
 
 `--timing` measures what the novelty half costs a scoring pass instead: the seconds of
 `score` over each held-out capture's windows, by one model with its novelty half and with it
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--time-features", choices=["default", "both"], default="default",
                         help="both: also the builder with the time of day and of week as flow features")
+    parser.add_argument("--port", action="store_true",
+                        help="the builder's `port_field` on: the destination port's range as flow features")
     parser.add_argument("--labels", choices=["corrected", "dataset"], default="corrected",
                         help="corrected: every flow to or from the C&C network is C&C (the label audit)")
     parser.add_argument("--protocol", choices=["leave-one-out", "past"], default="leave-one-out",
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     windows = {}
     for timed in variants:
         builder = HostFlowGraphBuilder(flows_per_graph=128, label_field="label", class_field="label.detailed",
-                                       time_features=timed)
+                                       time_features=timed, port_field="destination.port" if args.port else None)
         windows[timed] = {c: build(builder, events, timedelta(minutes=10)) for c, events in captures.items()}
     if args.verdicts:
         verdict_rows(windows[variants[0]], args.verdicts, args.seeds, args.epochs)

@@ -42,7 +42,7 @@ def test_novelty_is_a_value_training_rarely_saw_whatever_its_label_and_never_the
     assert NoveltyHalf.fit(seen_with_c, benign, NAMES, 99.0, 1, 1).ratio(flag_c)[0] < 1
 
 
-def test_a_flow_alerts_by_its_novelty_only_in_a_burst_of_novel_flows_from_its_sender():
+def test_a_flow_counts_as_novel_only_in_a_burst_of_novel_flows_from_its_sender():
     seen, benign = training(np.random.default_rng(2))
     half = NoveltyHalf.fit(seen, benign, NAMES, 99.0, burst=5, seed=2)
     odd = np.array([5, 1, 1, 0], np.float32)
@@ -52,13 +52,22 @@ def test_a_flow_alerts_by_its_novelty_only_in_a_burst_of_novel_flows_from_its_se
     alone = NoveltyHalf.fit(seen, benign, NAMES, 99.0, burst=1, seed=2).ratio(rows)
     ratio = half.ratio(rows, senders)
     np.testing.assert_allclose(ratio[:5], alone[:5])  # five novel flows from one sender: in full
-    assert alone[5] > 1 and (alone[6:] < 1).all()
-    np.testing.assert_allclose(ratio[5], 1 / 5)  # one novel flow of five from its sender: held under 1
-    np.testing.assert_allclose(ratio[6:], alone[6:] / 5)  # and its sender's other flows with it
-    assert (ratio[:5] >= 1).all()
-    below = half.ratio(rows[1:5], senders[1:5])  # four novel flows: one short of the burst
-    np.testing.assert_allclose(below, 4 / 5)
+    assert (ratio[:5] >= 1).all() and alone[5] > 1
+    assert (ratio[5:] == 0).all()  # one novel flow of five from its sender: nothing, nor its sender's others
+    assert (half.ratio(rows[1:5], senders[1:5]) == 0).all()  # four: one short of the burst
     np.testing.assert_allclose(half.ratio(rows), alone)  # no groups: each node alone
+
+
+def test_the_burst_is_a_rate_over_the_window_and_never_less_than_its_count():
+    seen, benign = training(np.random.default_rng(4))
+    half = NoveltyHalf.fit(seen, benign, NAMES, 99.0, burst=5, seed=4)
+    rows = np.array([[5, 1, 1, 0]] * 12, np.float32)
+    senders = np.array(["h"] * 12, object)
+    assert half.needed(60) == 30 and half.needed(10) == 5 and half.needed(1) == 5
+    assert (half.ratio(rows, senders, minutes=10) >= 1).all()
+    assert (half.ratio(rows, senders, minutes=20) >= 1).all()  # twenty minutes need 10: 12 are enough
+    assert (half.ratio(rows, senders, minutes=60) == 0).all()  # an hour needs 30
+    assert (half.ratio(rows[:4], senders[:4], minutes=1) == 0).all()  # a short window still needs 5
 
 
 @settings(max_examples=40, deadline=None)
@@ -72,7 +81,7 @@ def test_novelty_is_bounded_and_follows_its_rows_whatever_their_order(nodes, bur
     ratio = half.ratio(rows, senders)
     ceiling = np.log(len(seen) + 2) / half.threshold
     assert ((ratio >= 0) & (ratio <= ceiling + 1e-9)).all()
-    assert (ratio <= half.ratio(rows) + 1e-12).all()  # the burst only ever discounts
+    assert (ratio <= half.ratio(rows) + 1e-12).all()  # the burst only ever takes novelty away
     counts = {who: sum(half.ratio(rows)[senders == who] >= 1) for who in set(senders)}
     in_burst = np.array([counts[who] >= burst for who in senders])
     assert np.array_equal(ratio >= 1, (half.ratio(rows) >= 1) & in_burst)

@@ -21,11 +21,10 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
+from ..graphs.host_flow import FLOW, HOST, flow_receivers, flow_senders
 from . import Explanation
 from . import standardizer
 from .supervised import SupervisedGraphDetector, SupervisedParams
-
-HOST, FLOW = 0, 1
 
 
 class HeteroGnnDetector(SupervisedGraphDetector):
@@ -73,19 +72,10 @@ class HeteroGnnDetector(SupervisedGraphDetector):
                                       np.concatenate(reaches, axis=1).astype(np.int64))}
 
     # ------------------------------------------------------------------ scores
-    @staticmethod
-    def _senders(window: GraphWindow) -> np.ndarray:
-        """The (window-local) host node that sent each flow, in flow order."""
-        src, dst = window.edge_index
-        from_host = window.node_kind[src] == HOST
-        sender = np.empty(window.num_nodes, np.int64)
-        sender[dst[from_host]] = src[from_host]
-        return sender[window.node_kind == FLOW]
-
     def novelty_groups(self, window: GraphWindow) -> np.ndarray:
         """A flow's novelty counts with the other flows of its sender in the window (the sender's
         address: a host has a copy in each subgraph)."""
-        return window.node_value[self._senders(window)]
+        return window.node_value[flow_senders(window)]
 
     def _node_scores(self, window: GraphWindow, flow_scores: np.ndarray) -> np.ndarray:
         import pandas as pd
@@ -93,7 +83,7 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         scores = np.full(window.num_nodes, np.nan)
         if not len(flow_scores):
             return scores
-        host_value = window.node_value[self._senders(window)]
+        host_value = window.node_value[flow_senders(window)]
         best = pd.Series(flow_scores).groupby(host_value.astype(str)).max()
         hosts = np.flatnonzero(window.node_kind == HOST)
         names = window.node_value[hosts].astype(str)
@@ -112,7 +102,7 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         novelty = self.novelty_ratios(window)
         if self.novelty_ is not None:
             rarest, training_share, novel_alone = self.novelty_.rarest(window.kind_x(FLOW))
-        senders = self._senders(window)
+        senders = flow_senders(window)
         if window.node_kind[item] == FLOW:
             chosen = np.flatnonzero(flow_nodes == item)
         else:
@@ -143,7 +133,7 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         contributors = [{"name": labels[i], "value": round(float(raw[i]), 3), "weight": round(float(weights[i]), 4)}
                         for i in order]
 
-        receivers = _receivers(window)
+        receivers = flow_receivers(window)
         flows = [{"event.id": str(window.node_value[flow_nodes[f]]),
                   "receiver": str(window.node_value[receivers[flow_nodes[f]]]),
                   "score": round(float(flow_scores[f]), 4),
@@ -168,11 +158,3 @@ class HeteroGnnDetector(SupervisedGraphDetector):
                            extra={"flows": flows, "neighbors": sorted({f["receiver"] for f in flows})})
 
 
-
-def _receivers(window: GraphWindow) -> np.ndarray:
-    """Per flow node, the host node it reached (other entries unused)."""
-    src, dst = window.edge_index
-    receiver = np.zeros(window.num_nodes, np.int64)
-    from_flow = window.node_kind[src] == FLOW
-    receiver[src[from_flow]] = dst[from_flow]
-    return receiver

@@ -15,8 +15,8 @@ or None (unlabeled) to the nodes they classify (`GraphWindow.node_label`). Train
 A node's score is its probability of not being benign. With `novelty`, labels and novelty are
 combined (`novelty.NoveltyHalf`): a node is novel when one of its behaviour features takes a
 value the training nodes rarely or never took, beyond the `novelty_percentile` of held-out
-benign nodes, and a flow's novelty alerts only when its sender sent at least `novelty_burst`
-novel flows in the window. A node's score is max(P(not benign), threshold x novelty / novelty
+benign nodes, and a flow's novelty counts only when its sender sent at least `novelty_burst`
+novel flows per ten minutes of the window. A node's score is max(P(not benign), threshold x novelty / novelty
 threshold), so it alerts when either half does. An attack family that training never labeled
 is still new (IoT-23 34-1's DDoS flood: docs/benchmarks.md, leave-one-capture-out).
 Subclasses supply the network (`graph_nets.py`, imported only when they train or score), how
@@ -65,8 +65,9 @@ class SupervisedParams(BaseDetectorParams):
     novelty_percentile: float = Field(99.0, gt=50, lt=100,
                                       description="the novelty threshold: this percentile of held-out benign nodes' "
                                                   "novelty")
-    novelty_burst: int = Field(50, ge=1, description="a flow's novelty alerts only when its sender sent at least this "
-                                                     "many novel flows in the window (1: each flow alone)")
+    novelty_burst: int = Field(50, ge=1, description="a flow's novelty counts only when its sender sent at least this "
+                                                     "many novel flows per ten minutes of the window (1: each flow "
+                                                     "alone)")
 
     @model_validator(mode="before")
     @classmethod
@@ -255,7 +256,8 @@ class SupervisedGraphDetector(Detector):
         if self.novelty_ is None:
             return [None] * len(windows)
         groups = (lambda i: self.novelty_groups(windows[i])) if self.novelty_in_bursts else None
-        return self.novelty_.ratios([w.kind_x(self.target_kind) for w in windows], groups)
+        return self.novelty_.ratios([w.kind_x(self.target_kind) for w in windows], groups,
+                                    [(w.end - w.start).total_seconds() / 60 for w in windows])
 
     def novelty_groups(self, window: GraphWindow) -> np.ndarray:
         """Per target-kind node, who it counts with for the novelty burst (a flow: its sender);

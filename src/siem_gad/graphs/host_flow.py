@@ -190,6 +190,24 @@ class HostFlowGraphBuilder(GraphBuilder):
                            edge_feature_names=(), kind_features=kinds)
 
 
+def flow_senders(window: GraphWindow) -> np.ndarray:
+    """The (window-local) host node that sent each flow, in flow order."""
+    src, dst = window.edge_index
+    from_host = window.node_kind[src] == HOST
+    sender = np.empty(window.num_nodes, np.int64)
+    sender[dst[from_host]] = src[from_host]
+    return sender[window.node_kind == FLOW]
+
+
+def flow_receivers(window: GraphWindow) -> np.ndarray:
+    """Per flow node, the host node it reached (other entries unused)."""
+    src, dst = window.edge_index
+    receiver = np.zeros(window.num_nodes, np.int64)
+    from_flow = window.node_kind[src] == FLOW
+    receiver[src[from_flow]] = dst[from_flow]
+    return receiver
+
+
 def _one_hot(events: "pd.DataFrame", field_name: str, values: list[str], rows: np.ndarray) -> list[np.ndarray]:
     """One column per listed value (compared case-insensitively) and one for any other value."""
     n = len(rows)
