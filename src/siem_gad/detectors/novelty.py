@@ -25,6 +25,7 @@ DDoS flood, no other capture's traffic, carries a TCP flag (Zeek's `C`) that two
 captures' 6,619 flows show, 13,617 times in ten minutes; the honeypots' own oddities come 10-21
 per ten minutes (and 60-130 an hour, which a count per window regardless of its length let
 through: bench/deployment.py's hourly windows).
+
 Its state is a sorted sample of the training nodes per feature (at most `MAX_ROWS` rows).
 """
 

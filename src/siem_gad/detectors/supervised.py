@@ -16,9 +16,10 @@ A node's score is its probability of not being benign. With `novelty`, labels an
 combined (`novelty.NoveltyHalf`): a node is novel when one of its behaviour features takes a
 value the training nodes rarely or never took, beyond the `novelty_percentile` of held-out
 benign nodes, and a flow's novelty counts only when its sender sent at least `novelty_burst`
-novel flows per ten minutes of the window. A node's score is max(P(not benign), threshold x novelty / novelty
-threshold), so it alerts when either half does. An attack family that training never labeled
-is still new (IoT-23 34-1's DDoS flood: docs/benchmarks.md, leave-one-capture-out).
+novel flows per ten minutes of the window. A node's score is max(P(not benign), threshold x
+novelty / novelty threshold), so it alerts when either half does. An attack family that
+training never labeled is still new (IoT-23 34-1's DDoS flood: docs/benchmarks.md,
+leave-one-capture-out).
 Subclasses supply the network (`graph_nets.py`, imported only when they train or score), how
 windows become tensors, and which nodes are scored.
 """
