@@ -24,10 +24,10 @@ malicious in 34-1), as the label audit reports them beside the corrected ones.
 network the model never saw.
 
 `--verdicts N` asks instead what an analyst's feedback does on the new network (the default
-`hetero_gnn`, novelty half on). The held-out
-capture's windows are split in time: in the first half an analyst reviews the N strongest
-alerts of the model trained on the other five (one per sending host and window; a true
-positive when a flow the alert shows is an attack, else a false positive). The first half's
+`hetero_gnn`, novelty half on). The held-out capture's windows are split in time: in the first
+half an analyst reviews the N strongest alerts of the model trained on the other five (one per
+sending host and window; a true positive when a flow the alert shows is an attack, else a
+false positive). The first half's
 windows, unlabeled but for those verdicts (`triage.feedback.label_windows`, as `siem-gad
 feedback` labels the next training), join the training; the second half is scored by the model
 without and with them, in the same run.
@@ -44,7 +44,8 @@ features, off by default), as the flow-level bench's random forest has it.
 detached, under the product's thread policy (one thread), the median of 7 passes, idle and
 with `--load` CPU-bound processes beside it (bench/cpu_load.py).
 
-Data: ../shared/data/iot23. About 3 minutes here (2 cores). Prints Markdown.
+Data: ../shared/data/iot23. About 8 minutes here (2 cores; `--verdicts` and `--protocol past`
+4-5). Prints Markdown.
 """
 
 from __future__ import annotations

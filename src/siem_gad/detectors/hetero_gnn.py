@@ -33,8 +33,8 @@ class HeteroGnnDetector(SupervisedGraphDetector):
     novelty_in_bursts = True
 
     class Params(SupervisedParams):
-        # on by default here: bursts of flows unlike anything seen are what labels miss, and on
-        # IoT-23 the flow-level novelty half added no false positive (docs/benchmarks.md)
+        # on by default here: bursts of flows unlike anything seen are what labels miss, and the
+        # novelty half added no false positive on any IoT-23 capture (docs/benchmarks.md)
         novelty: bool = Field(True, description=SupervisedParams.model_fields["novelty"].description)
 
     # ------------------------------------------------------------------ tensors
@@ -100,8 +100,8 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         probabilities = self.predict_proba([window])[0]
         flow_scores = self.scores_from(window, probabilities)
         novelty = self.novelty_ratios(window)
-        if self.novelty_ is not None:
-            rarest, training_share, novel_alone = self.novelty_.rarest(window.kind_x(FLOW))
+        rarest, training_share, novel_alone = (self.novelty_.rarest(window.kind_x(FLOW)) if self.novelty_ is not None
+                                                else (None, None, None))
         senders = flow_senders(window)
         if window.node_kind[item] == FLOW:
             chosen = np.flatnonzero(flow_nodes == item)
@@ -156,5 +156,3 @@ class HeteroGnnDetector(SupervisedGraphDetector):
                    f"{kind} (top {flows[0]['score']:.3f} to {flows[0]['receiver']}{note})" if flows else "no flows")
         return Explanation(entity, contributors, [f["event.id"] for f in flows], sent, summary=summary,
                            extra={"flows": flows, "neighbors": sorted({f["receiver"] for f in flows})})
-
-
