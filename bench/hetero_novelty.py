@@ -9,7 +9,7 @@ threshold); `novelty: false` is the labels alone. Figures per held-out capture: 
 F1 at the fixed threshold, and the false-positive rate on its benign flows. Median over
 `--seeds` seeds (range).
 
-    .venv/bin/python bench/hetero_novelty.py [--rows 20000] [--seeds 3] [--epochs 30] [--time-features both]
+    .venv/bin/python bench/hetero_novelty.py [--rows 20000] [--seeds 3] [--epochs 30] [--hidden 32] [--time-features both]
     .venv/bin/python bench/hetero_novelty.py --verdicts 20
     .venv/bin/python bench/hetero_novelty.py --labels dataset
     .venv/bin/python bench/hetero_novelty.py --timing
@@ -97,7 +97,7 @@ def reviewed(model, windows: list, budget: int) -> tuple[list, int, int]:
     return copies, true_positives, len(verdicts) - true_positives
 
 
-def verdict_rows(windows: dict, budget: int, seeds: int, epochs: int) -> None:
+def verdict_rows(windows: dict, budget: int, seeds: int, params: dict) -> None:
     """The `--verdicts` protocol (module docstring), one row per held-out capture and model."""
     from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
     from siem_gad.graphs.host_flow import FLOW
@@ -111,10 +111,10 @@ def verdict_rows(windows: dict, budget: int, seeds: int, epochs: int) -> None:
         truth = np.concatenate([w.node_label[w.node_kind == FLOW] for w in second]) != "benign"
         plain, taught, counts = [], [], []
         for seed in range(1, seeds + 1):
-            model = HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed).fit(train)
+            model = HeteroGnnDetector(**params, seed=seed).fit(train)
             labeled, tp, fp = reviewed(model, first, budget)
             plain.append(figures(model, second, truth))
-            retrained = HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed).fit(train + labeled)
+            retrained = HeteroGnnDetector(**params, seed=seed).fit(train + labeled)
             taught.append(figures(retrained, second, truth))
             counts.append(f"{tp} / {fp}")
         for name, runs in (("`hetero_gnn`", plain), ("`hetero_gnn` + the first half's verdicts", taught)):
@@ -123,7 +123,7 @@ def verdict_rows(windows: dict, budget: int, seeds: int, epochs: int) -> None:
                   f"{cell(f1)} | {cell(fpr)} |", flush=True)
 
 
-def timing_rows(windows: dict, epochs: int, load: int) -> None:
+def timing_rows(windows: dict, params: dict, load: int) -> None:
     """The `--timing` protocol (module docstring), one row per held-out capture and load."""
     import time
 
@@ -145,7 +145,7 @@ def timing_rows(windows: dict, epochs: int, load: int) -> None:
           "|---|---|---|---|---|---|")
     for held in IOT23_CAPTURES:
         train = [w for c in IOT23_CAPTURES if c != held for w in windows[c]]
-        model = HeteroGnnDetector(epochs=epochs, hidden=32, seed=1).fit(train)
+        model = HeteroGnnDetector(**params, seed=1).fit(train)
         half, test = model.novelty_, windows[held]
         flows = sum(int((w.node_kind == 1).sum()) for w in test)
         for burners in (0, load):
@@ -158,7 +158,7 @@ def timing_rows(windows: dict, epochs: int, load: int) -> None:
             print(f"| {held} | {flows} | {machine} | {plain:.4f} | {novel:.4f} | {novel / plain:.2f} |", flush=True)
 
 
-def past_rows(windows: dict, seeds: int, epochs: int) -> None:
+def past_rows(windows: dict, seeds: int, params: dict) -> None:
     """The `--protocol past` rows (module docstring): per capture, its later 30 % of windows."""
     from siem_gad.detectors.hetero_gnn import HeteroGnnDetector
     from siem_gad.graphs.host_flow import FLOW
@@ -169,7 +169,7 @@ def past_rows(windows: dict, seeds: int, epochs: int) -> None:
         cut = int(len(ordered) * 0.7)
         early[capture], late[capture] = ordered[:cut], ordered[cut:]
     train = [w for c in IOT23_CAPTURES for w in early[c]]
-    models = {novelty: [HeteroGnnDetector(epochs=epochs, hidden=32, seed=seed, novelty=novelty).fit(train)
+    models = {novelty: [HeteroGnnDetector(**params, seed=seed, novelty=novelty).fit(train)
                         for seed in range(1, seeds + 1)] for novelty in (False, True)}
     print("| capture, later 30 % | attack flows / flows | model | ROC-AUC | F1 at the fixed threshold | "
           "false-positive rate |\n|---|---|---|---|---|---|")
@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="flows read from the start of each capture")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--hidden", type=int, default=32,
+                        help="hidden width (the bench's 32; the detector's default is 64, with 100 epochs)")
     parser.add_argument("--time-features", choices=["default", "both"], default="default",
                         help="both: also the builder with the time of day and of week as flow features")
     parser.add_argument("--port", action="store_true",
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the feedback protocol instead: verdicts on this many alerts of each held-out "
                              "capture's first half")
     args = parser.parse_args(argv)
+    params = {"epochs": args.epochs, "hidden": args.hidden}
     variants = [False, True] if args.time_features == "both" else [HostFlowGraphBuilder().params.time_features]
     captures = {c: iot23(c, rows=args.rows, corrected_labels=args.labels == "corrected") for c in IOT23_CAPTURES}
     windows = {}
@@ -219,13 +222,13 @@ def main(argv: list[str] | None = None) -> None:
                                        time_features=timed, port_field="destination.port" if args.port else None)
         windows[timed] = {c: build(builder, events, timedelta(minutes=10)) for c, events in captures.items()}
     if args.verdicts:
-        verdict_rows(windows[variants[0]], args.verdicts, args.seeds, args.epochs)
+        verdict_rows(windows[variants[0]], args.verdicts, args.seeds, params)
         return
     if args.timing:
-        timing_rows(windows[variants[0]], args.epochs, args.load)
+        timing_rows(windows[variants[0]], params, args.load)
         return
     if args.protocol == "past":
-        past_rows(windows[variants[0]], args.seeds, args.epochs)
+        past_rows(windows[variants[0]], args.seeds, params)
         return
     print("| held-out capture | attack flows / flows | model | ROC-AUC | F1 at the fixed threshold | "
           "false-positive rate |\n|---|---|---|---|---|---|")
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
             train = [w for c in IOT23_CAPTURES if c != held for w in windows[timed][c]]
             truth = np.concatenate([w.node_label[w.node_kind == FLOW] for w in windows[timed][held]]) != "benign"
             for novelty in (False, True):
-                runs = [figures(HeteroGnnDetector(epochs=args.epochs, hidden=32, seed=seed, novelty=novelty).fit(train),
+                runs = [figures(HeteroGnnDetector(**params, seed=seed, novelty=novelty).fit(train),
                                 windows[timed][held], truth) for seed in range(1, args.seeds + 1)]
                 auc, f1, fpr = (list(v) for v in zip(*runs))
                 name = "`hetero_gnn`, `novelty: true` (default)" if novelty else "`hetero_gnn`, `novelty: false`"
