@@ -325,14 +325,12 @@ class SupervisedAndNovelty:
         return self
 
     def scores(self, windows: list) -> dict[str, np.ndarray]:
-        from siem_gad.graphs.host_flow import FLOW, flow_senders
+        from siem_gad.graphs.host_flow import FLOW, flow_sender_values
 
         x = np.concatenate([w.kind_x(FLOW) for w in windows])
         supervised = self.forest.predict_proba(x)[:, list(self.forest.classes_).index(True)]
         novelty = 0.5 * -self.isolation.score_samples(x) / self.novelty_threshold
-        rarity = 0.5 * np.concatenate(self.rarity.ratios(
-            [w.kind_x(FLOW) for w in windows], lambda i: windows[i].node_value[flow_senders(windows[i])],
-            [(w.end - w.start).total_seconds() / 60 for w in windows]))
+        rarity = 0.5 * np.concatenate(self.rarity.window_ratios(windows, FLOW, flow_sender_values))
         return {"supervised (forest + port)": supervised, "novelty (isolation forest, benign flows)": novelty,
                 "supervised + novelty": np.maximum(supervised, novelty),
                 "novelty (rarity in bursts, as `hetero_gnn`)": rarity,

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from ..graphs import GraphWindow
-from ..graphs.host_flow import FLOW, HOST, flow_receivers, flow_senders
+from ..graphs.host_flow import FLOW, HOST, flow_receivers, flow_sender_values, flow_senders
 from . import Explanation
 from . import standardizer
 from .supervised import SupervisedGraphDetector, SupervisedParams
@@ -30,7 +30,7 @@ from .supervised import SupervisedGraphDetector, SupervisedParams
 class HeteroGnnDetector(SupervisedGraphDetector):
     scaling = ("host_mean_", "host_std_", "flow_mean_", "flow_std_")
     target_kind = FLOW
-    novelty_in_bursts = True
+    novelty_groups = staticmethod(flow_sender_values)  # a flow's novelty counts with its sender's other flows
 
     class Params(SupervisedParams):
         # on by default here: bursts of flows unlike anything seen are what labels miss, and the
@@ -72,18 +72,13 @@ class HeteroGnnDetector(SupervisedGraphDetector):
                                       np.concatenate(reaches, axis=1).astype(np.int64))}
 
     # ------------------------------------------------------------------ scores
-    def novelty_groups(self, window: GraphWindow) -> np.ndarray:
-        """A flow's novelty counts with the other flows of its sender in the window (the sender's
-        address: a host has a copy in each subgraph)."""
-        return window.node_value[flow_senders(window)]
-
     def _node_scores(self, window: GraphWindow, flow_scores: np.ndarray) -> np.ndarray:
         import pandas as pd
 
         scores = np.full(window.num_nodes, np.nan)
         if not len(flow_scores):
             return scores
-        host_value = window.node_value[flow_senders(window)]
+        host_value = flow_sender_values(window)
         best = pd.Series(flow_scores).groupby(host_value.astype(str)).max()
         hosts = np.flatnonzero(window.node_kind == HOST)
         names = window.node_value[hosts].astype(str)
@@ -120,10 +115,8 @@ class HeteroGnnDetector(SupervisedGraphDetector):
         (1 - torch.softmax(logits, dim=-1)[:, 0])[torch.from_numpy(chosen)].sum().backward()
         flow_part = (x_flow.grad * x_flow).detach().numpy().sum(axis=0)
         host_part = (x_host.grad * x_host).detach().numpy().sum(axis=0)
-        names = np.asarray(window.feature_names, dtype=object)
-        kinds = window.kind_features or (tuple(range(len(names))),) * 2
         weights = np.concatenate([host_part, flow_part])
-        labels = [f"sender {n}" for n in names[list(kinds[HOST])]] + list(names[list(kinds[FLOW])])
+        labels = [f"sender {n}" for n in window.kind_feature_names(HOST)] + list(window.kind_feature_names(FLOW))
         host_rows = window.kind_x(HOST)
         flow_rows = window.kind_x(FLOW)[chosen]
         sender_local = window.kind_local()[senders[chosen]] if len(chosen) else np.zeros(0, np.int64)

@@ -31,12 +31,15 @@ Its state is a sorted sample of the training nodes per feature (at most `MAX_ROW
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from ..graphs import TIME_OF_DAY_FEATURES
 from . import subsample
+
+if TYPE_CHECKING:
+    from ..graphs import GraphWindow
 
 
 BURST_MINUTES = 10.0  # `burst` counts novel flows per this many minutes of window
@@ -106,6 +109,13 @@ class NoveltyHalf:
         minutes = [BURST_MINUTES] * len(rows) if minutes is None else minutes
         return [self._in_bursts(ratio, groups(i), length) if (ratio >= 1).any() else np.zeros(len(ratio))
                 for i, (ratio, length) in enumerate(zip(ratios, minutes))]
+
+    def window_ratios(self, windows: list["GraphWindow"], kind: int,
+                      groups: Callable[["GraphWindow"], np.ndarray] | None) -> list[np.ndarray]:
+        """`ratios` of the nodes of `kind` in each window, with each window's length, and the
+        senders (`groups(window)`) asked only of windows with a novel node."""
+        return self.ratios([w.kind_x(kind) for w in windows], None if groups is None else lambda i: groups(windows[i]),
+                           [(w.end - w.start).total_seconds() / 60 for w in windows])
 
     def needed(self, minutes: float) -> float:
         """Novel flows a sender must send in a window of `minutes` for them to count."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -115,7 +115,9 @@ class SupervisedGraphDetector(Detector):
     Params: ClassVar[type[SupervisedParams]] = SupervisedParams
     target_kind: ClassVar[int] = 0  # the node kind that is classified
     scaling: ClassVar[tuple[str, ...]] = ()  # the numpy attributes `_fit_scaling` sets (saved with the model)
-    novelty_in_bursts: ClassVar[bool] = False  # nodes are single events: novelty counts per sender (`novelty_groups`)
+    # Where target nodes are single events: who each counts with for the novelty burst (a flow:
+    # its sender); None where each node is judged alone (`novelty.NoveltyHalf`)
+    novelty_groups: ClassVar["Callable[[GraphWindow], np.ndarray] | None"] = None
     novelty_: "NoveltyHalf | None" = None  # the unsupervised half, with `novelty: true`
 
     # ------------------------------------------------------------------ subclass parts
@@ -256,14 +258,7 @@ class SupervisedGraphDetector(Detector):
         """`novelty_ratios` of many windows at once (a scoring pass: one lookup for all)."""
         if self.novelty_ is None:
             return [None] * len(windows)
-        groups = (lambda i: self.novelty_groups(windows[i])) if self.novelty_in_bursts else None
-        return self.novelty_.ratios([w.kind_x(self.target_kind) for w in windows], groups,
-                                    [(w.end - w.start).total_seconds() / 60 for w in windows])
-
-    def novelty_groups(self, window: GraphWindow) -> np.ndarray:
-        """Per target-kind node, who it counts with for the novelty burst (a flow: its sender);
-        only asked where `novelty_in_bursts` (`novelty.NoveltyHalf`)."""
-        raise NotImplementedError(f"{type(self).__name__} judges each node's novelty alone")
+        return self.novelty_.window_ratios(windows, self.target_kind, self.novelty_groups)
 
     def score(self, windows: list[GraphWindow]) -> list[np.ndarray]:
         return [self._node_scores(w, s) if w.num_nodes else np.zeros(0)

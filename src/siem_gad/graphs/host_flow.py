@@ -199,6 +199,12 @@ def flow_senders(window: GraphWindow) -> np.ndarray:
     return sender[window.node_kind == FLOW]
 
 
+def flow_sender_values(window: GraphWindow) -> np.ndarray:
+    """Each flow's sender as an entity value (its address), in flow order: a host has a copy in
+    each subgraph, its value is the same in all."""
+    return window.node_value[flow_senders(window)]
+
+
 def flow_receivers(window: GraphWindow) -> np.ndarray:
     """Per flow node, the host node it reached (other entries unused)."""
     src, dst = window.edge_index
