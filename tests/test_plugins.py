@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from siem_gad.graphs.bipartite import NODE_FEATURES
 from siem_gad.pipeline import App
 from siem_gad.plugins import load_host
 
@@ -335,3 +336,45 @@ def test_register_detectors_example_in_the_plugin_guide_runs_as_written(tmp_path
     assert all(a["siem_gad"]["explanation"][0]["name"] == "degree" for a in alerts)
     explained = siem_gad("explain", alerts[0]["siem_gad"]["alert_id"], "-c", str(config)).stdout
     assert "degree" in explained
+
+
+NAN_BUILDER = '''
+import numpy as np
+from siem_gad.hookspecs import hookimpl
+from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+
+
+class RatioGraph(BipartiteGraphBuilder):
+    """A plugin builder with a bug: a ratio feature divides by zero in one window."""
+
+    def build(self, events, grid):
+        windows = super().build(events, grid)
+        for window in windows:
+            if window.start.isoformat() == "2026-01-06T05:00:00+00:00" and window.num_nodes:
+                window.x[0, 1] = np.nan
+        return windows
+
+
+@hookimpl
+def register_graph_builders(register):
+    register("ratio_graph", RatioGraph)
+'''
+
+
+def test_a_builder_whose_features_are_not_finite_fails_naming_builder_window_and_feature(tmp_path: Path):
+    """A NaN feature fails nowhere by itself: a model trained on it scores NaN, which never
+    crosses a threshold, so detection would stop without a word. The pipeline checks what
+    builders return, names the builder, window and feature, and commits nothing past them."""
+    deploy = tmp_path / "deploy"
+    write_plugins(deploy / "plugins", nan_builder=NAN_BUILDER)
+    config = make_config(
+        deploy, sources={"sim": {"type": "simulate", "hours": 36, "hosts": 12}},
+        jobs={"net": {"source": "sim", "graph": {"type": "ratio_graph"},
+                      "detectors": {"forest": {"type": "iforest", "training": {"windows": 24}}}}},
+        rules={"forest": {"name": "Outlier", "job": "net", "detector": "forest", "condition": {"top_k": 1}}})
+    result = siem_gad("run", "-c", str(config), "--once", check=False)
+    assert result.returncode != 0
+    assert re.search(rf"graph builder RatioGraph \(job net\), window 2026-01-06T05:00:00\+00:00: 1 of \d+ rows .* '{NODE_FEATURES[1]}' "
+                     r"\(value nan\)", result.stderr + result.stdout), result.stderr[-3000:]
+    status = json.loads(siem_gad("status", "-c", str(config), "--json").stdout)
+    assert status[0]["checkpoint"] is None or status[0]["checkpoint"] <= "2026-01-06T05:00:00Z"

@@ -109,6 +109,26 @@ def test_a_feature_constant_in_training_does_not_swamp_the_score():
     assert np.median(detector.score_matrix(off_the_constant)) < np.median(detector.score_matrix(far_on_a_varying_column))
 
 
+def test_rows_with_a_value_that_is_not_a_finite_number_are_refused_naming_the_feature():
+    """A NaN in the training rows (a flow without a port) made every score NaN without a word,
+    and NaN never crosses a threshold. Training and scoring rows are checked instead."""
+    from siem_gad.detectors.iforest import IsolationForestDetector
+
+    X = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
+    holed = X.copy()
+    holed[[5, 9], 2] = np.nan
+    with pytest.raises(ValueError, match=r"VaeDetector: training rows: 2 of 200 rows .* first 'port' \(value nan\)"):
+        VaeDetector(**FAST).fit_matrix(holed, feature_names=["bytes", "packets", "port"])
+    model = VaeDetector(**{**FAST, "epochs": 2}).fit_matrix(X, feature_names=["bytes", "packets", "port"])
+    infinite = X[:4].copy()
+    infinite[1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"rows to score: 1 of 4 rows .* first 'bytes' \(value inf\)"):
+        model.score_matrix(infinite)
+    assert np.isfinite(model.score_matrix(X[:4])).all()
+    with pytest.raises(ValueError, match=r"iforest: training rows: 2 of 200 rows .* first 'column 2'"):
+        IsolationForestDetector(entity_baseline=False).fit_matrix(holed)
+
+
 def test_an_ensemble_scores_the_mean_of_networks_trained_from_consecutive_seeds(tmp_path: Path):
     from siem_gad.detectors.deep_sad import DeepSadDetector
 

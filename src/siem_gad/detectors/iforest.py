@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from ..lazy import lazy_import
-from ..graphs import GraphWindow
+from ..graphs import GraphWindow, require_finite
 from . import (Detector, DetectorParams, Explanation, contamination_field, feature_contributors, kept_after_trimming,
                nodes_summary, standardizer, subsample)
 
@@ -65,6 +65,7 @@ class IsolationForestDetector(Detector):
     def fit_matrix(self, X: np.ndarray) -> "IsolationForestDetector":
         """Fit on plain rows without entities (benchmarks): no entity baseline."""
         X = np.asarray(X, dtype=np.float32)
+        require_finite(X, [], "iforest: training rows")
         keep = self._fit_trimmed(X)
         raw = self._score_rows(X)
         self.global_median_, self.entity_median_ = float(np.median(raw[keep])), {}
@@ -73,7 +74,9 @@ class IsolationForestDetector(Detector):
 
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
         self.check_fitted()
-        return self._score_rows(np.asarray(X, dtype=np.float32)) - self.global_median_
+        X = np.asarray(X, dtype=np.float32)
+        require_finite(X, [], "iforest: rows to score")
+        return self._score_rows(X) - self.global_median_
 
     def _fit_trimmed(self, rows: np.ndarray) -> np.ndarray:
         """Fit the forest (twice with `contamination`); return the mask of the rows kept."""

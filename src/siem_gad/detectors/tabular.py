@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from ..graphs import GraphWindow
+from ..graphs import GraphWindow, require_finite
 from . import (Detector, ErrorThresholdParams, Explanation, contamination_field, kept_after_trimming, readable,
                standardizer, subsample_index)
 from .training import fit_network
@@ -102,6 +102,7 @@ class TabularDetector(Detector):
         if keep is not None:
             X, y = X[keep], y[keep]
         self.feature_names_ = list(feature_names or [f"f{i}" for i in range(X.shape[1])])
+        require_finite(X, self.feature_names_, f"{type(self).__name__}: training rows")
         self._fit_rows(X, y, rng, progress)
         if p.contamination:
             # labeled rows (Deep SAD's verdicts, either way) are labels, not noise: they stay
@@ -180,6 +181,8 @@ class TabularDetector(Detector):
 
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
         self.check_fitted()
+        X = np.asarray(X, dtype=np.float32)
+        require_finite(X, self.feature_names_, f"{type(self).__name__}: rows to score")
         return self._scores(self.scaled(X))
 
     def scaled(self, X: np.ndarray) -> "torch.Tensor":

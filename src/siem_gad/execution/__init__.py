@@ -86,7 +86,7 @@ def read_and_build(task: BuildTask) -> WindowBatch:
     """The one way a range of the source becomes windows: read, enrich, build."""
     result = task.source.read(task.grid.start, task.grid.end, task.cursor)
     events = result.events if task.enrich is None else task.enrich(result.events)
-    return WindowBatch(events, task.builder.build(events, task.grid), result.cursor,
+    return WindowBatch(events, task.builder.checked_build(events, task.grid), result.cursor,
                        {**result.stats, "events": len(events)})
 
 

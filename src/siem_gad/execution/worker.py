@@ -157,5 +157,5 @@ def build_run(builder: "GraphBuilder", table: Any, dtypes: Any, grid: "WindowGri
     from .arrow import to_frame
 
     node = _prepare(threads)
-    windows = builder.build(to_frame(table, dtypes), grid)
+    windows = builder.checked_build(to_frame(table, dtypes), grid)
     return (windows, node), scoring_view(windows)

@@ -204,6 +204,23 @@ class GraphWindow:
         )
 
 
+def require_finite(rows: "np.ndarray", names: "tuple[str, ...] | list[str]", where: str) -> None:
+    """Raise a ValueError naming the first feature (column) of `rows` that holds NaN or an
+    infinity, how many rows do, and `where` they came from.
+
+    A non-finite feature does not fail anywhere by itself: a model trained on it scores NaN for
+    every row, and NaN never crosses a threshold, so detection would stop without a word."""
+    finite = np.isfinite(rows)
+    if finite.all():
+        return
+    bad_rows = ~finite.all(axis=1)
+    column = int(np.flatnonzero(~finite.all(axis=0))[0])
+    name = names[column] if column < len(names) else f"column {column}"
+    raise ValueError(f"{where}: {int(bad_rows.sum())} of {len(rows)} rows have a feature that is not a finite number, "
+                     f"first '{name}' (value {rows[np.flatnonzero(~finite[:, column])[0], column]}); missing "
+                     "values must be filled (the built-in builders count them as 0)")
+
+
 class GraphBuilder(Component, ABC):
     """Base class of graph builders."""
 
@@ -212,6 +229,17 @@ class GraphBuilder(Component, ABC):
     @abstractmethod
     def build(self, events: "pd.DataFrame", grid: WindowGrid) -> list[GraphWindow]:
         """One GraphWindow per window of `grid` (empty windows included, with no nodes)."""
+
+    def checked_build(self, events: "pd.DataFrame", grid: WindowGrid) -> list[GraphWindow]:
+        """`build`, with every window's node and edge features checked to be finite numbers
+        (`require_finite`): what the pipeline calls, so a plugin builder's NaN is an error
+        naming the builder, window and feature instead of models that silently score NaN."""
+        windows = self.build(events, grid)
+        for window in windows:
+            where = f"graph builder {type(self).__name__} (job {self.name}), window {window.start.isoformat()}"
+            require_finite(window.x, window.feature_names, where)
+            require_finite(window.edge_attr, window.edge_feature_names, where + " (edge features)")
+        return windows
 
     @property
     def entity_fields(self) -> tuple[str, ...]:
