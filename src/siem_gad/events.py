@@ -67,7 +67,8 @@ def finalize_events(events: "pd.DataFrame", source_name: str) -> "pd.DataFrame":
         events[EVENT_ID] = None
     missing = events[EVENT_ID].isna()
     if missing.any():
-        rows = events.loc[missing].drop(columns=[EVENT_ID]).astype(str)
+        # pandas 3 keeps a missing value missing through astype(str): write it as pandas 2 did
+        rows = events.loc[missing].drop(columns=[EVENT_ID]).astype(str).fillna("nan")
         joined = rows.apply(lambda r: "\x1f".join(r.values), axis=1) if len(rows) else rows
         events.loc[missing, EVENT_ID] = [
             f"{source_name}-{hashlib.sha1(text.encode()).hexdigest()[:16]}" for text in joined
