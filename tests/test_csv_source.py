@@ -84,6 +84,35 @@ def test_rows_with_empty_cells_and_no_id_column_get_stable_distinct_ids(tmp_path
     assert first["destination.ip"].isna().tolist() == [False, False, True]
 
 
+def test_a_bad_number_quarantines_its_row_naming_column_and_range(tmp_path: Path):
+    """A negative count, a port past 65535, text or `inf` where a number belongs: the row is
+    quarantined whole with the reason; `-` and an empty cell are missing values, not errors."""
+    path = tmp_path / "flows.csv"
+    lines = ["443,100", "-,", "70000,5", "443,-5", "443,inf", "80,12kB", "22,7"]
+    path.write_text(HEADER + "".join(f"2026-01-05T00:{i:02d}:00Z,10.0.0.1,10.0.1.1,{line},success\n"
+                                     for i, line in enumerate(lines)))
+    src = source(path, tmp_path / "state")
+    result = src.read(T0, T0 + timedelta(hours=1), None)
+    assert result.stats["quarantined"] == 4
+    assert result.events["network.bytes"].tolist()[::2] == [100.0, 7.0] and result.events["network.bytes"].isna()[1]
+    with (tmp_path / "state" / "quarantine" / "fw.csv").open() as handle:
+        reasons = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert reasons == {4: "bad number '70000' in column 'port' (destination.port takes 0..65,535)",
+                       5: "bad number '-5' in column 'bytes' (network.bytes takes 0..9,007,199,254,740,992)",
+                       6: "bad number 'inf' in column 'bytes' (network.bytes takes 0..9,007,199,254,740,992)",
+                       7: "bad number '12kB' in column 'bytes' (network.bytes takes 0..9,007,199,254,740,992)"}
+
+
+def test_a_header_that_names_a_field_twice_is_refused_naming_the_columns(tmp_path: Path):
+    """Two columns that become one field (the same name twice, or a column `field_map` maps onto
+    another's name) had failed every read with a pandas AttributeError."""
+    path = tmp_path / "flows.csv"
+    path.write_text("time,src,dst,port,bytes,network.bytes\n2026-01-05T00:00:00Z,10.0.0.1,10.0.1.1,443,5,6\n")
+    with pytest.raises(ValueError, match=r"flows.csv:1: the header names a field more than once \(after field_map\): "
+                                         r"'network.bytes' from columns 'bytes', 'network.bytes'"):
+        source(path, tmp_path / "state").read(T0, T0 + timedelta(hours=1), None)
+
+
 def test_growing_file_is_read_incrementally_from_the_cursor(tmp_path: Path):
     path = tmp_path / "fw.csv"
     path.write_text(HEADER + rows(3))

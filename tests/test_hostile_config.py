@@ -113,3 +113,12 @@ def test_credentials_in_a_host_url_never_reach_logs_errors_or_state(tmp_path: Pa
 ])
 def test_redact_masks_only_passwords_in_urls(text: str, expected: str):
     assert redact(text) == expected
+
+
+def test_the_non_specific_tag_is_refused_naming_its_line(tmp_path: Path):
+    """`a: !` was an empty string to libyaml and null to PyYAML's own parser (found by the fuzz
+    suite): one file, two configurations. It is refused with its line."""
+    path = tmp_path / "config.yaml"
+    path.write_text("sources:\n  sim: {type: simulate}\njobs:\n  net: !\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:4: .*non-specific tag '!' is not allowed"):
+        load_yaml(path)

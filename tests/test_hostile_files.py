@@ -99,3 +99,30 @@ def test_status_documents_are_appended_once_each(tmp_path: Path, batches):
     lines = [json.loads(line)["event"]["id"] for line in sink.beside("status").read_text().splitlines()] \
         if sink.beside("status").exists() else []
     assert lines == seen + [i for i in "abcdef" if i not in seen]
+
+
+def test_events_from_any_source_read_a_number_outside_its_field_range_as_missing(caplog):
+    """A source without lines to quarantine (Elasticsearch, a plugin) hands over `inf`, a negative
+    byte count or a port of 70000: `finalize_events` reads them as missing, logs the field, and
+    the graphs stay finite (they had become NaN, and every score with them)."""
+    import logging
+    from datetime import datetime, timedelta, timezone
+
+    import numpy as np
+    import pandas as pd
+
+    from siem_gad.events import finalize_events
+    from siem_gad.graphs import WindowGrid
+    from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    frame = pd.DataFrame({"@timestamp": [start + timedelta(minutes=i) for i in range(4)],
+                          "source.ip": "10.0.0.1", "destination.ip": ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"],
+                          "network.bytes": [100.0, float("inf"), -5.0, 7.0], "destination.port": [443, 70000, 22, 80]})
+    with caplog.at_level(logging.WARNING, logger="siem_gad.events"):
+        events = finalize_events(frame, "es")
+    assert events["network.bytes"].isna().tolist() == [False, True, True, False]
+    assert events["destination.port"].isna().tolist() == [False, True, False, False]
+    assert "2 values of network.bytes outside 0..9,007,199,254,740,992 read as missing (first: inf)" in caplog.text
+    window = BipartiteGraphBuilder().checked_build(events, WindowGrid(start, timedelta(hours=1), 1))[0]
+    assert np.isfinite(window.x).all() and window.num_nodes == 5

@@ -142,6 +142,16 @@ def _collect_lines(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> N
             _collect_lines(item, path + (index,), out)
 
 
+def refuse_non_specific_tags(file: Path, text: str) -> None:
+    """Refuse YAML's non-specific tag `!`: libyaml reads `a: !` as an empty string and PyYAML's
+    own parser as null, so one file would mean two configurations (found by tests/test_fuzz.py).
+    No key needs it: a value that must stay text is quoted."""
+    for event in yaml.parse(text, Loader=SAFE_LOADER):
+        if getattr(event, "tag", None) == "!":
+            raise ConfigError([Problem(file, (), "the non-specific tag '!' is not allowed (YAML parsers read it "
+                                                 "differently); quote the value instead", event.start_mark.line + 1)])
+
+
 def load_yaml(file: Path, environ: dict[str, str] | None = None) -> YamlDocument:
     """Read a YAML file, interpolate `${VAR}` / `${VAR:-default}` in string values."""
     file = Path(file)
@@ -158,6 +168,7 @@ def load_yaml(file: Path, environ: dict[str, str] | None = None) -> YamlDocument
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(file, (), f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
     try:
+        refuse_non_specific_tags(file, text)
         loader = SAFE_LOADER(text)
         try:
             node = loader.get_single_node()

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 
 from ..components import Params
 from ..config import Duration
-from ..events import EVENT_ID, TIMESTAMP, finalize_events
+from ..events import EVENT_ID, NUMERIC_RANGES, TIMESTAMP, finalize_events, malformed_numbers
 from ..timeutil import utcnow
 from . import Cursor, ReadResult, Source
 from .csv_records import BadRecord, RecordScanner, Scan
@@ -118,14 +118,22 @@ class CsvSource(Source):
         return scanner.scan(offset, line, width, rows, limit)
 
     def _frame(self, header: list[str], scan: Scan) -> "pd.DataFrame":
-        """Records -> DataFrame with ECS names, parsed times, `_line` and `_offset`; bad times quarantined."""
+        """Records -> DataFrame with ECS names, parsed times and numbers, `_line` and `_offset`; rows
+        with a bad time or a bad number in a numeric field (`events.NUMERIC_RANGES`) quarantined."""
+        import numpy as np
         import pandas as pd
 
+        p = self.params
+        names = [p.field_map.get(h, h) for h in header]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            columns = "; ".join(f"{name!r} from columns {', '.join(repr(h) for h, n in zip(header, names) if n == name)}"
+                                for name in twice)
+            raise ValueError(f"{self.path}:1: the header names a field more than once (after field_map): {columns}")
         frame = pd.DataFrame([r.fields for r in scan.records], columns=header, dtype=object)
         frame = frame.mask(frame == "")  # an empty cell is a missing value
         frame["_line"] = [r.line for r in scan.records]
         frame["_offset"] = [r.offset for r in scan.records]
-        p = self.params
         if p.timestamp_field not in frame.columns:
             shown = ", ".join(repr(h[:40]) for h in header[:20]) + (" ..." if len(header) > 20 else "")
             raise ValueError(f"{self.path}:1: no column {p.timestamp_field!r} for timestamps (columns: {shown})")
@@ -133,12 +141,27 @@ class CsvSource(Source):
         unparsed = stamps.isna()
         horizon = pd.Timestamp(utcnow() + p.max_future)
         future = ~unparsed & (stamps > horizon)
-        bad = unparsed | future
-        for position in bad.to_numpy().nonzero()[0]:
-            record, value = scan.records[position], frame[p.timestamp_field].iat[position]
-            why = (f"bad timestamp {value!r} in column {p.timestamp_field!r}" if unparsed.iat[position] else
-                   f"timestamp {value!r} in column {p.timestamp_field!r} is more than {p.max_future} in the future")
-            scan.bad.append(BadRecord(record.line, record.offset, why, record.text))
+        why: dict[int, str] = {}  # row position -> the first reason it is malformed
+        for position in (unparsed | future).to_numpy().nonzero()[0]:
+            value = frame[p.timestamp_field].iat[position]
+            why[position] = (f"bad timestamp {value!r} in column {p.timestamp_field!r}" if unparsed.iat[position] else
+                             f"timestamp {value!r} in column {p.timestamp_field!r} is more than {p.max_future} in "
+                             "the future")
+        for column in header:
+            field = p.field_map.get(column, column)
+            if field in NUMERIC_RANGES and column != p.timestamp_field:
+                numbers, malformed = malformed_numbers(frame[column], field)
+                low, high = NUMERIC_RANGES[field]
+                for position in malformed.nonzero()[0]:
+                    why.setdefault(int(position), f"bad number {frame[column].iat[position]!r} in column {column!r} "
+                                                  f"({field} takes {low:,.0f}..{high:,.0f})")
+                frame[column] = numbers  # parsed once: `finalize_events` finds them numeric
+        for position in sorted(why):
+            record = scan.records[position]
+            scan.bad.append(BadRecord(record.line, record.offset, why[position], record.text))
+        bad = np.zeros(len(frame), dtype=bool)
+        bad[list(why)] = True
+        bad = pd.Series(bad, index=frame.index)
         frame = frame.loc[~bad].copy()
         frame[p.timestamp_field] = stamps[~bad]
         frame = frame.rename(columns={**p.field_map, p.timestamp_field: TIMESTAMP})
