@@ -19,7 +19,7 @@ Training rows are a random `--max-rows` of the benign flows. Each model has the 
 defaults but the options named; the baseline is an isolation forest (200 trees) on the same
 rows, in the same run. ROC-AUC per day or capture, median over `--seeds` seeds (range).
 
-    .venv/bin/python bench/vae_flows.py [--seeds 3] [--max-rows 20000] [--rows 20000]
+    .venv/bin/python bench/vae_flows.py [--seeds 3] [--max-rows 20000] [--rows 20000] [--luflow-rows N]
 
 Data: ../shared/data/luflow, ../shared/data/iot23. About 12 minutes here (2 cores). Prints
 Markdown.
@@ -48,12 +48,12 @@ def luflow_rows(events) -> np.ndarray:
     return np.nan_to_num(FlowForest.rows(events))
 
 
-def luflow_sets() -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    history = [luflow(day) for day in LUFLOW_HISTORY]
+def luflow_sets(rows: int | None) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    history = [luflow(day, rows) for day in LUFLOW_HISTORY]
     train = np.concatenate([luflow_rows(events[events["label"] == "benign"]) for events in history])
     scored = {}
     for day in LUFLOW_ATTACK_DAYS:
-        events = luflow(day)
+        events = luflow(day, rows)
         scored[day] = (luflow_rows(events), (events["label"] == "malicious").to_numpy())
     return train, scored
 
@@ -100,11 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-rows", type=int, default=20_000, help="benign training flows drawn per model")
     parser.add_argument("--rows", type=int, default=20_000, help="IoT-23 flows read from the start of each capture")
+    parser.add_argument("--luflow-rows", type=int, default=None, help="LUFlow flows read from the start of each day "
+                                                                        "(default: all)")
     parser.add_argument("--data", choices=["both", "luflow", "iot23"], default="both")
     args = parser.parse_args(argv)
     print("| data | scored | attack flows / flows | model | ROC-AUC |\n|---|---|---|---|---|")
     if args.data in ("both", "luflow"):
-        train, scored = luflow_sets()
+        train, scored = luflow_sets(args.luflow_rows)
         rows_for("LUFlow, trained on 07-08 and 07-09's benign flows", train, scored, args.seeds, args.max_rows)
     if args.data in ("both", "iot23"):
         flows = iot23_flows(args.rows)
