@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,7 +126,7 @@ class CsvSource(Source):
 
         p = self.params
         names = [p.field_map.get(h, h) for h in header]
-        twice = sorted({name for name in names if names.count(name) > 1})
+        twice = sorted(name for name, count in Counter(names).items() if count > 1)
         if twice:
             columns = "; ".join(f"{name!r} from columns {', '.join(repr(h) for h, n in zip(header, names) if n == name)}"
                                 for name in twice)
