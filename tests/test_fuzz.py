@@ -137,6 +137,44 @@ def test_csv_source_quarantines_exactly_the_rows_with_a_bad_number_and_every_bui
         assert (window.num_nodes > 0) == (len(events) > 0)
 
 
+json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=8))
+json_value = st.recursive(json_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["ip", "port", "bytes", "name", "x"]), inner, max_size=3)),
+    max_leaves=10)
+ecs_document = st.dictionaries(st.sampled_from(["source", "destination", "network", "user", "host", "event", "labels",
+                                                "source.port", "network.bytes"]), json_value, max_size=5)
+
+
+@FIXTURE
+@given(st.lists(ecs_document, min_size=1, max_size=8))
+def test_elasticsearch_hits_of_any_shape_become_one_event_each_with_valid_numbers_and_finite_graphs(documents):
+    """Whatever a hit's `_source` holds (nested objects, arrays, booleans where a number belongs,
+    numbers past any range, text), it becomes one event; a numeric field holds a number in its
+    range or is missing, and the graph built from the events holds only finite features."""
+    from datetime import timedelta
+
+    import numpy as np
+
+    from siem_gad.events import NUMERIC_RANGES, finalize_events
+    from siem_gad.graphs import WindowGrid
+    from siem_gad.graphs.bipartite import BipartiteGraphBuilder
+    from siem_gad.sources.elasticsearch import HitColumns
+
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    columns = HitColumns()
+    for n, document in enumerate(documents):
+        columns.add({"_id": f"hit-{n}", "_source": {**document, "@timestamp": (start + timedelta(minutes=n)).isoformat()}},
+                    {})
+    events = finalize_events(columns.frame("@timestamp"), "es")
+    assert len(events) == len(documents) and events["event.id"].is_unique
+    for name, (low, high) in NUMERIC_RANGES.items():
+        if name in events.columns:
+            values = events[name].to_numpy(dtype=float, na_value=np.nan)
+            assert (np.isnan(values) | ((values >= low) & (values <= high))).all(), name
+    window = BipartiteGraphBuilder().checked_build(events, WindowGrid(start, timedelta(hours=1), 1))[0]
+    assert np.isfinite(window.x).all()
+
+
 @given(st.integers(1, 5).flatmap(lambda width: st.lists(st.lists(
     st.text(st.characters(codec="utf-8", exclude_characters="\r\x00"), max_size=8), min_size=width, max_size=width),
     max_size=10)))

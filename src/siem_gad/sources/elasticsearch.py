@@ -97,7 +97,7 @@ class ElasticsearchSource(UsesCluster, Source):
         return end is not None and end <= utcnow() - self.params.query_delay
 
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
-        columns = _Columns()
+        columns = HitColumns()
         last_sort = (cursor or {}).get("sort")
         pages = 0
         for hits in self._pages(start, end):
@@ -161,7 +161,7 @@ class ElasticsearchSource(UsesCluster, Source):
         return pit
 
 
-class _Columns:
+class HitColumns:
     """Hits folded into columns; equal strings are stored once (entity values repeat a lot)."""
 
     def __init__(self) -> None:
