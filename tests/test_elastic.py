@@ -273,6 +273,35 @@ def test_source_pages_by_search_after_and_retries_search_errors(tmp_path: Path, 
     assert str(a.events["source.ip"].dtype) == "category" and a.events["@timestamp"].is_monotonic_increasing
 
 
+def test_event_times_come_from_the_servers_reading_of_the_time_field(tmp_path: Path):
+    """An index whose time field is mapped `epoch_second`, a custom format or `date_nanos` keeps
+    in `_source` what was indexed: 1767600000 (seconds, read before as milliseconds: 1970-01-21),
+    '05.01.2026 08:30' (day first). Such events fell outside every window the job read and were
+    lost without a word. Their time is now the hit's sort value, the server's own reading."""
+    from siem_gad.sources.elasticsearch import ElasticsearchSource
+    from siem_gad.state import StateStore
+    from siem_gad.timeutil import parse_time
+
+    server = OsmemServer.start(japanese=False)
+    try:
+        client = OpenSearch(hosts=[server.url])
+        for index, mapping, stamp in (("logs-a", {"format": "epoch_second"}, 1767600000),
+                                      ("logs-b", {"format": "dd.MM.yyyy HH:mm||strict_date_optional_time"},
+                                       "05.01.2026 08:30"),
+                                      ("logs-c", {"type": "date_nanos"}, "2026-01-05T08:45:00.123456789Z")):
+            client.indices.create(index=index, body={"mappings": {"properties": {"@timestamp": {"type": "date",
+                                                                                                   **mapping}}}})
+            client.index(index=index, body={"@timestamp": stamp, "source": {"ip": index}}, refresh=True)
+        source = ElasticsearchSource(hosts=[server.url], flavor="opensearch", index="logs-*",
+                                     end="2026-02-01T00:00:00Z").bind("siem", StateStore(tmp_path))
+        events = source.read(parse_time("2026-01-05T08:00:00Z"), parse_time("2026-01-05T09:00:00Z"), None).events
+    finally:
+        server.close()
+    assert events["source.ip"].astype(str).tolist() == ["logs-a", "logs-b", "logs-c"]
+    assert [t.isoformat() for t in events["@timestamp"]] == [
+        "2026-01-05T08:00:00+00:00", "2026-01-05T08:30:00+00:00", "2026-01-05T08:45:00.123456789+00:00"]
+
+
 @pytest.mark.parametrize("flavor", sorted(FLAVORS))
 @pytest.mark.parametrize("auth, header", [
     ({"api_key": "aWQ6a2V5"}, "ApiKey aWQ6a2V5"),

@@ -162,14 +162,22 @@ class ElasticsearchSource(UsesCluster, Source):
 
 
 class HitColumns:
-    """Hits folded into columns; equal strings are stored once (entity values repeat a lot)."""
+    """Hits folded into columns; equal strings are stored once (entity values repeat a lot).
+
+    A hit's time is its first sort value, where the search sorted by the time field: the
+    server's own reading of the field, as epoch milliseconds (nanoseconds for `date_nanos`).
+    The `_source` value is whatever was indexed: epoch seconds under an `epoch_second` mapping,
+    or a custom format such as `05.01.2026 08:00`, which read as a date of its own would put
+    the event in another window, where no read looks for it."""
 
     def __init__(self) -> None:
         self.data: dict[str, list] = {}
         self.rows = 0
         self._strings: dict[str, str] = {}
+        self._sort_times: list[int | None] = []
 
     def add(self, hit: dict, field_map: dict[str, str]) -> None:
+        self._sort_times.append(sort_time_ns(hit.get("sort")))
         flat: dict[str, Any] = {}
         _flatten(hit.get("_source") or {}, "", flat)
         if "event.id" not in flat:
@@ -195,9 +203,21 @@ class HitColumns:
         frame = pd.DataFrame(self.data)
         if time_field != TIMESTAMP and time_field in frame.columns:
             frame[TIMESTAMP] = frame.pop(time_field)
-        if TIMESTAMP in frame.columns and pd.api.types.is_numeric_dtype(frame[TIMESTAMP].dtype):
+        if all(t is not None for t in self._sort_times):
+            frame[TIMESTAMP] = pd.to_datetime(pd.Series(self._sort_times, dtype="int64"), unit="ns", utc=True)
+        elif TIMESTAMP in frame.columns and pd.api.types.is_numeric_dtype(frame[TIMESTAMP].dtype):
             frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], unit="ms", utc=True)  # epoch_millis dates
         return frame
+
+
+def sort_time_ns(sort: list | None) -> int | None:
+    """A hit's first sort value as epoch nanoseconds, or None when it is not a number. Dates sort
+    as epoch milliseconds and `date_nanos` as nanoseconds; the two cannot be confused for events
+    after 1970-01-12 and before the year 33658 (1e15 either way)."""
+    value = sort[0] if sort else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if abs(value) >= 1e15 else int(value) * 1_000_000
 
 
 def _flatten(doc: dict, prefix: str, out: dict[str, Any]) -> None:
