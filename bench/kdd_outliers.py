@@ -164,9 +164,10 @@ def main() -> None:
     mean, std = standardizer(X[~y])
     Xs = (X - mean) / std
     wanted = [d.strip() for d in args.detectors.split(",")]
-    unknown = set(wanted) - set(detectors(0, 1))
-    if unknown:
-        parser.error(f"--detectors: no detector named {', '.join(sorted(unknown))} (names: {', '.join(detectors(0, 1))})")
+    names = list(detectors(0, 1))
+    if set(wanted) - set(names):
+        parser.error(f"--detectors: no detector named {', '.join(sorted(set(wanted) - set(names)))} "
+                     f"(names: {', '.join(names)})")
     results: dict[str, dict[str, list]] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         # name -> fit(): the detectors learn from the normal rows, the reference from every labeled row

@@ -156,10 +156,10 @@ def main() -> None:
     parser.add_argument("--detectors", help="comma-separated subset of the models' names (default: all, and the "
                                             "two baselines always)")
     args = parser.parse_args()
-    wanted = set(models(0, 1)) if args.detectors is None else {d.strip() for d in args.detectors.split(",")}
-    if wanted - set(models(0, 1)):
-        parser.error(f"--detectors: no model named {', '.join(sorted(wanted - set(models(0, 1))))} "
-                     f"(names: {', '.join(models(0, 1))})")
+    names = list(models(0, 1))
+    wanted = set(names) if args.detectors is None else {d.strip() for d in args.detectors.split(",")}
+    if wanted - set(names):
+        parser.error(f"--detectors: no model named {', '.join(sorted(wanted - set(names)))} (names: {', '.join(names)})")
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import average_precision_score, roc_auc_score
 

@@ -70,7 +70,9 @@ def empty_events() -> "pd.DataFrame":
 
 
 def finalize_events(events: "pd.DataFrame", source_name: str) -> "pd.DataFrame":
-    """Ensure a UTC `@timestamp` and an `event.id` on every row, sorted by time.
+    """Ensure a UTC `@timestamp` and an `event.id` on every row, sorted by time, and numeric
+    fields that hold numbers in their range or nothing (`NUMERIC_RANGES`: a value outside is read
+    as missing, with a warning naming the field).
 
     Rows without an id get a deterministic one (a hash of the source name and the row's
     values), so that a repeated read of the same data yields the same ids.

@@ -172,12 +172,14 @@ class HitColumns:
 
     def __init__(self) -> None:
         self.data: dict[str, list] = {}
-        self.rows = 0
         self._strings: dict[str, str] = {}
-        self._sort_times: list[int | None] = []
+        self._sort_times: list[int | None] = []  # one per hit
+
+    @property
+    def rows(self) -> int:
+        return len(self._sort_times)
 
     def add(self, hit: dict, field_map: dict[str, str]) -> None:
-        self._sort_times.append(sort_time_ns(hit.get("sort")))
         flat: dict[str, Any] = {}
         _flatten(hit.get("_source") or {}, "", flat)
         if "event.id" not in flat:
@@ -190,7 +192,7 @@ class HitColumns:
             if column is None:
                 column = self.data[name] = [None] * self.rows
             column.append(value)
-        self.rows += 1
+        self._sort_times.append(sort_time_ns(hit.get("sort")))  # counts the hit: `rows` grows by one
         for column in self.data.values():
             if len(column) < self.rows:
                 column.append(None)
