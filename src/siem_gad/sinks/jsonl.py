@@ -2,7 +2,8 @@
 
 On open it reads the ids already in the file (and sets aside a torn last line left by a crash
 in the middle of a write, whatever its length, into `<path>.torn`), so a repeated pass
-appends nothing twice and no complete line is ever lost.
+appends nothing twice and no complete line is ever lost. A damaged line costs only itself:
+it is logged with its number and skipped (`linefiles`).
 
 Status documents are appended the same way to `status_path`. Incidents change, so
 `incidents_path` holds the newest version of each incident, one per line, and is rewritten
@@ -21,6 +22,7 @@ from typing import Any, Callable, ClassVar
 from pydantic import Field
 
 from ..components import Params
+from ..linefiles import append_durably, aside_path, json_lines, repair_tail
 from . import Alert, Rejected, Sink, alert_id_of, document_id
 
 log = logging.getLogger(__name__)
@@ -37,83 +39,56 @@ class JsonLines:
     def known_ids(self) -> set[str]:
         if self._ids is None:
             self._ids = set()
-            if self.path.exists():
-                self._repair()
-                with self.path.open(encoding="utf-8") as handle:
-                    for number, line in enumerate(handle, 1):
-                        try:
-                            self._ids.add(self.id_of(json.loads(line)))
-                        except (ValueError, KeyError, TypeError):
-                            log.warning("%s:%d: not a document line; left as is", self.path, number)
+            repair_tail(self.path)
+            for number, _, document in json_lines(self.path):
+                try:
+                    self._ids.add(self.id_of(document))
+                except (KeyError, TypeError):
+                    log.warning("%s:%d: a JSON object without an id; left as is", self.path, number)
         return self._ids
 
-    def _repair(self) -> None:
-        """Set aside a last line without its newline (a write cut short by a crash).
-
-        The file is searched backwards, a block at a time, for the last newline, so a torn line
-        of any length costs only itself; its bytes are moved to `<path>.torn` rather than lost.
-        """
-        with self.path.open("rb+") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            keep = last_line_end(handle, size)
-            handle.seek(keep)
-            torn = handle.read()
-            with open(f"{self.path}.torn", "ab") as aside:
-                aside.write(torn + b"\n")
-                aside.flush()
-                os.fsync(aside.fileno())
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-            log.warning("%s: set aside a torn last line (%d bytes) left by an interrupted write in %s.torn",
-                        self.path, size - keep, self.path)
-
     def find(self, identifier: str) -> dict | None:
-        if not self.path.exists():
-            return None
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if identifier in line:
-                    try:
-                        document = json.loads(line)
-                    except ValueError:
-                        continue
-                    if self.id_of(document) == identifier:
-                        return document
+        for _, _, document in json_lines(self.path, containing=identifier.encode()):
+            try:
+                if self.id_of(document) == identifier:
+                    return document
+            except (KeyError, TypeError):
+                continue
         return None
 
     def append(self, documents: list[dict]) -> int:
-        """Append the documents not in the file yet; return how many."""
+        """Append the documents not in the file yet (the first of a batch's repeats); return how many."""
         known = self.known_ids()
-        new = [d for d in documents if self.id_of(d) not in known]
+        first: dict[str, dict] = {}
+        for document in documents:
+            first.setdefault(self.id_of(document), document)
+        new = [d for ident, d in first.items() if ident not in known]
         if not new:
             return 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            for document in new:
-                handle.write(json.dumps(document, sort_keys=True, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_durably(self.path, "".join(json.dumps(d, sort_keys=True, default=str) + "\n" for d in new))
         known.update(self.id_of(d) for d in new)
         return len(new)
 
 
 def rewrite_by_id(path: Path, documents: list[dict]) -> None:
     """Merge documents into a JSON Lines file keyed by `event.id` (newest wins) and replace the
-    file atomically."""
+    file atomically. A line of the old file that is no such document is set aside in
+    `<path>.torn` first, not dropped."""
     current: dict[str, dict] = {}
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                document = json.loads(line)
-                current[document_id(document)] = document
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s: dropped a line that is not an incident", path)
+        repair_tail(path)
+        damaged = []
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                try:
+                    document = json.loads(raw.decode("utf-8"))
+                    current[document_id(document)] = document
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    if raw.strip():
+                        damaged.append(raw)
+                        log.warning("%s:%d: not an incident; set aside in %s", path, number, aside_path(path))
+        if damaged:
+            append_durably(aside_path(path), b"".join(damaged))
     current.update({document_id(d): d for d in documents})
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
@@ -123,7 +98,6 @@ def rewrite_by_id(path: Path, documents: list[dict]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-
 
 class JsonlSink(Sink):
     kinds: ClassVar[frozenset[str]] = frozenset({"incident", "status"})
@@ -162,15 +136,3 @@ class JsonlSink(Sink):
             self.status.append(documents)
         return []
 
-
-def last_line_end(handle, size: int, block: int = 1 << 20) -> int:
-    """Offset just after the last newline before `size` in a binary file (0 when there is none)."""
-    end = size
-    while end > 0:
-        begin = max(0, end - block)
-        handle.seek(begin)
-        cut = handle.read(end - begin).rfind(b"\n")
-        if cut >= 0:
-            return begin + cut + 1
-        end = begin
-    return 0

@@ -29,6 +29,7 @@ from ..config import Duration
 from ..events import EVENT_ID, NUMERIC_RANGES, TIMESTAMP, finalize_events, malformed_numbers
 from ..timeutil import utcnow
 from . import Cursor, ReadResult, Source
+from .csv_quarantine import CsvQuarantine
 from .csv_records import BadRecord, RecordScanner, Scan
 from .timestamps import check_format, parse_timestamps
 
@@ -66,7 +67,7 @@ class CsvSource(Source):
     # ------------------------------------------------------------------ helpers
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
-        self._seen_bad: set[tuple[str, int]] | None = None
+        self._quarantine_file: CsvQuarantine | None = None
 
     @property
     def path(self) -> Path:
@@ -170,39 +171,21 @@ class CsvSource(Source):
             frame = frame.rename(columns={p.field_map.get(p.id_field, p.id_field): EVENT_ID})
         return frame
 
-    def _quarantine_path(self) -> Path:
-        return self.params.quarantine or (Path(self.state_dir or ".") / "quarantine" / f"{self.name}.csv")
-
-    def _quarantined(self) -> set[tuple[str, int]]:
-        """(file, line) already in the quarantine file: a range read twice (training, a repeated
-        pass, a restart) quarantines each row once."""
-        if self._seen_bad is None:
-            self._seen_bad = set()
-            target = self._quarantine_path()
-            if target.exists():
-                if csv.field_size_limit() < 4 * self.params.max_line_bytes:
-                    csv.field_size_limit(4 * self.params.max_line_bytes)  # raw text is kept up to that size
-                with target.open(newline="", encoding="utf-8") as handle:
-                    self._seen_bad = {(row["file"], int(row["line"])) for row in csv.DictReader(handle)}
-        return self._seen_bad
+    @property
+    def quarantine(self) -> CsvQuarantine:
+        """The quarantine file: a range read twice (training, a repeated pass, a restart)
+        quarantines each row once."""
+        if self._quarantine_file is None:
+            p = self.params
+            path = p.quarantine or (Path(self.state_dir or ".") / "quarantine" / f"{self.name}.csv")
+            self._quarantine_file = CsvQuarantine(path, p.max_line_bytes, p.max_record_lines)
+        return self._quarantine_file
 
     def _quarantine(self, bad: list[BadRecord]) -> int:
-        seen = self._quarantined()
-        fresh = sorted((b for b in bad if (str(self.path), b.line) not in seen), key=lambda b: b.line)
-        if not fresh:
-            return 0
-        target = self._quarantine_path()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        new = not target.exists()
-        with target.open("a", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            if new:
-                writer.writerow(["file", "line", "offset", "reason", "raw"])
-            for item in fresh:
-                writer.writerow([str(self.path), item.line, item.offset, item.reason, item.raw])
-                seen.add((str(self.path), item.line))
-        log.warning("%s: %d malformed rows quarantined to %s (first: line %d, %s)", self.path, len(fresh), target,
-                    fresh[0].line, fresh[0].reason)
+        fresh = self.quarantine.add(str(self.path), bad)
+        if fresh:
+            log.warning("%s: %d malformed rows quarantined to %s (first: line %d, %s)", self.path, len(fresh),
+                        self.quarantine.path, fresh[0].line, fresh[0].reason)
         return len(fresh)
 
     # ------------------------------------------------------------------ contract
@@ -253,7 +236,7 @@ class CsvSource(Source):
         return not self.params.follow
 
     def counters(self) -> dict[str, int]:
-        return {"quarantined": len(self._quarantined())}
+        return {"quarantined": len(self.quarantine.seen())}
 
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
         import pandas as pd

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from ..components import Params
 from ..config import Duration
 from ..events import empty_events, finalize_events
+from ..linefiles import append_durably, json_lines, repair_tail
 from ..syslog.headers import HeaderError, parse_line
 from ..syslog.connections import Limits
 from ..syslog.inputs import FileInput, TcpInput, UdpInput
@@ -261,21 +262,14 @@ class SyslogSource(Source):
             return 0
         path = Path(self.state_dir) / "quarantine" / f"{self.name}.jsonl"
         if self._quarantined is None:
-            self._quarantined = set()
-            if path.exists():
-                for text in path.read_text(encoding="utf-8").splitlines():
-                    try:
-                        self._quarantined.add(json.loads(text)["spool_id"])
-                    except (ValueError, KeyError):
-                        continue
+            repair_tail(path)
+            self._quarantined = {document["spool_id"] for _, _, document in json_lines(path, "quarantined line")
+                                 if isinstance(document.get("spool_id"), int)}
         new = [(line, reason) for line, reason in bad if line.id not in self._quarantined]
         if new:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                for line, reason in new:
-                    handle.write(json.dumps({"spool_id": line.id, "origin": line.origin, "received": line.received,
-                                             "reason": reason, "line": line.line.decode("utf-8", "backslashreplace")})
-                                 + "\n")
+            append_durably(path, "".join(
+                json.dumps({"spool_id": line.id, "origin": line.origin, "received": line.received, "reason": reason,
+                            "line": line.line.decode("utf-8", "backslashreplace")}) + "\n" for line, reason in new))
             self._quarantined.update(line.id for line, _ in new)
         return len(new)
 

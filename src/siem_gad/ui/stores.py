@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..linefiles import json_lines
+
 PAGE_SIZE = 50
 SORTS = ("newest", "riskiest")
 VERDICTS = ("none", "false_positive", "true_positive")
@@ -204,19 +206,15 @@ class JsonlStore:
         stamp = (info.st_mtime_ns, info.st_size) if info else None
         if stamp == self._incidents_stamp:
             return
-        documents = []
-        if info:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    documents.append(json.loads(line))
-                except ValueError:
-                    continue
+        documents = [document for _, _, document in json_lines(path, "incident")
+                     if isinstance(document.get("siem_gad"), dict) and isinstance(document["siem_gad"].get("incident"), dict)
+                     ] if info else []
         self._incidents, self._incidents_stamp = documents, stamp
 
     def incidents(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:
             self._load_incidents()
-            open_ones = [d for d in self._incidents if d.get("siem_gad", {}).get("incident", {}).get("status") != "merged"]
+            open_ones = [d for d in self._incidents if d["siem_gad"]["incident"].get("status") != "merged"]
             open_ones.sort(key=lambda d: (-float(d["siem_gad"]["incident"].get("risk_score") or 0),
                                           str(d["siem_gad"]["incident"].get("id", ""))))
             return open_ones[:limit]
