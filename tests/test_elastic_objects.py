@@ -44,6 +44,15 @@ def test_shipped_bundle_is_the_current_export_and_valid(product: str):
     assert "valid for" in result.stdout
 
 
+def test_validate_names_the_line_of_a_bundle_that_is_not_utf8_or_not_json(tmp_path: Path):
+    bundle = tmp_path / "bundle.ndjson"
+    first = (ROOT / "kibana" / BUNDLES["kibana"]).read_bytes().splitlines()[0]
+    for bad, why in ((b"\xff\xfe", "not UTF-8 text (invalid start byte at byte 0)"), (b"{nope", "not a JSON object")):
+        bundle.write_bytes(first + b"\n\n" + bad + b"\n")
+        result = siem_gad("kibana", "validate", str(bundle), check=False)
+        assert result.returncode == 1 and f"{bundle}:3: {why}" in result.stderr, result.stderr
+
+
 def test_each_product_refuses_the_others_fields():
     problems = [str(p) for p in validate_bundle(shipped("kibana"), "opensearch-dashboards", view_field_types())]
     assert problems and all("'name' was unexpected" in p for p in problems)

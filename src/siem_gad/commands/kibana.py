@@ -53,11 +53,13 @@ def kibana_validate(bundle: Path, product: str) -> None:
     from ..elastic.saved_objects import validate_bundle
 
     objects = []
-    for number, line in enumerate(bundle.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(bundle.read_bytes().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            objects.append(json.loads(line))
+            objects.append(json.loads(line.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(f"{bundle}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except ValueError as exc:
             raise click.ClickException(f"{bundle}:{number}: not a JSON object: {exc}") from None
     problems = validate_bundle(objects, product, view_field_types())
