@@ -16,6 +16,7 @@ import pytest
 
 from relp_harness import (Receiver, Rsyslog, free_port, rsyslog_available, sequence_numbers, spooled_count,
                           spooled_lines, wait_until, write_lines)
+from siem_gad.syslog.intake import Oversize
 from siem_gad.syslog.relp import RelpError, RelpParser, Session, response
 
 MISSING = rsyslog_available()
@@ -95,6 +96,8 @@ class _Spool:
 
 
 class _Server:
+    max_message_bytes = 1024
+
     def __init__(self, spool: _Spool):
         self.spool = spool
 
@@ -122,14 +125,16 @@ def test_relp_session_answers_after_commit_and_drops_retransmitted_frames():
     assert session.handle([])[1] is False
 
 
-def test_relp_parser_reads_split_frames_skips_oversize_ones_and_refuses_garbage():
+def test_relp_parser_reads_split_frames_keeps_the_head_of_oversize_ones_and_refuses_garbage():
     parser = RelpParser(16)
     big = b"x" * 10_000
     stream = b"7 syslog 9 <13>hello\n" + b"8 syslog %d " % len(big) + big + b"\n9 syslog 3 <1>\n"
     frames = []
     for at in range(0, len(stream), 7):  # any split of the byte stream
         frames += parser.feed(stream[at:at + 7])
-    assert frames == [(7, "syslog", b"<13>hello"), (8, "syslog", None), (9, "syslog", b"<1>")]
+    # the oversize frame is read past, not held: its first 16 bytes come out to be quarantined
+    assert frames == [(7, "syslog", b"<13>hello"), (8, "syslog", b"x" * 16), (9, "syslog", b"<1>")]
+    assert [isinstance(data, Oversize) for _, _, data in frames] == [False, True, False]
     for garbage in (b"GET / HTTP/1.1\r\n\r\n", b"1 syslog 5 <13>abcdef\n", b"x" * 100):
         with pytest.raises(RelpError):
             RelpParser(1024).feed(garbage)

@@ -28,6 +28,7 @@ from siem_gad.sources.syslog import SyslogSource
 from siem_gad.state import StateStore
 from siem_gad.syslog.headers import HeaderError, parse_line
 from siem_gad.syslog.framing import Framer
+from siem_gad.syslog.intake import Oversize
 from siem_gad.syslog.inputs import TcpInput
 
 OPENSSH = SHARED_DATA / "loghub" / "OpenSSH" / "OpenSSH_2k.log"
@@ -69,9 +70,11 @@ def test_framer_handles_octet_counting_newlines_oversize_and_truncation():
     framer = Framer(64, lambda name, n: counts.__setitem__(name, counts.get(name, 0) + n))
     out = framer.feed(b"11 <13>hello a\n12 <13>hel")
     out += framer.feed(b"lo bb<13>plain line\n" + b"x" * 100 + b"\n<13>after\n")
-    out += framer.feed(b"999 <" + b"y" * 30)  # an oversize octet frame: skipped to the next newline
+    out += framer.feed(b"999 <" + b"y" * 30)  # an oversize octet frame: read to the next newline
     out += framer.feed(b"\n<13>tail without end")
-    assert out == [b"<13>hello a", b"<13>hello bb", b"<13>plain line", b"<13>after"]
+    # oversize messages come out as their first 64 bytes, marked to be quarantined, not parsed
+    assert out == [b"<13>hello a", b"<13>hello bb", b"<13>plain line", b"x" * 64, b"<13>after", b"<" + b"y" * 30]
+    assert [isinstance(line, Oversize) for line in out] == [False] * 3 + [True, False, True]
     assert framer.close() == [b"<13>tail without end"]  # the peer closed: its last line still counts
     out = framer.feed(b"20 <13>cut short")
     assert framer.close() == [b"20 <13>cut short"]  # the rest of the frame never came: kept as a line
@@ -263,13 +266,47 @@ def test_garbage_is_counted_and_quarantined_and_the_listener_stays_up(tmp_path: 
         src.close()
     assert (events["message"] == good.decode().split(": ", 1)[1]).sum() == 2, "still listening after the garbage"
     assert counters["oversize"] == 2 and counters["truncated"] == 1 and counters["invalid_utf8"] == 1
-    # the binary datagram, the line without a header, and the truncated frame's bytes (kept, not lost)
-    assert counters["quarantined"] == 3
+    # the binary datagram, the line without a header, the truncated frame's bytes, and the first
+    # 1024 bytes of each oversize message (kept, not lost)
+    assert counters["quarantined"] == 5
     quarantine = [json.loads(x) for x in (tmp_path / "state" / "quarantine" / "syslog.jsonl").read_text().splitlines()]
+    oversize = "longer than max_message_bytes (1024): its first 1024 bytes kept"
     assert sorted((q["reason"], q["origin"][:4]) for q in quarantine) == [
-        ("binary content (NUL bytes)", "udp:"), ("no RFC 5424 or RFC 3164 header", "tcp:"),
-        ("no RFC 5424 or RFC 3164 header", "udp:")]
+        ("binary content (NUL bytes)", "udp:"), (oversize, "tcp:"), (oversize, "udp:"),
+        ("no RFC 5424 or RFC 3164 header", "tcp:"), ("no RFC 5424 or RFC 3164 header", "udp:")]
     assert any(q["line"].startswith("120 <38>") for q in quarantine)
+    assert sorted(q["line"] for q in quarantine if q["reason"] == oversize) == ["<38>" + "A" * 1020, "<38>" + "B" * 1020]
+
+
+def test_an_oversize_line_in_a_followed_file_is_quarantined_once_by_its_head_and_the_next_line_is_read(
+        tmp_path: Path):
+    """An over-long file line used to be counted and dropped, and the part of a line over 1 MiB
+    after its first MiB was read as a line of its own; now its first `max_message_bytes` are
+    quarantined once, also when its end is written while the file is followed."""
+    good = "Nov 23 06:00:0{} h sshd[1]: Failed password for root from 10.9.9.{} port 22 ssh2\n"
+    log = tmp_path / "a.log"
+    log.write_text(good.format(0, 1) + "Nov 23 06:00:01 h sshd[1]: " + "L" * 2000 + "\n"
+                   + "Nov 23 06:00:02 h sshd[1]: " + "E" * (3 << 19))  # an enormous line, its end not written yet
+    src = source(tmp_path, files=[str(log)], follow=True, poll_interval=timedelta(milliseconds=50),
+                 max_message_bytes=1024)
+    src.start()
+    try:
+        wait_for(lambda: src.counters().get("received", 0) == 2, "the first two lines")
+        time.sleep(0.3)  # several polls over the unfinished enormous line: nothing of it is read yet
+        assert src.counters().get("received", 0) == 2
+        with log.open("a") as handle:
+            handle.write("E" * 1000 + "\n" + good.format(3, 4))
+        wait_for(lambda: src.counters().get("received", 0) == 4, "the enormous line's head and the line after it")
+        time.sleep(0.3)
+        events = read_all(src, live=True)
+        counters = src.counters()
+    finally:
+        src.close()
+    assert sorted(events["source.ip"]) == ["10.9.9.1", "10.9.9.4"]
+    assert counters["oversize"] == 2 and counters["received"] == 4 and counters["quarantined"] == 2
+    quarantine = [json.loads(x) for x in (tmp_path / "state" / "quarantine" / "syslog.jsonl").read_text().splitlines()]
+    assert [q["line"][:27] + str(len(q["line"])) for q in quarantine] == [
+        "Nov 23 06:00:01 h sshd[1]: 1024", "Nov 23 06:00:02 h sshd[1]: 1024"]
 
 
 def test_late_lines_are_quarantined_and_processed_lines_released(tmp_path: Path):

@@ -220,6 +220,10 @@ class SyslogSource(Source):
 
     def _event(self, line, parsers: ParserSet, counts: dict, bad: list) -> dict | None:
         raw = line.line
+        if line.oversize:
+            limit = self.params.max_message_bytes
+            bad.append((line, f"longer than max_message_bytes ({limit}): its first {limit} bytes kept"))
+            return None
         if b"\x00" in raw:
             bad.append((line, "binary content (NUL bytes)"))
             return None

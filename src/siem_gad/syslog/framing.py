@@ -11,7 +11,8 @@ detected three ways: the bytes after the counted frame do not start a new frame,
 frame holds a line break followed by another syslog header, or the rest of the frame never
 comes (`stale`, or the peer closes). Then the count is ignored and the bytes are read again as
 lines, so the lines after a lying count are still received; each such event is counted as
-`frame_mismatch`. Oversize messages are counted and skipped up to the next newline.
+`frame_mismatch`. An oversize message is counted, comes out as an `Oversize` holding its first
+`max_bytes` (to be quarantined), and the rest of it is skipped up to the next newline.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import re
 import time
 from typing import Callable
+
+from .intake import Oversize
 
 NEXT_HEADER = re.compile(rb"\n<\d{1,3}>")
 FRAME_START = re.compile(rb"[<\r\n]|\d{1,10} <|\d{0,10} ?$")  # what may follow a frame (or is too short to tell)
@@ -30,7 +33,8 @@ class Framer:
     def __init__(self, max_bytes: int, count: Callable[[str, int], None], stale_seconds: float = 2.0):
         self.max_bytes, self.count, self.stale_seconds = max_bytes, count, stale_seconds
         self.buffer = b""
-        self.skipping = False  # inside an oversize newline-framed line
+        self.skipping = False  # inside an oversize message, up to the next newline
+        self._head: bytes | None = None  # an oversize octet frame's bytes up to there, kept
         self.waiting_since: float | None = None  # an octet-counted frame waits for its rest since
         self._distrust = 0  # bytes at the buffer's start to read as lines: their count lied
 
@@ -53,7 +57,7 @@ class Framer:
         """The peer went away: what is left is read as lines (an unterminated last line too)."""
         if self.waiting_since is not None:
             self.count("truncated", 1)  # an octet-counted frame whose rest never came
-        lines = []
+        lines = [self._kept_head()] if self.skipping else []
         if not self.skipping and self.buffer.strip():
             self._distrust = len(self.buffer) + 1
             lines = self._split()
@@ -61,21 +65,33 @@ class Framer:
             if rest and len(rest) <= self.max_bytes:
                 lines.append(rest)
             elif rest:
-                self.count("oversize", 1)
+                lines.append(self._oversize(rest))
         self.buffer, self.skipping, self.waiting_since, self._distrust = b"", False, None, 0
         return [line for line in lines if line]
 
     # ------------------------------------------------------------------ internals
+    def _oversize(self, message: bytes) -> Oversize:
+        self.count("oversize", 1)
+        return Oversize(message[:self.max_bytes])
+
+    def _kept_head(self) -> bytes:
+        """The kept start of the oversize octet frame just read past (b"" when there is none)."""
+        head, self._head = self._head, None
+        return Oversize(head.rstrip(b"\r")) if head and head.rstrip(b"\r") else b""
+
     def _split(self) -> list[bytes]:
         out: list[bytes] = []
         while self.buffer:
             if self.skipping:
                 cut = self.buffer.find(b"\n")
+                if self._head is not None and len(self._head) < self.max_bytes:
+                    self._head += self.buffer[:cut if cut >= 0 else len(self.buffer)][:self.max_bytes - len(self._head)]
                 if cut < 0:
                     self._consume(len(self.buffer))
                     break
                 self._consume(cut + 1)
                 self.skipping = False
+                out.append(self._kept_head())
                 continue
             if self._distrust <= 0 and self.buffer[:1].isdigit():
                 frame = self._octet_frame()
@@ -88,14 +104,14 @@ class Framer:
             cut = self.buffer.find(b"\n")
             if cut < 0:
                 if len(self.buffer) > self.max_bytes:
-                    self.count("oversize", 1)
+                    out.append(self._oversize(self.buffer))
                     self._consume(len(self.buffer))
                     self.skipping = True
                 break
             line = self.buffer[:cut].rstrip(b"\r")
             self._consume(cut + 1)
             if len(line) > self.max_bytes:
-                self.count("oversize", 1)
+                out.append(self._oversize(line))
             elif line:
                 out.append(line)
         return out
@@ -116,7 +132,8 @@ class Framer:
         if length > self.max_bytes:
             self.count("oversize", 1)
             self._consume(space + 1)
-            self.skipping = True  # resynchronise at the next newline
+            self.skipping = True  # resynchronise at the next newline (the count may lie) ...
+            self._head = b""  # ... keeping the bytes up to it
             return b""
         end = space + 1 + length
         frame = self.buffer[space + 1:end]

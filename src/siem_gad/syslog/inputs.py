@@ -28,7 +28,7 @@ from typing import Callable
 
 from .connections import Connection, ConnectionServer
 from .framing import Framer
-from .intake import Input
+from .intake import Input, Oversize
 
 log = logging.getLogger(__name__)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
@@ -92,10 +92,11 @@ class UdpInput(Input):
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
                 self._note_drops(struct.unpack("I", value[:4])[0])
-        if len(data) > self.max_message_bytes:
-            self.spool.count("oversize")
-        elif self.spool.full():
+        if self.spool.full():
             self.spool.count("dropped_spool_full")
+        elif len(data) > self.max_message_bytes:
+            self.spool.count("oversize")
+            batch.append(Oversize(data[:self.max_message_bytes]))
         else:
             batch.extend(line for line in data.rstrip(b"\r\n\x00").split(b"\n") if line)
 
@@ -178,6 +179,7 @@ class FileInput(Input):
         self.offsets = {path: list(v) for path, v in self.spool.file_offsets().items()}  # path -> [dev, ino, offset]
         self.handles: dict[str, tuple] = {}  # path -> (open file, dev, ino): a renamed file stays readable
         self.heads: dict[str, bytes] = {}  # path -> the file's first bytes, to notice copytruncate
+        self.scanned: dict[str, tuple[int, int]] = {}  # path -> (start, searched to) of an unfinished enormous line
         self.finished = threading.Event()
 
     def run(self) -> None:
@@ -207,6 +209,7 @@ class FileInput(Input):
             current[0].close()
             del self.handles[path]
             self.heads.pop(path, None)
+            self.scanned.pop(path, None)
             current = None
             self.offsets[path] = [stat.st_dev, stat.st_ino, 0]
             log.info("%s: rotated; reading the new file from the start", path)
@@ -223,6 +226,7 @@ class FileInput(Input):
         if self._truncated(path, current[0]):
             log.info("%s: truncated (copytruncate); reading it from the start", path)
             self.offsets[path][2] = 0
+            self.scanned.pop(path, None)
         return self._drain(path, current) or progressed
 
     def _truncated(self, path: str, handle) -> bool:
@@ -254,16 +258,23 @@ class FileInput(Input):
                 # The last line of a file read once may lack its newline.
                 block, cut, consumed = block + b"\n", len(block), len(block)
             if cut < 0:
-                if len(block) >= (1 << 20):  # one enormous line: skip it
-                    self.spool.count("oversize")
-                    offset += len(block)
-                    continue
-                break  # nothing, or a partial last line: wait for the rest
+                if len(block) < (1 << 20):
+                    break  # nothing, or a partial last line: wait for the rest
+                end = self._line_end(handle, path, offset, offset + len(block))  # one enormous line
+                if end is None:
+                    break  # following the file: the line's end has not been written yet
+                self.spool.count("oversize")
+                offset = end
+                self.spool_lines([Oversize(block[:self.max_message_bytes])], f"file:{path}", (path, dev, ino, offset),
+                                 reference)
+                read_any = True
+                continue
             lines, oversize = [], 0
             for line in block[:cut].split(b"\n"):
                 line = line.rstrip(b"\r")
                 if len(line) > self.max_message_bytes:
                     oversize += 1
+                    lines.append(Oversize(line[:self.max_message_bytes]))
                 elif line:
                     lines.append(line)
             if oversize:
@@ -273,6 +284,27 @@ class FileInput(Input):
             read_any = True
         self.offsets[path] = [dev, ino, offset]
         return read_any
+
+    def _line_end(self, handle, path: str, start: int, position: int) -> int | None:
+        """The offset after the newline that ends the line at `start`, searched from `position`;
+        the file's end for a file read once; None while a followed file has not written it yet
+        (the search resumes where it stopped)."""
+        resume = self.scanned.get(path)
+        if resume and resume[0] == start:
+            position = max(position, resume[1])
+        while True:
+            handle.seek(position)
+            block = handle.read(1 << 20)
+            cut = block.find(b"\n")
+            if cut >= 0:
+                self.scanned.pop(path, None)
+                return position + cut + 1
+            position += len(block)
+            if len(block) < (1 << 20):
+                if not self.follow:
+                    return position
+                self.scanned[path] = (start, position)
+                return None
 
     def close_files(self) -> None:
         for handle, _dev, _ino in self.handles.values():

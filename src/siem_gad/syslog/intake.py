@@ -7,7 +7,13 @@ import time
 from datetime import tzinfo
 
 from .headers import HeaderError, event_time
-from .spool import Spool
+from .spool import HEADER_OK, NO_HEADER, OVERSIZE, Spool
+
+
+class Oversize(bytes):
+    """The first `max_message_bytes` of a longer message. It is spooled like any line, so that a
+    pass quarantines it with its origin (and RELP's acknowledgement of it stands for something),
+    but never parsed: a cut message would make a wrong event."""
 
 
 def header_time(line: bytes, received: float, zone: tzinfo, reference: float | None = None) -> tuple[float, bool]:
@@ -38,5 +44,6 @@ class Input(threading.Thread):
         rows = []
         for line in lines:
             t, ok = header_time(line, received, self.zone, reference)
-            rows.append((t, received, origin, line, ok))
+            state = OVERSIZE if isinstance(line, Oversize) else HEADER_OK if ok else NO_HEADER
+            rows.append((t, received, origin, bytes(line), state))
         self.spool.append(rows, file_offset, digests=digests, counts={"received": len(rows)})

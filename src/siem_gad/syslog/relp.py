@@ -13,9 +13,11 @@ digest of the last messages of each sender address (`Spool.recent_digests`): at 
 new session, frames whose message was already committed are answered `200 OK` and not stored
 again (`duplicates` counter), until the first new message ends that check.
 
-Frames larger than `max_message_bytes` are read whole, counted as `oversize` and answered
-`200 OK` (they would be refused again on every retry); a frame that breaks the protocol ends
-the session with a `serverclose`, as the protocol prescribes.
+Frames larger than `max_message_bytes` are read whole without being held in memory, counted
+as `oversize`, committed as an `Oversize` holding their first `max_message_bytes` (quarantined
+by the next pass, not parsed) and answered `200 OK` (they would be refused again on every
+retry); a frame that breaks the protocol ends the session with a `serverclose`, as the protocol
+prescribes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import socket
 import ssl
 
 from .connections import Connection, ConnectionServer
+from .intake import Oversize
 
 log = logging.getLogger(__name__)
 SOFTWARE = "siem-gad,1,https://github.com/siem-gad"
@@ -34,7 +37,7 @@ HEADER = re.compile(rb"(\d{1,9}) ([a-z]{1,32}) (\d{1,9})([ \n])")
 MAX_HEADER = 9 + 1 + 32 + 1 + 9 + 1
 OFFER_ROOM = 4096  # an `open` offer may be longer than a small message limit
 
-Frame = tuple[int, str, "bytes | None"]  # (txnr, command, data); data None: an oversize frame skipped
+Frame = tuple[int, str, bytes]  # (txnr, command, data); an Oversize: the first bytes of a frame too large
 
 
 class RelpError(ValueError):
@@ -51,14 +54,17 @@ def response(txnr: int, code: int = 200, text: str = "OK", data: bytes = b"") ->
 
 
 class RelpParser:
-    """Bytes in, RELP frames out. Frames over the size limit are skipped without being held in
-    memory and come out with data None, so that they can still be answered."""
+    """Bytes in, RELP frames out. Frames over the size limit are read past without being held
+    in memory; they come out (so that they can be answered) with an `Oversize` of their first
+    `max_bytes` as data."""
 
     def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
         self.limit = max_bytes + OFFER_ROOM
         self.buffer = b""
-        self._skip_left = 0  # bytes of an oversize frame (with its trailer) still to discard
-        self._skipped: Frame | None = None
+        self._skip_left = 0  # bytes of an oversize frame (with its trailer) still to read past
+        self._skipped: tuple[int, str] | None = None  # that frame's txnr and command
+        self._head = b""  # and its first max_bytes, kept
 
     def feed(self, data: bytes) -> list[Frame]:
         self.buffer += data
@@ -66,17 +72,19 @@ class RelpParser:
         while True:
             if self._skip_left:
                 taken = min(self._skip_left, len(self.buffer))
+                if len(self._head) < self.max_bytes:
+                    self._head += self.buffer[:min(taken, self.max_bytes - len(self._head))]
                 self.buffer, self._skip_left = self.buffer[taken:], self._skip_left - taken
                 if self._skip_left:
                     return frames
                 assert self._skipped is not None
-                frames.append(self._skipped)
-                self._skipped = None
+                frames.append((*self._skipped, Oversize(self._head)))
+                self._skipped, self._head = None, b""
                 continue
             frame = self._next()
             if frame is None:
                 return frames
-            if frame[2] is not None:
+            if self._skipped is None:
                 frames.append(frame)
 
     def _next(self) -> Frame | None:
@@ -95,8 +103,8 @@ class RelpParser:
         if match[4] != b" ":
             raise RelpError(f"frame {txnr} {command}: no data after length {length}")
         if length > self.limit:
-            self.buffer, self._skip_left, self._skipped = self.buffer[start:], length + 1, (txnr, command, None)
-            return txnr, command, None  # swallowed by feed: reported once the frame is skipped
+            self.buffer, self._skip_left, self._skipped = self.buffer[start:], length + 1, (txnr, command)
+            return txnr, command, b""  # held back by feed: reported once the frame is read past
         if len(self.buffer) < start + length + 1:
             return None
         if self.buffer[start + length:start + length + 1] != b"\n":
@@ -161,7 +169,7 @@ class Session:
         spool = self.server.spool
         for txnr, command, data in frames:
             if command == "open":
-                if data is None or b"syslog" not in data:
+                if isinstance(data, Oversize) or b"syslog" not in data:
                     raise RelpError("open without the syslog command offered")
                 self.opened = True
                 offer = f"relp_version=0\nrelp_software={SOFTWARE}\ncommands=syslog".encode()
@@ -170,10 +178,12 @@ class Session:
                 raise RelpError(f"{command!r} before open")
             elif command == "syslog":
                 replies.append(response(txnr))
-                message = (data or b"").rstrip(b"\r\n")
-                if data is None:
+                message = data if isinstance(data, Oversize) else data.rstrip(b"\r\n")
+                limit = self.server.max_message_bytes
+                if isinstance(message, Oversize) or len(message) > limit:  # the latter within the offer's room
                     spool.count("oversize")
-                elif message:
+                    message = Oversize(message[:limit])
+                if message:
                     key = digest(message)
                     if self.checking_duplicates and self._seen(key):
                         spool.count("duplicates")

@@ -25,6 +25,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS lines (
     id INTEGER PRIMARY KEY AUTOINCREMENT, t REAL NOT NULL, received REAL NOT NULL, origin TEXT NOT NULL,
     line BLOB NOT NULL, header_ok INTEGER NOT NULL, counted INTEGER NOT NULL DEFAULT 0);
+-- header_ok: 1 the header parsed, 0 it did not, 2 an oversize message's first bytes (OVERSIZE below)
 CREATE INDEX IF NOT EXISTS lines_t ON lines (t, id);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL);
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS delivered (origin TEXT NOT NULL, digest BLOB NOT NULL, id INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS delivered_origin ON delivered (origin, id);
 """
+NO_HEADER, HEADER_OK, OVERSIZE = 0, 1, 2  # the `header_ok` column (OVERSIZE: intake.Oversize)
 RECENT_PER_ORIGIN = 4096  # more than a RELP client keeps unanswered (rsyslog's window: 128)
 COUNTER_FLUSH_SECONDS = 1.0
 
@@ -45,6 +47,13 @@ class SpooledLine:
     line: bytes
     header_ok: bool
     counted: bool = False  # already in the parse counters (an earlier read of the same line)
+    oversize: bool = False  # `line` is the first max_message_bytes of a longer message
+
+
+def spooled_line(row: tuple) -> SpooledLine:
+    """A `lines` row (id, t, received, origin, line, header_ok, counted) as a SpooledLine."""
+    return SpooledLine(row[0], row[1], row[2], row[3], bytes(row[4]), row[5] == HEADER_OK, bool(row[6]),
+                       row[5] == OVERSIZE)
 
 
 class Spool:
@@ -80,7 +89,7 @@ class Spool:
         while self.full() and not stop.is_set():
             time.sleep(0.05)
 
-    def append(self, rows: Iterable[tuple[float, float, str, bytes, bool]],
+    def append(self, rows: Iterable[tuple[float, float, str, bytes, int]],
                file_offset: tuple[str, int, int, int] | None = None, digests: list[bytes] | None = None,
                counts: dict[str, int] | None = None) -> int:
         """Insert (t, received, origin, line, header_ok) rows, a file's new offset, the lines'
@@ -197,7 +206,7 @@ class Spool:
                     "(t > ? OR (t = ? AND id > ?)) ORDER BY t, id LIMIT ?",
                     (end, max_id, last_t, last_t, last_id, chunk)).fetchall()
             for row in rows:
-                yield SpooledLine(row[0], row[1], row[2], row[3], bytes(row[4]), bool(row[5]), bool(row[6]))
+                yield spooled_line(row)
             if len(rows) < chunk:
                 return
             last_t, last_id = rows[-1][1], rows[-1][0]
@@ -222,4 +231,4 @@ class Spool:
         with self._lock:
             rows = self._db.execute("SELECT id, t, received, origin, line, header_ok, counted FROM lines WHERE t < ? "
                                     "AND id > ? AND id <= ? ORDER BY id", (before, after_id, max_id)).fetchall()
-        return [SpooledLine(r[0], r[1], r[2], r[3], bytes(r[4]), bool(r[5]), bool(r[6])) for r in rows]
+        return [spooled_line(r) for r in rows]
