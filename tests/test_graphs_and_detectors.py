@@ -432,6 +432,33 @@ def test_a_model_trained_with_another_config_is_stale_and_retrained(tmp_path: Pa
     app.close()
 
 
+@pytest.mark.parametrize("damage", ["cut short", "not a model", "a list"])
+def test_a_damaged_model_file_is_retrained_not_fatal(tmp_path: Path, damage: str):
+    """A model file cut short (a crash or a full disk while it was copied) made every later
+    pass of its job fail with torch's RuntimeError; now the model is retrained, with a warning."""
+    deploy = tmp_path / "deploy"
+    jobs = {"network": {"source": "sim", "graph": {"type": "bipartite"},
+                        "detectors": {"iforest": {"type": "iforest", "n_estimators": 20, "training": {"windows": 24}}}}}
+    app = App.open(make_config(deploy, jobs=jobs, rules={}))
+    app.job("network").run_pass()
+    path = app.state.latest_model("network", "iforest").path
+    app.close()
+    data = path.read_bytes()
+    if damage == "cut short":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "not a model":
+        path.write_bytes(b"\x00" * 100)
+    else:
+        torch.save([1, 2], path)
+    with pytest.raises(ValueError, match="not a (readable )?model file"):
+        IsolationForestDetector.load(path)
+    app = App.open(make_config(deploy, jobs=jobs, rules={}))
+    job = app.job("network")
+    job.ensure_models(job.plan())
+    assert job.status()["models"][0]["version"] == 2 and job.models.loaded["iforest"].detector.threshold_ > 0
+    app.close()
+
+
 def test_windows_are_right_for_any_timestamp_resolution(sim_windows):
     enterprise, events, windows = sim_windows
     coarse = events.copy()

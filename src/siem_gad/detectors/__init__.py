@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 import logging
+import os
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
@@ -212,14 +213,26 @@ class Detector(ABC):
             "state": self.get_state(),
         }
         tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
+        with tmp.open("wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename, and before the registry names it
         tmp.replace(path)  # never leave a half-written model behind
 
     @classmethod
     def load(cls, path: Path) -> "Detector":
+        """The detector saved at `path`; ValueError when the file is not a model of this class
+        (damaged, cut short, another format or detector), so that the caller retrains."""
+        import pickle
+
         import torch
 
-        payload = torch.load(Path(path), weights_only=True)
+        try:
+            payload = torch.load(Path(path), weights_only=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise ValueError(f"{path}: not a readable model file ({str(exc).splitlines()[0]})") from None
+        if not isinstance(payload, dict):
+            raise ValueError(f"{path}: not a model file (a {type(payload).__name__})")
         if payload.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: unsupported model format {payload.get('format')!r}")
         saved_by, loading = payload.get("detector"), f"{cls.__module__}.{cls.__qualname__}"
