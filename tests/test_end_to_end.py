@@ -259,3 +259,28 @@ def test_scheduler_runs_jobs_until_a_signal(tmp_path: Path):
     assert "scheduler started: network every 0:00:01" in stderr and "scheduler stopped" in stderr
     # top 1 in each of the 12 windows after the 24 the model was fitted on (those raise none)
     assert len(read_alerts(tmp_path / "state" / "alerts.jsonl")) == 12
+
+
+def test_a_second_writer_on_a_state_directory_is_refused_and_a_killed_one_leaves_no_stale_lock(tmp_path: Path):
+    """Two `run`s on one state directory raced: both trained model v1 into the same file (one
+    pass failed renaming it away from the other). Now the second writer stops at once."""
+    jobs = {"network": {"source": "sim", "schedule": "1s", "graph": {"type": "bipartite"},
+                        "detectors": {"iforest": {"type": "iforest", "n_estimators": 20, "training": {"windows": 24}}}}}
+    config = make_config(tmp_path, jobs=jobs, rules={})
+    first = subprocess.Popen([sys.executable, "-m", "siem_gad", "run", "-c", str(config)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = tmp_path / "state" / "siem-gad.lock"
+    try:
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for command in (["run", "--once"], ["train"], ["deadletter", "replay"]):
+            second = siem_gad(*command, "-c", str(config), check=False)
+            assert second.returncode == 1, second.stderr
+            assert f"is in use by another siem-gad (siem-gad run, pid {first.pid}," in second.stderr, second.stderr
+        assert siem_gad("status", "-c", str(config)).returncode == 0  # readers are not writers
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    assert siem_gad("run", "--once", "-c", str(config)).returncode == 0  # the kernel released the lock
+    assert "siem-gad run, pid" in lock.read_text()

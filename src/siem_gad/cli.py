@@ -91,7 +91,7 @@ def run(ctx: click.Context, config: Path, once: bool, jobs: tuple[str, ...]) -> 
     """
     from .scheduler import install_signal_handlers, run_forever, run_once
 
-    app = open_app(ctx, config)
+    app = open_app(ctx, config, writer="run")
     names = list(jobs) or list(app.config.jobs)
     unknown = [j for j in names if j not in app.config.jobs]
     if unknown:
@@ -125,7 +125,7 @@ def train(ctx: click.Context, config: Path, job: str | None, detector: str | Non
     """
     from .timeutil import isoformat, parse_time
 
-    app = open_app(ctx, config)
+    app = open_app(ctx, config, writer="train")
     try:
         for name in [job] if job else list(app.config.jobs):
             runner = app.job(name)

@@ -29,16 +29,23 @@ def load_config_or_fail(path: Path) -> Any:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
 
 
-def open_app(ctx: click.Context, config: Path, state_dir: Path | None = None) -> Any:
+def open_app(ctx: click.Context, config: Path, state_dir: Path | None = None, writer: str | None = None) -> Any:
     """Config, plugins and rules loaded into an `App`, logging set from the config (the global
-    options win); exit 1 with precise messages when they are invalid."""
+    options win); exit 1 with precise messages when they are invalid. A `writer` (the command's
+    name) holds the state directory's lock until the command ends (`statelock`)."""
     from .logs import setup_logging
     from .pipeline import App
+    from .statelock import StateInUse, lock_state
 
     options = ctx.find_root().obj or {}
     app_config = load_config_or_fail(config)
     setup_logging((options.get("log_level") or app_config.logging.level).upper(),
                   options.get("log_format") or app_config.logging.format)
+    if writer:
+        try:
+            ctx.call_on_close(lock_state(state_dir or app_config.state_path, writer).close)
+        except StateInUse as exc:
+            raise click.ClickException(str(exc)) from None
     try:
         return App.open(config, plugins_dir=options.get("plugins_dir"), state_dir=state_dir)
     except ConfigError as exc:

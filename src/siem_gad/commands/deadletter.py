@@ -54,7 +54,7 @@ def deadletter_replay(ctx: click.Context, config: Path, sink: str | None) -> Non
     """
     from ..sinks.deadletter import replay_dead_letters
 
-    app = open_app(ctx, config)
+    app = open_app(ctx, config, writer="deadletter replay")
     try:
         results = replay_dead_letters(app, sink)
     finally:
