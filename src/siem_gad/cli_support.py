@@ -41,15 +41,17 @@ def open_app(ctx: click.Context, config: Path, state_dir: Path | None = None, wr
     app_config = load_config_or_fail(config)
     setup_logging((options.get("log_level") or app_config.logging.level).upper(),
                   options.get("log_format") or app_config.logging.format)
-    if writer:
-        try:
-            ctx.call_on_close(lock_state(state_dir or app_config.state_path, writer).close)
-        except StateInUse as exc:
-            raise click.ClickException(str(exc)) from None
     try:
-        return App.open(config, plugins_dir=options.get("plugins_dir"), state_dir=state_dir)
+        app = App.open(config, plugins_dir=options.get("plugins_dir"), state_dir=state_dir)
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    if writer:  # after App.open, which names an unusable state_dir precisely
+        try:
+            ctx.call_on_close(lock_state(app.config.state_path, writer).close)
+        except StateInUse as exc:
+            app.close()
+            raise click.ClickException(str(exc)) from None
+    return app
 
 
 def progress_enabled() -> bool:
