@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -300,6 +301,50 @@ def test_event_times_come_from_the_servers_reading_of_the_time_field(tmp_path: P
     assert events["source.ip"].astype(str).tolist() == ["logs-a", "logs-b", "logs-c"]
     assert [t.isoformat() for t in events["@timestamp"]] == [
         "2026-01-05T08:00:00+00:00", "2026-01-05T08:30:00+00:00", "2026-01-05T08:45:00.123456789+00:00"]
+
+
+def test_events_indexed_after_their_window_was_read_are_counted_once_as_late_and_named(tmp_path: Path, caplog):
+    """A shipper's backlog indexed after its windows were read was lost without a word (the
+    next read starts at the checkpoint). Such events are now counted as late, once, by the first
+    read after they arrive, and named in a warning."""
+    import logging
+
+    from siem_gad.sources.elasticsearch import ElasticsearchSource
+    from siem_gad.state import StateStore
+    from siem_gad.timeutil import isoformat, parse_time, utcnow
+
+    def put(client, doc_id: str, stamp: str, ingested: bool = True) -> None:
+        body = {"@timestamp": stamp, "source": {"ip": doc_id}, **({"event": {"ingested": isoformat(utcnow())}}
+                                                                   if ingested else {})}
+        client.index(index="logs-a", id=doc_id, body=body, refresh=True)
+
+    server = OsmemServer.start(japanese=False)
+    try:
+        client = OpenSearch(hosts=[server.url])
+        client.indices.create(index="logs-a", body={"mappings": {"properties": {
+            "@timestamp": {"type": "date"}, "event": {"properties": {"ingested": {"type": "date"}}}}}})
+        put(client, "on-time", "2026-01-05T08:10:00Z")
+        source = ElasticsearchSource(hosts=[server.url], flavor="opensearch", index="logs-*",
+                                     end="2026-02-01T00:00:00Z").bind("siem", StateStore(tmp_path))
+        hour = [parse_time(f"2026-01-05T{h:02d}:00:00Z") for h in (8, 9, 10, 11)]
+        first = source.read(hour[0], hour[1], None)
+        time.sleep(2.5)  # past the read's margin
+        put(client, "late", "2026-01-05T08:20:00Z")  # window 08:00 was read already
+        put(client, "late-unstamped", "2026-01-05T08:30:00Z", ingested=False)  # no event.ingested: not seen
+        put(client, "next", "2026-01-05T09:10:00Z")
+        with caplog.at_level(logging.WARNING, logger="siem_gad.sources.elasticsearch"):
+            second = source.read(hour[1], hour[2], first.cursor)
+            time.sleep(2.5)  # an event indexed within the margin of a read is the next read's to count
+            third = source.read(hour[2], hour[3], second.cursor)
+            fourth = source.read(hour[3], hour[3] + (hour[1] - hour[0]), third.cursor)
+    finally:
+        server.close()
+    assert first.events["source.ip"].astype(str).tolist() == ["on-time"] and "late" not in first.stats
+    assert second.events["source.ip"].astype(str).tolist() == ["next"]
+    # counted once, by one read, not the on-time or next events indexed just before their reads
+    assert [r.stats.get("late", 0) for r in (second, third, fourth)] in ([1, 0, 0], [0, 1, 0])
+    assert "1 event(s) were indexed after their window had been read" in caplog.text
+    assert "logs-a/late" in caplog.text and "raise query_delay" in caplog.text
 
 
 @pytest.mark.parametrize("flavor", sorted(FLAVORS))

@@ -358,6 +358,9 @@ class JobRunner:
             message = f"{message}; " * bool(message) + f"{result.in_training} training window(s) scored, not alerted"
         if quarantined:
             message = f"{message}; " * bool(message) + f"{quarantined} malformed record(s) quarantined"
+        if stats.get("late"):
+            message = f"{message}; " * bool(message) + (f"{stats['late']} event(s) of windows read before arrived "
+                                                        "late, after their window was read (raise query_delay)")
         record = PassRecord(self.name, began, start, end, stats.get("events", 0), len(result.alerts), quarantined,
                             time.monotonic() - clock, "quarantined" if quarantined else "ok", message)
         self.app.state.commit_pass(record, watermark=end, cursor=new_cursor, suppressions=result.suppressions,

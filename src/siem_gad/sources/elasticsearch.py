@@ -10,6 +10,12 @@ that belong to it have had that long to be indexed. The checkpoint holds the win
 and the sort values of the last event read; the next read starts exactly at the watermark,
 which no earlier read went past, so a restart neither skips nor repeats an event.
 
+Events that reach the cluster after their window was read (a shipper's backlog after an
+outage, a lag longer than `query_delay`) are not read again. They are counted, not lost
+without a word: each read asks how many events of the windows read before carry an
+`ingest_field` (ECS `event.ingested`) later than the previous read's start; the pass reports
+them as `late` and the log names a few, with the advice to raise `query_delay`.
+
 Servers without point in time (older OpenSearch, some proxies) are read with plain
 `search_after` sorted by the time field and `tiebreaker` (default `_id`), when `pit: auto`.
 """
@@ -29,6 +35,8 @@ from ..timeutil import isoformat, parse_time, utcnow
 from . import Cursor, ReadResult, Source
 
 log = logging.getLogger(__name__)
+LATE_MARGIN = timedelta(seconds=2)  # an index's refresh interval (1 s by default), and some clock skew
+MAX_SEEN = 10_000  # ids of a read's events indexed within LATE_MARGIN of it, kept to not count them late
 
 
 class ElasticsearchSource(UsesCluster, Source):
@@ -48,6 +56,10 @@ class ElasticsearchSource(UsesCluster, Source):
         keep_alive: str = Field("2m", description="how long the PIT stays open between two pages")
         pit: Literal["auto", "always", "never"] = Field("auto", description="use a point in time")
         tiebreaker: str = Field("_id", description="second sort field when no PIT is used")
+        ingest_field: str | None = Field("event.ingested", description="when each event reached the cluster; "
+                                         "events it shows came after their window was read are counted as late")
+        late_lookback: Duration = Field(timedelta(days=7), description="how far before a read's start to look "
+                                        "for late events")
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
@@ -97,25 +109,61 @@ class ElasticsearchSource(UsesCluster, Source):
         return end is not None and end <= utcnow() - self.params.query_delay
 
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
+        # An event indexed from `read_at` on may miss this read (the margin covers the refresh
+        # interval: one indexed just before may not be visible yet); the next read counts it as
+        # late unless this read saw it (`seen`: the ids of the read's events indexed since then).
+        read_at = utcnow() - LATE_MARGIN
+        late = self._late(start, cursor, read_at) if cursor else 0
         columns = HitColumns()
         last_sort = (cursor or {}).get("sort")
         pages = 0
-        for hits in self._pages(start, end):
+        seen: list[str] = []
+        for hits in self._pages(start, end, (read_at, seen) if self.params.ingest_field else None):
             pages += 1
             for hit in hits:
                 columns.add(hit, self.params.field_map)
             last_sort = hits[-1]["sort"]
         events = columns.frame(self.params.time_field)
         events = finalize_events(events, self.name) if len(events) else empty_events()
-        return ReadResult(events, {"sort": last_sort, "until": isoformat(end)}, {"read": len(events), "pages": pages})
+        stats = {"read": len(events), "pages": pages, **({"late": late} if late else {})}
+        return ReadResult(events, {"sort": last_sort, "until": isoformat(end), "read_at": isoformat(read_at),
+                                   "seen": seen}, stats)
 
     def join_cursors(self, cursors: list[Cursor]) -> Cursor:
-        """The last run's cursor, with the sort values of the last run that read anything."""
+        """The last run's cursor, with the sort values of the last run that read anything and
+        the earliest start of the runs (an event indexed after it may have missed its run)."""
         last_sort = next((c.get("sort") for c in reversed(cursors) if c and c.get("sort") is not None), None)
-        return {**cursors[-1], "sort": last_sort}
+        read_at = min((c["read_at"] for c in cursors if c and c.get("read_at")), default=None, key=parse_time)
+        seen = [i for c in cursors if c for i in c.get("seen", [])]
+        return {**cursors[-1], "sort": last_sort, "seen": seen, **({"read_at": read_at} if read_at else {})}
+
+    def _late(self, start: datetime, cursor: dict, read_at: datetime) -> int:
+        """How many events before `start` were indexed between the previous read (`cursor`'s
+        `read_at`, less the events it saw) and this one (`read_at`): they came after their window
+        was read. Consecutive reads ask about consecutive spans, so each is counted once. A few
+        are named in a warning."""
+        if not self.params.ingest_field or not cursor.get("read_at"):
+            return 0
+        span = {"gte": cursor["read_at"], "lt": isoformat(read_at), "format": "strict_date_optional_time"}
+        filters = [*self._filters(start - self.params.late_lookback, start), {"range": {self.params.ingest_field: span}}]
+        query = {"bool": {"filter": filters, **({"must_not": [{"ids": {"values": cursor["seen"]}}]}
+                                                 if cursor.get("seen") else {})}}
+        body = {"size": 5, "track_total_hits": True, "query": query,
+                "sort": [{self.params.time_field: "asc"}], "_source": [self.params.time_field, self.params.ingest_field]}
+        hits = self.client.search(body, index=self.params.index)["hits"]
+        total = hits["total"]["value"] if isinstance(hits.get("total"), dict) else int(hits.get("total") or 0)
+        if total:
+            named = ", ".join(f"{h['_index']}/{h['_id']}" for h in hits["hits"])
+            log.warning("%s: %d event(s) were indexed after their window had been read, and are not in any pass "
+                        "(late; raise query_delay above the ingest lag): %s%s", self.name, total, named,
+                        " ..." if total > len(hits["hits"]) else "")
+        return total
 
     # ------------------------------------------------------------------ paging
-    def _pages(self, start: datetime, end: datetime):
+    def _pages(self, start: datetime, end: datetime, recent: tuple[datetime, list[str]] | None = None):
+        """The hits of [start, end), a page at a time, through one point in time. With `recent`
+        (a time, a list): the ids of the hits indexed since that time (`ingest_field`), asked
+        of the same point in time once the pages are read, are put in the list."""
         body: dict[str, Any] = {"size": self.params.page_size, "track_total_hits": False,
                                 "query": {"bool": {"filter": self._filters(start, end)}}}
         if self.params.fields is not None:
@@ -130,14 +178,21 @@ class ElasticsearchSource(UsesCluster, Source):
             while True:
                 result = self.client.search(body, index=None if pit else self.params.index)
                 hits = result["hits"]["hits"]
-                if not hits:
-                    return
-                yield hits
+                if hits:
+                    yield hits
                 if len(hits) < self.params.page_size:
-                    return
+                    break
                 body["search_after"] = hits[-1]["sort"]
                 if pit:
                     body["pit"]["id"] = result.get("pit_id", pit)
+            if recent is not None:
+                since, ids = recent
+                filters = [*self._filters(start, end), {"range": {self.params.ingest_field: {
+                    "gte": isoformat(since), "format": "strict_date_optional_time"}}}]
+                asked = {**{k: v for k, v in body.items() if k in ("pit", "sort")}, "size": MAX_SEEN,
+                         "_source": False, "track_total_hits": False, "query": {"bool": {"filter": filters}}}
+                result = self.client.search(asked, index=None if pit else self.params.index)
+                ids += [hit["_id"] for hit in result["hits"]["hits"]]
         finally:
             if pit:
                 try:
