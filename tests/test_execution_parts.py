@@ -117,6 +117,11 @@ def test_the_cursor_of_a_split_elasticsearch_read_is_that_of_one_read():
     runs = [{"sort": [1, 5], "until": "a"}, {"sort": None, "until": "b"}, {"sort": None, "until": "c"}]
     assert source.join_cursors(runs) == {"sort": [1, 5], "until": "c"}
     assert source.join_cursors([{"sort": [1], "until": "a"}, {"sort": [9], "until": "b"}]) == {"sort": [9], "until": "b"}
+    # the late-event check goes on from the earliest run's start, and knows what each run saw
+    runs = [{"sort": [1], "until": "a", "read_at": "2026-01-01T00:00:02Z", "seen": ["x"]},
+            {"sort": [9], "until": "b", "read_at": "2026-01-01T00:00:01Z", "seen": ["y", "z"]}]
+    assert source.join_cursors(runs) == {"sort": [9], "until": "b", "read_at": "2026-01-01T00:00:01Z",
+                                         "seen": ["x", "y", "z"]}
 
 
 def test_a_detached_component_keeps_its_parameters_and_name_but_not_its_state(tmp_path):

@@ -135,7 +135,7 @@ class ElasticsearchSource(UsesCluster, Source):
         last_sort = next((c.get("sort") for c in reversed(cursors) if c and c.get("sort") is not None), None)
         read_at = min((c["read_at"] for c in cursors if c and c.get("read_at")), default=None, key=parse_time)
         seen = [i for c in cursors if c for i in c.get("seen", [])]
-        return {**cursors[-1], "sort": last_sort, "seen": seen, **({"read_at": read_at} if read_at else {})}
+        return {**cursors[-1], "sort": last_sort, **({"read_at": read_at, "seen": seen} if read_at else {})}
 
     def _late(self, start: datetime, cursor: dict, read_at: datetime) -> int:
         """How many events before `start` were indexed between the previous read (`cursor`'s
