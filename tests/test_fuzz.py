@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from siem_gad.sources.csv_records import RecordScanner, ends_in_open_quote
 from siem_gad.syslog.framing import Framer
+from siem_gad.syslog.intake import Oversize
 from siem_gad.syslog.headers import HeaderError, event_time, parse_line
 from siem_gad.syslog.parsers import BUILTIN_PARSERS, ParserSet
 from siem_gad.syslog.relp import RelpError, RelpParser
@@ -223,6 +224,23 @@ def test_framer_reads_valid_streams_identically_however_they_are_split(frames, c
     counts: dict[str, int] = {}
     out = feed_in_pieces(Framer(8192, lambda k, n: counts.__setitem__(k, counts.get(k, 0) + n)), data, cuts)
     assert out == [m for m, _ in frames] and not counts
+
+
+@given(st.lists(st.tuples(message, st.booleans(), st.integers(0, 400)), max_size=20),
+       st.lists(st.integers(0, 10**6), max_size=20))
+def test_framer_keeps_the_head_of_each_oversize_message_and_every_message_after_it(frames, cuts):
+    """Property: in a valid stream whose messages may be oversize (padded past `max_bytes`,
+    newline-framed or octet-counted), however it is split, each normal message comes out whole
+    and in order, and each oversize one as one `Oversize` of its first `max_bytes`; an
+    oversize octet frame used to swallow the frames after it up to the next newline."""
+    max_bytes = 100
+    padded = [(m + b" pad" + b"p" * pad if pad > max_bytes else m, octet) for m, octet, pad in frames]
+    data = b"".join(frame(m, octet) for m, octet in padded)
+    counts: dict[str, int] = {}
+    out = feed_in_pieces(Framer(max_bytes, lambda k, n: counts.__setitem__(k, counts.get(k, 0) + n)), data, cuts)
+    assert out == [m[:max_bytes] for m, _ in padded]
+    assert [isinstance(line, Oversize) for line in out] == [len(m) > max_bytes for m, _ in padded]
+    assert counts == ({"oversize": sum(len(m) > max_bytes for m, _ in padded)} if any(len(m) > max_bytes for m, _ in padded) else {})
 
 
 @given(st.binary(max_size=300), st.lists(message, min_size=1, max_size=10), st.lists(st.integers(0, 10**6), max_size=8))

@@ -70,15 +70,18 @@ def test_framer_handles_octet_counting_newlines_oversize_and_truncation():
     framer = Framer(64, lambda name, n: counts.__setitem__(name, counts.get(name, 0) + n))
     out = framer.feed(b"11 <13>hello a\n12 <13>hel")
     out += framer.feed(b"lo bb<13>plain line\n" + b"x" * 100 + b"\n<13>after\n")
-    out += framer.feed(b"999 <" + b"y" * 30)  # an oversize octet frame: read to the next newline
+    out += framer.feed(b"999 <" + b"y" * 30)  # a count that lies: a line break and a header come first
     out += framer.feed(b"\n<13>tail without end")
-    # oversize messages come out as their first 64 bytes, marked to be quarantined, not parsed
+    # an oversize message comes out as its first 64 bytes, marked to be quarantined, not parsed
     assert out == [b"<13>hello a", b"<13>hello bb", b"<13>plain line", b"x" * 64, b"<13>after", b"<" + b"y" * 30]
-    assert [isinstance(line, Oversize) for line in out] == [False] * 3 + [True, False, True]
+    assert [isinstance(line, Oversize) for line in out] == [False] * 3 + [True, False, False]
     assert framer.close() == [b"<13>tail without end"]  # the peer closed: its last line still counts
+    # an oversize octet frame is read past to its counted end: the frames after it still come
+    out = framer.feed(b"100 <" + b"z" * 99 + b"11 <13>hello c")
+    assert out == [b"<" + b"z" * 63, b"<13>hello c"] and isinstance(out[0], Oversize)
     out = framer.feed(b"20 <13>cut short")
     assert framer.close() == [b"20 <13>cut short"]  # the rest of the frame never came: kept as a line
-    assert counts == {"oversize": 2, "truncated": 1}
+    assert counts == {"oversize": 2, "truncated": 1, "frame_mismatch": 1}
 
 
 # ---------------------------------------------------------------------------- real logs, files
@@ -221,6 +224,28 @@ def test_logger_messages_over_udp_and_tcp_arrive_parsed_in_order(tmp_path: Path)
     assert all(by_user.loc[f"user{i}", "source.ip"] == f"10.1.0.{i}" for i in range(20))
     assert all(by_user.loc[f"user{i}", "source.port"] == 4000 + i for i in range(20))
     assert set(events["process.pid"]) == {4242} and set(events["process.name"]) == {"sshd"}
+
+
+def test_an_oversize_octet_counted_message_keeps_the_messages_after_it_on_the_connection(tmp_path: Path):
+    """util-linux `logger --octet-count` sends stdin's lines as octet-counted frames on one TCP
+    connection, without line breaks. A frame over `max_message_bytes` used to be skipped to the
+    next line break, which never came: every later message of the connection was lost."""
+    src = listening_source(tmp_path, query_delay="1s", max_message_bytes=1024)
+    lines = [f"Failed password for user{i} from 10.1.0.{i} port 4000 ssh2" for i in range(4)]
+    lines.insert(1, "Failed password for " + "x" * 3000)
+    try:
+        subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(src.ports()["tcp"]), "-T", "--octet-count",
+                        "--rfc5424", "--size", "8192", "-t", "sshd"], input="\n".join(lines) + "\n", text=True,
+                       check=True)
+        wait_for(lambda: src.counters().get("received", 0) == 5, "every message, the oversize one's head too")
+        events = read_all(src, live=True)
+        counters = src.counters()
+    finally:
+        src.close()
+    assert sorted(events["user.name"].dropna()) == ["user0", "user1", "user2", "user3"]
+    assert counters["oversize"] == 1 and counters["quarantined"] == 1 and "frame_mismatch" not in counters
+    quarantined = [json.loads(x) for x in (tmp_path / "state" / "quarantine" / "syslog.jsonl").read_text().splitlines()]
+    assert len(quarantined) == 1 and len(quarantined[0]["line"]) == 1024 and quarantined[0]["line"].startswith("<13>1 ")
 
 
 def _send_tcp(port: int, payload: bytes, close_early: bool = False) -> None:

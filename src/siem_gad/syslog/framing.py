@@ -11,8 +11,10 @@ detected three ways: the bytes after the counted frame do not start a new frame,
 frame holds a line break followed by another syslog header, or the rest of the frame never
 comes (`stale`, or the peer closes). Then the count is ignored and the bytes are read again as
 lines, so the lines after a lying count are still received; each such event is counted as
-`frame_mismatch`. An oversize message is counted, comes out as an `Oversize` holding its first
-`max_bytes` (to be quarantined), and the rest of it is skipped up to the next newline.
+`frame_mismatch`. An oversize message is counted and comes out as an `Oversize` holding its
+first `max_bytes` (to be quarantined). The rest of an oversize line is skipped up to the next
+newline; an oversize octet-counted frame is read past, never held, to its counted end, unless a
+line break followed by a syslog header shows its count lied first: the frame then ends there.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ class Framer:
     def __init__(self, max_bytes: int, count: Callable[[str, int], None], stale_seconds: float = 2.0):
         self.max_bytes, self.count, self.stale_seconds = max_bytes, count, stale_seconds
         self.buffer = b""
-        self.skipping = False  # inside an oversize message, up to the next newline
-        self._head: bytes | None = None  # an oversize octet frame's bytes up to there, kept
+        self.skipping = False  # inside an oversize line, up to the next newline
+        self._frame_left = 0  # bytes of an oversize octet-counted frame still to read past
+        self._frame_read = 0  # bytes of it read past so far
+        self._head = b""  # and its first max_bytes, kept
+        self._seen_tail = b""  # its last bytes read past, to find a next header split across reads
         self.waiting_since: float | None = None  # an octet-counted frame waits for its rest since
         self._distrust = 0  # bytes at the buffer's start to read as lines: their count lied
 
@@ -55,9 +60,9 @@ class Framer:
 
     def close(self) -> list[bytes]:
         """The peer went away: what is left is read as lines (an unterminated last line too)."""
-        if self.waiting_since is not None:
+        if self.waiting_since is not None or self._frame_left:
             self.count("truncated", 1)  # an octet-counted frame whose rest never came
-        lines = [self._kept_head()] if self.skipping else []
+        lines = [self._kept_head()] if self._frame_left else []
         if not self.skipping and self.buffer.strip():
             self._distrust = len(self.buffer) + 1
             lines = self._split()
@@ -75,23 +80,57 @@ class Framer:
         return Oversize(message[:self.max_bytes])
 
     def _kept_head(self) -> bytes:
-        """The kept start of the oversize octet frame just read past (b"" when there is none)."""
-        head, self._head = self._head, None
-        return Oversize(head.rstrip(b"\r")) if head and head.rstrip(b"\r") else b""
+        """The octet frame announced as oversize, now read past: its kept start as an `Oversize`,
+        or, when it turned out no longer than `max_bytes` (its count lied, or the peer left),
+        the message itself. Its state is reset."""
+        head, read = self._head.rstrip(b"\r\n"), self._frame_read
+        self._frame_left, self._frame_read, self._head, self._seen_tail = 0, 0, b"", b""
+        if read <= self.max_bytes:
+            return head
+        self.count("oversize", 1)
+        return Oversize(head) if head else b""
+
+    def _read_past_frame(self) -> bool:
+        """Read the buffer past the oversize octet frame; True once it has ended."""
+        chunk = self.buffer[:self._frame_left]
+        seen = self._seen_tail + chunk
+        lie = NEXT_HEADER.search(seen)
+        if lie:  # a line break and a new header inside the counted length: the count lied
+            self.count("frame_mismatch", 1)
+            end = lie.start() - len(self._seen_tail)  # the frame ends at that line break
+            if end >= 0:
+                self._head += chunk[:end][:self.max_bytes - len(self._head)]
+                self._frame_read += end
+                self._consume(end)
+            else:  # it was in the bytes read past before: give back what followed it
+                given = self._seen_tail[lie.start():]
+                if len(self._head) == self._frame_read:
+                    self._head = self._head[:len(self._head) - len(given)]
+                self._frame_read -= len(given)
+                self.buffer = given + self.buffer
+            return True
+        self._head += chunk[:self.max_bytes - len(self._head)]
+        self._frame_read += len(chunk)
+        self._consume(len(chunk))
+        self._frame_left -= len(chunk)
+        self._seen_tail = seen[-8:]
+        return self._frame_left == 0
 
     def _split(self) -> list[bytes]:
         out: list[bytes] = []
         while self.buffer:
+            if self._frame_left:
+                if not self._read_past_frame():
+                    break  # wait for the rest of the frame
+                out.append(self._kept_head())
+                continue
             if self.skipping:
                 cut = self.buffer.find(b"\n")
-                if self._head is not None and len(self._head) < self.max_bytes:
-                    self._head += self.buffer[:cut if cut >= 0 else len(self.buffer)][:self.max_bytes - len(self._head)]
                 if cut < 0:
                     self._consume(len(self.buffer))
                     break
                 self._consume(cut + 1)
                 self.skipping = False
-                out.append(self._kept_head())
                 continue
             if self._distrust <= 0 and self.buffer[:1].isdigit():
                 frame = self._octet_frame()
@@ -129,11 +168,9 @@ class Framer:
         if self.buffer[space + 1:space + 2] != b"<":
             return False  # `500 short frame`: a number starts the line, no header follows
         length = int(self.buffer[:space])
-        if length > self.max_bytes:
-            self.count("oversize", 1)
+        if length > self.max_bytes:  # counted as oversize once read past (`_kept_head`): the count may lie
             self._consume(space + 1)
-            self.skipping = True  # resynchronise at the next newline (the count may lie) ...
-            self._head = b""  # ... keeping the bytes up to it
+            self._frame_left = length  # read past it as it comes (`_read_past_frame`), keeping its head
             return b""
         end = space + 1 + length
         frame = self.buffer[space + 1:end]
