@@ -83,7 +83,7 @@ def rewrite_by_id(path: Path, documents: list[dict]) -> None:
                 try:
                     document = json.loads(raw.decode("utf-8"))
                     current[document_id(document)] = document
-                except (ValueError, KeyError, TypeError, AttributeError):
+                except (ValueError, KeyError, TypeError):
                     if raw.strip():
                         damaged.append(raw)
                         log.warning("%s:%d: not an incident; set aside in %s", path, number, aside_path(path))
@@ -98,6 +98,7 @@ def rewrite_by_id(path: Path, documents: list[dict]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
 
 class JsonlSink(Sink):
     kinds: ClassVar[frozenset[str]] = frozenset({"incident", "status"})
@@ -135,4 +136,3 @@ class JsonlSink(Sink):
         else:
             self.status.append(documents)
         return []
-

@@ -13,8 +13,9 @@ which no earlier read went past, so a restart neither skips nor repeats an event
 Events that reach the cluster after their window was read (a shipper's backlog after an
 outage, a lag longer than `query_delay`) are not read again. They are counted, not lost
 without a word: each read asks how many events of the windows read before carry an
-`ingest_field` (ECS `event.ingested`) later than the previous read's start; the pass reports
-them as `late` and the log names a few, with the advice to raise `query_delay`.
+`ingest_field` (ECS `event.ingested`) between the previous read and this one, less those the
+previous read saw; the pass reports them as `late` and the log names a few, with the advice
+to raise `query_delay`.
 
 Servers without point in time (older OpenSearch, some proxies) are read with plain
 `search_after` sorted by the time field and `tiebreaker` (default `_id`), when `pit: auto`.
