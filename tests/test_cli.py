@@ -95,3 +95,19 @@ def test_help_imports_none_of_the_heavy_libraries():
             "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'pydantic', 'sklearn') if m in sys.modules))")
     heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert heavy == "[]"
+
+
+def test_every_time_option_refuses_a_bad_time_naming_the_option_before_any_work(small_config: Path, tmp_path: Path):
+    """`entities --at garbage` used to end in a bare ValueError; every time option now parses
+    its value as the command line is read, with one message."""
+    for args, option in ((["train", "-c", str(small_config), "--from", "garbage"], "--from"),
+                         (["train", "-c", str(small_config), "--to", "yesterday-ish"], "--to"),
+                         (["evaluate", "-c", str(small_config), "--label-field", "labels.attack", "--to", "x"], "--to"),
+                         (["entities", "-c", str(small_config), "--at", "garbage"], "--at"),
+                         (["feedback", "some-alert", "-c", str(small_config), "--verdict", "false_positive",
+                           "--until", "later"], "--until"),
+                         (["simulate", "--out", str(tmp_path / "x.csv"), "--start", "soon"], "--start")):
+        result = siem_gad(*args, check=False)
+        assert result.returncode == 2, (args, result.stderr)
+        assert f"Invalid value for '{option}': expected an ISO 8601 time" in result.stderr, result.stderr
+    assert not (tmp_path / "x.csv").exists() and not (small_config.parent / "state").exists(), "work began"

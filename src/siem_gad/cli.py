@@ -11,12 +11,13 @@ import json
 import logging
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .cli_support import config_option, load_config_or_fail, open_app, plugin_sources, progress_enabled, run_cli
+from .cli_support import TIME, config_option, load_config_or_fail, open_app, plugin_sources, progress_enabled, run_cli
 from .logs import setup_logging
 from .plugins import config_argument
 from .views import alert_lines, plugin_lines, status_lines
@@ -114,16 +115,17 @@ def run(ctx: click.Context, config: Path, once: bool, jobs: tuple[str, ...]) -> 
 @config_option()
 @click.option("--job", help="Only this job.")
 @click.option("--detector", help="Only this detector of the job(s).")
-@click.option("--from", "start", help="Start of the training range (ISO time or '-7d'); default: from the config.")
-@click.option("--to", "end", help="End of the training range; default: --from plus training.windows windows.")
+@click.option("--from", "start", type=TIME, help="Start of the training range (ISO time or '-7d'); default: from the config.")
+@click.option("--to", "end", type=TIME, help="End of the training range; default: --from plus training.windows windows.")
 @click.pass_context
-def train(ctx: click.Context, config: Path, job: str | None, detector: str | None, start: str | None, end: str | None) -> None:
+def train(ctx: click.Context, config: Path, job: str | None, detector: str | None, start: datetime | None,
+          end: datetime | None) -> None:
     """Fit detectors on history and record the model versions.
 
     By default each detector is fitted on the `training.windows` windows before the job's
     checkpoint (or the job's first windows). `run` uses the newest model whose config matches.
     """
-    from .timeutil import isoformat, parse_time
+    from .timeutil import isoformat
 
     app = open_app(ctx, config, writer="train")
     try:
@@ -133,8 +135,7 @@ def train(ctx: click.Context, config: Path, job: str | None, detector: str | Non
             for det in [detector] if detector else list(runner.config.detectors):
                 if det not in runner.config.detectors:
                     raise click.BadParameter(f"job {name!r} has no detector {det!r}", param_hint="--detector")
-                requests.append((det, *runner.requested_training_range(det, parse_time(start) if start else None,
-                                                                        parse_time(end) if end else None)))
+                requests.append((det, *runner.requested_training_range(det, start, end)))
             for (det, begin, finish), record in zip(requests, runner.train_many(requests, progress=True)):
                 labeled = "".join(f", {record.metrics[key]} rows {key.replace('_', ' ')}"
                                   for key in ("labeled_anomalous", "labeled_normal") if key in record.metrics)
@@ -201,9 +202,9 @@ def plugins(ctx: click.Context, config: Path | None, as_json: bool) -> None:
 @click.option("--hours", type=click.IntRange(min=1), default=72, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--hosts", type=click.IntRange(min=10), default=40, show_default=True, help="Number of workstations.")
-@click.option("--start", default=None, help="First hour (ISO time); default 2026-01-05T00:00Z.")
+@click.option("--start", type=TIME, default=None, help="First hour (ISO time); default 2026-01-05T00:00Z.")
 @click.option("--no-attacks", is_flag=True, help="Benign activity only.")
-def simulate(out: Path, hours: int, seed: int, hosts: int, start: str | None, no_attacks: bool) -> None:
+def simulate(out: Path, hours: int, seed: int, hosts: int, start: datetime | None, no_attacks: bool) -> None:
     """Write the simulated enterprise (with labeled attacks) to a CSV file.
 
     The same data as the `simulate` source with the same settings; the `labels.attack` column
@@ -211,9 +212,8 @@ def simulate(out: Path, hours: int, seed: int, hosts: int, start: str | None, no
     beaconing).
     """
     from .simulator import DEFAULT_START, Enterprise
-    from .timeutil import parse_time
 
-    enterprise = Enterprise(seed=seed, hosts=hosts, start=parse_time(start) if start else DEFAULT_START, hours=hours,
+    enterprise = Enterprise(seed=seed, hosts=hosts, start=start or DEFAULT_START, hours=hours,
                             attacks=not no_attacks)
     total = enterprise.write_csv(out)
     click.echo(f"wrote {total} events ({hours} h from {enterprise.start.isoformat()}) to {out}")
@@ -251,15 +251,15 @@ def setup(ctx: click.Context, config: Path) -> None:
 @click.option("--label-field", required=True, help="Event field holding the ground truth, e.g. labels.attack.")
 @click.option("--positive", "positives", multiple=True,
               help="A label value that means attack (repeatable). Default: anything but benign/normal/-/0/false/empty.")
-@click.option("--from", "start", help="Start of the range (ISO time or '-30d'); default: the source's first event.")
-@click.option("--to", "end", help="End of the range; default: the source's horizon.")
+@click.option("--from", "start", type=TIME, help="Start of the range (ISO time or '-30d'); default: the source's first event.")
+@click.option("--to", "end", type=TIME, help="End of the range; default: the source's horizon.")
 @click.option("--job", "jobs", multiple=True, help="Only this job (repeatable).")
 @click.option("--use-models", is_flag=True, help="Score with the jobs' current trained models instead of training.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("evaluation"), show_default=True,
               help="Directory for report.md, metrics.json and the plots.")
 @click.pass_context
-def evaluate(ctx: click.Context, config: Path, label_field: str, positives: tuple[str, ...], start: str | None,
-             end: str | None, jobs: tuple[str, ...], use_models: bool, out: Path) -> None:
+def evaluate(ctx: click.Context, config: Path, label_field: str, positives: tuple[str, ...], start: datetime | None,
+             end: datetime | None, jobs: tuple[str, ...], use_models: bool, out: Path) -> None:
     """Measure the detectors and rules of a config on labeled history.
 
     Replays each job's source over the range, fits every detector on the first
@@ -275,8 +275,6 @@ def evaluate(ctx: click.Context, config: Path, label_field: str, positives: tupl
     from .evaluate.report import write_report
     from .evaluate.runner import EvaluationError
     from .evaluate.runner import evaluate as run_evaluation
-    from .timeutil import parse_time
-
     from .triage.feedback import read_verdicts
 
     production = load_config_or_fail(config).state_path
@@ -287,7 +285,7 @@ def evaluate(ctx: click.Context, config: Path, label_field: str, positives: tupl
         if unknown:
             raise click.BadParameter(f"unknown job(s) {', '.join(unknown)}", param_hint="--job")
         result = run_evaluation(app, label_field=label_field, positives=positives,
-                                start=parse_time(start) if start else None, end=parse_time(end) if end else None,
+                                start=start, end=end,
                                 jobs=list(jobs) or None, use_models=use_models, progress=progress_enabled(),
                                 verdicts=verdicts)
         files = write_report(result, out)

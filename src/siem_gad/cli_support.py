@@ -4,6 +4,7 @@ loading a config or an app with errors as clean messages, and whether to draw pr
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +13,26 @@ import click
 from .yamlfile import ConfigError
 
 CONFIG_HELP = "Configuration file (YAML)."
+
+
+class TimeParam(click.ParamType):
+    """An ISO 8601 time, 'now' or a relative time ('-7d', '+7d') as an aware datetime; a bad
+    one is a usage error naming the option."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        from .timeutil import parse_time
+
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = TimeParam()
 
 
 def config_option(required: bool = True, help: str = CONFIG_HELP) -> Callable:

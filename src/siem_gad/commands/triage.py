@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from ..cli_support import config_option, open_app
+from ..cli_support import TIME, config_option, open_app
 from ..hookspecs import hookimpl
 
 
@@ -39,20 +40,20 @@ def incidents(ctx: click.Context, config: Path, limit: int, show_all: bool, as_j
 
 @click.command()
 @config_option()
-@click.option("--at", "at", default=None, help="Decay risk to this time (ISO or '-1d'); default: the newest alert.")
+@click.option("--at", "at", type=TIME, default=None, help="Decay risk to this time (ISO or '-1d'); default: the newest alert.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def entities(ctx: click.Context, config: Path, at: str | None, limit: int, as_json: bool) -> None:
+def entities(ctx: click.Context, config: Path, at: datetime | None, limit: int, as_json: bool) -> None:
     """Entities by decayed risk: every alert about an entity adds to it, halving each
     `incidents.entity_half_life`."""
-    from ..timeutil import isoformat, parse_time
+    from ..timeutil import isoformat
     from ..triage.entities import entity_risks
 
     app = open_app(ctx, config)
     try:
         with app.state.transaction() as db:
-            ranked = entity_risks(db, app.config.incidents.entity_half_life, parse_time(at) if at else None)[:limit]
+            ranked = entity_risks(db, app.config.incidents.entity_half_life, at)[:limit]
     finally:
         app.close()
     if as_json:
@@ -85,21 +86,21 @@ def feedback() -> None:
 @click.option("--verdict", type=click.Choice(["false_positive", "true_positive"]), required=True)
 @click.option("--scope", type=click.Choice(["entity+rule", "entity", "rule"]), default="entity+rule", show_default=True,
               help="What a false positive suppresses: the rule about these entities, any rule about them, or the rule.")
-@click.option("--until", default=None, help="Suppress until this time (ISO or '+7d'); default: for good.")
+@click.option("--until", type=TIME, default=None, help="Suppress until this time (ISO or '+7d'); default: for good.")
 @click.option("--note", default="", help="Why (kept with the verdict and on the alert document).")
 @click.option("--by", default=None, help="Who (default: the login name).")
 @click.pass_context
-def feedback_give(ctx: click.Context, target: str, config: Path, verdict: str, scope: str, until: str | None,
+def feedback_give(ctx: click.Context, target: str, config: Path, verdict: str, scope: str, until: datetime | None,
                   note: str, by: str | None) -> None:
     """Record a verdict on alert or incident TARGET."""
-    from ..timeutil import isoformat, parse_time
+    from ..timeutil import isoformat
     from ..triage.feedback import verdict_for
 
     app = open_app(ctx, config)
     try:
         try:
             given = verdict_for(target, app.triage.targets(target), verdict, scope,
-                                parse_time(until) if until else None, note, by)
+                                until, note, by)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         changed = app.triage.record(given)
