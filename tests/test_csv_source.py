@@ -305,3 +305,20 @@ def test_a_pass_that_quarantined_rows_is_marked_in_its_status(tmp_path: Path):
     marked = [p for p in job["passes"] if p["status"] == "quarantined"]
     assert len(marked) == 1 and marked[0]["quarantined"] == 1
     assert "1 malformed record(s) quarantined" in marked[0]["message"]
+
+
+def test_local_times_in_the_hour_clocks_go_back_or_skip_are_read_not_quarantined(tmp_path: Path):
+    """Every autumn the hour 02:00-03:00 occurs twice in Berlin, and every spring it is skipped:
+    pandas refused such naive times, so a CSV in local time lost that hour to the quarantine."""
+    path = tmp_path / "local.csv"
+    path.write_text("time,src\n2026-03-29 02:30:00,a\n2026-10-25 01:30:00,b\n2026-10-25 02:30:00,c\n"
+                    "2026-10-25 03:30:00,d\n")
+    src = CsvSource(path=path, timestamp_field="time", timezone="Europe/Berlin",
+                    field_map={"src": "source.ip"}).bind("local", StateStore(tmp_path / "state"))
+    first, horizon = src.bounds(None)
+    result = src.read(first, horizon, None)
+    assert result.stats["quarantined"] == 0
+    assert [t.isoformat() for t in result.events["@timestamp"]] == [
+        "2026-03-29T01:30:00+00:00",  # as if the clock had not jumped yet (+01:00)
+        "2026-10-24T23:30:00+00:00", "2026-10-25T00:30:00+00:00",  # 02:30 read as its first occurrence (+02:00)
+        "2026-10-25T02:30:00+00:00"]

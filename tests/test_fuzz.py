@@ -339,6 +339,49 @@ def test_timestamps_of_rows_never_overflow():
     assert len(parsed) == 5 and parsed.iloc[2:].isna().all()
 
 
+ZONES = ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "Asia/Kolkata")
+
+
+def dst_transitions() -> list[tuple[str, datetime]]:
+    """(zone, local midnight of a day whose UTC offset changes) for the zones, 2024-2027."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    found = []
+    for name in ZONES:
+        zone = ZoneInfo(name)
+        day = datetime(2024, 1, 1)
+        while day.year < 2028:
+            if zone.utcoffset(day) != zone.utcoffset(day + timedelta(days=1)):
+                found.append((name, day))
+            day += timedelta(days=1)
+    return found
+
+
+NEAR_TRANSITIONS = st.builds(lambda pick, minutes: (pick[0], pick[1] + __import__("datetime").timedelta(minutes=minutes)),
+                             st.sampled_from(dst_transitions()), st.integers(-6 * 60, 30 * 60))
+
+
+@given(st.lists(st.one_of(NEAR_TRANSITIONS, st.tuples(st.sampled_from(ZONES),
+                                                      st.datetimes(datetime(1990, 1, 1), datetime(2060, 1, 1)))),
+                min_size=1, max_size=30))
+def test_naive_local_times_read_as_python_reads_them_even_when_clocks_change(pairs):
+    """Property: a naive local time in a zone reads as Python's `fold=0` reading (the first of an
+    hour that occurs twice; a skipped time as if clocks had not moved): before, pandas refused
+    both and the CSV source quarantined the hour's rows every year."""
+    from zoneinfo import ZoneInfo
+
+    import pandas as pd
+
+    from siem_gad.sources.timestamps import parse_timestamps
+
+    for zone in {name for name, _ in pairs}:
+        local = [t for name, t in pairs if name == zone]
+        parsed = parse_timestamps(pd.Series([t.isoformat(sep=" ") for t in local]), "auto", zone)
+        expected = [t.replace(tzinfo=ZoneInfo(zone)).astimezone(timezone.utc) for t in local]
+        assert [t.to_pydatetime() for t in parsed] == expected
+
+
 # ---------------------------------------------------------------------------- credentials
 @given(st.sampled_from(["http", "https", "relp"]), st.from_regex(r"[A-Za-z0-9._-]{0,12}", fullmatch=True),
        st.from_regex(r"[A-Za-z0-9!$%&*+,;=._~-]{6,24}", fullmatch=True), st.text(max_size=40), st.text(max_size=40))

@@ -51,5 +51,24 @@ def parse_timestamps(values: "pd.Series", fmt: str = "auto", timezone: str = "UT
     if isinstance(naive.dtype, pd.DatetimeTZDtype):
         naive = naive.dt.tz_convert("UTC")
     else:
-        naive = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+        naive = local_to_utc(naive, timezone)
     return aware.where(has_offset, naive)
+
+
+def local_to_utc(naive: "pd.Series", timezone: str) -> "pd.Series":
+    """Naive local times in `timezone` as UTC. The hour that clocks go back through occurs twice
+    and reads as its first occurrence; a time that clocks skip reads as if they had not moved
+    yet (Python's `fold=0`, as the syslog source reads local stamps). pandas would refuse both,
+    and the hour's events would be quarantined every year."""
+    from zoneinfo import ZoneInfo
+
+    import pandas as pd
+
+    local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    unresolved = local.isna() & naive.notna()
+    if unresolved.any():
+        zone = ZoneInfo(timezone)
+        times = naive[unresolved]
+        offsets = pd.to_timedelta([zone.utcoffset(t.to_pydatetime(warn=False)) for t in times], unit="ns")
+        local[unresolved] = (times - offsets).dt.tz_localize("UTC").to_numpy()
+    return local
