@@ -322,3 +322,49 @@ def test_local_times_in_the_hour_clocks_go_back_or_skip_are_read_not_quarantined
         "2026-03-29T01:30:00+00:00",  # as if the clock had not jumped yet (+01:00)
         "2026-10-24T23:30:00+00:00", "2026-10-25T00:30:00+00:00",  # 02:30 read as its first occurrence (+02:00)
         "2026-10-25T02:30:00+00:00"]
+
+
+def row(moment: datetime, src: str, port: int = 443) -> str:
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ},{src},10.0.1.1,{port},100,success\n"
+
+
+def test_a_followed_file_rotated_by_rename_loses_no_row_written_before_the_rotation(tmp_path: Path):
+    """logrotate renames a growing log and starts a new one. The rows written to the old file
+    after the last read used to be lost (the new file was read from its start); they are read
+    from the renamed file, found by its inode, before the new file. A bad row at the same line
+    of the new file as one quarantined from the old is quarantined too."""
+    path = tmp_path / "fw.csv"
+    path.write_text(HEADER + row(T0, "a") + "garbage line\n" + row(T0 + timedelta(minutes=30), "b"))
+    src = source(path, tmp_path / "state", follow=True)
+    hour = [T0 + timedelta(hours=h) for h in range(4)]
+    first = src.read(hour[0], hour[1], None)
+    with path.open("a") as handle:  # written after the read, then the file is rotated
+        handle.write(row(hour[1] + timedelta(minutes=10), "c") + row(hour[2] + timedelta(minutes=5), "d"))
+    path.rename(tmp_path / "fw.csv.1")
+    path.write_text(HEADER + row(hour[2] + timedelta(minutes=20), "e") + "other garbage\n"
+                    + row(hour[3] + timedelta(minutes=1), "f"))
+    second = src.read(hour[1], hour[2], first.cursor)  # the rotated file still holds a row of a later window
+    third = src.read(hour[2], hour[3], second.cursor)  # its last row, then the new file
+    assert list(first.events["source.ip"]) == ["a", "b"]
+    assert list(second.events["source.ip"]) == ["c"]
+    assert list(third.events["source.ip"]) == ["d", "e"]
+    assert first.stats["quarantined"] == 1 and third.stats["quarantined"] == 1
+    quarantined = list(csv.DictReader((tmp_path / "state" / "quarantine" / "fw.csv").open()))
+    assert [(r["line"], r["raw"]) for r in quarantined] == [("3", "garbage line"), ("3", "other garbage")]
+    fourth = src.read(hour[3], hour[3] + timedelta(hours=1), third.cursor)
+    assert list(fourth.events["source.ip"]) == ["f"] and fourth.stats["quarantined"] == 0
+
+
+def test_a_replaced_file_whose_predecessor_is_gone_is_read_from_the_start_with_a_warning(tmp_path: Path, caplog):
+    import logging
+
+    path = tmp_path / "fw.csv"
+    path.write_text(HEADER + row(T0, "a"))
+    src = source(path, tmp_path / "state", follow=True)
+    cursor = src.read(T0, T0 + timedelta(hours=1), None).cursor
+    path.unlink()
+    path.write_text(HEADER + row(T0 + timedelta(minutes=70), "b"))
+    with caplog.at_level(logging.WARNING):
+        again = src.read(T0 + timedelta(hours=1), T0 + timedelta(hours=2), cursor)
+    assert list(again.events["source.ip"]) == ["b"]
+    assert "the file the checkpoint was in is gone" in caplog.text

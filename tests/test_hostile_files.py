@@ -219,7 +219,7 @@ def test_the_csv_quarantine_keeps_every_complete_row_whatever_byte_a_crash_cuts_
     path.write_bytes(data[:cut])
 
     ends = [sum(len(p) for p in pieces[: i + 1]) for i in range(len(pieces))]
-    whole = {("in.csv", line) for (line, _), end in zip(sorted(rows), ends[1:]) if end <= cut}
+    whole = {("in.csv", line, hash(raw)) for (line, raw), end in zip(sorted(rows), ends[1:]) if end <= cut}
     restarted = CsvQuarantine(path, 1000, 64)
     assert restarted.seen() == whole
     kept = max([end for end in ends if end <= cut], default=0)

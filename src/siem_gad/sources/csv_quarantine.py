@@ -32,10 +32,12 @@ class CsvQuarantine:
         # A raw record doubles its quotes when written, and the other fields come with it.
         self.max_row_bytes = 2 * max_line_bytes + (64 << 10)
         self.max_row_lines = max_record_lines + 1
-        self._seen: set[tuple[str, int]] | None = None
+        self._seen: set[tuple[str, int, int]] | None = None
 
-    def seen(self) -> set[tuple[str, int]]:
-        """(file, line) of every record in the quarantine; a torn last row is set aside first."""
+    def seen(self) -> set[tuple[str, int, int]]:
+        """(file, line, hash of the raw text) of every record in the quarantine; a torn last row
+        is set aside first. The raw text tells a row apart from the row at the same line of a
+        file that replaced the first one (rotated, truncated) under the same name."""
         if self._seen is None:
             self._seen = set()
             if self.path.exists():
@@ -45,7 +47,7 @@ class CsvQuarantine:
     def add(self, source_file: str, bad: list[BadRecord]) -> list[BadRecord]:
         """Append the records of `source_file` not quarantined yet; return them, by line."""
         seen = self.seen()
-        fresh = sorted((b for b in bad if (source_file, b.line) not in seen), key=lambda b: b.line)
+        fresh = sorted((b for b in bad if (source_file, b.line, hash(b.raw)) not in seen), key=lambda b: b.line)
         if not fresh:
             return []
         text = io.StringIO()
@@ -55,7 +57,7 @@ class CsvQuarantine:
         for item in fresh:
             writer.writerow([source_file, item.line, item.offset, item.reason, item.raw])
         append_durably(self.path, text.getvalue())
-        seen.update((source_file, item.line) for item in fresh)
+        seen.update((source_file, item.line, hash(item.raw)) for item in fresh)
         return fresh
 
     def _read(self) -> None:
@@ -67,9 +69,9 @@ class CsvQuarantine:
             while True:
                 scan = scanner.scan(offset, line, len(HEADER), SCAN_ROWS)
                 for record in scan.records:
-                    file, number = record.fields[0], record.fields[1]
+                    file, number, raw = record.fields[0], record.fields[1], record.fields[4]
                     if number.isascii() and number.isdigit():
-                        self._seen.add((file, int(number)))
+                        self._seen.add((file, int(number), hash(raw)))
                     elif record.fields != HEADER:
                         log.warning("%s:%d: not a quarantine row (line %r); skipped", self.path, record.line, number)
                 for item in scan.bad:

@@ -2,6 +2,9 @@
 
 The cursor is a byte offset: the first row not yet consumed. A pass reads only from there, so
 a file that grows is read incrementally, and a restart resumes where the last checkpoint was.
+The cursor also names the file (device, inode, a fingerprint of its first bytes, since a new
+file may reuse a deleted one's inode). A file rotated by rename is found beside the new one by
+its inode, and its rows after the checkpoint are read before the new file's.
 Rows are expected roughly in time order (as logs are); a row older than the window being read
 (a late row, or one already processed) is counted as `skipped`.
 
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TAIL_BLOCK = 64 * 1024
+HEAD_BYTES = 1024  # the checkpoint's fingerprint of its file: the header and the first rows
 
 
 class CsvSource(Source):
@@ -102,15 +106,41 @@ class CsvSource(Source):
         return [n.strip() for n in names], len(first), 1
 
     def _start(self, cursor: Cursor, header_end: int, header_lines: int) -> tuple[int, int]:
-        """(offset, line number) to read from, checking the file is still the same one."""
+        """(offset, line number) to read the file at `path` from: the checkpoint's, while the
+        file is still the one it was taken in, else the first row."""
         identity = self._identity()
-        if not cursor or identity is None:
-            return header_end, header_lines
-        same_file = cursor.get("ino") == identity["ino"] and cursor.get("dev") == identity["dev"]
-        if not same_file or identity["size"] < cursor.get("offset", 0):
-            log.warning("%s: file was replaced or truncated since the checkpoint; reading it from the start", self.path)
+        if (not cursor or identity is None or not _same_file(cursor, identity, self.path)
+                or identity["size"] < cursor.get("offset", 0)):
             return header_end, header_lines
         return cursor["offset"], cursor.get("line", 0)
+
+    def _rotated(self, cursor: Cursor, identity: dict[str, int]) -> Path | None:
+        """The file the checkpoint was taken in, when it has been renamed away (log rotation) and
+        holds rows after the checkpoint; found by its device and inode beside `path`. A file
+        replaced or truncated otherwise is read from its start, with a warning."""
+        if not cursor or _same_file(cursor, identity, self.path):
+            if cursor and identity["size"] < cursor.get("offset", 0):
+                log.warning("%s: file was truncated since the checkpoint; reading it from the start", self.path)
+            return None
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            entries = []
+        for entry in entries:
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if entry.is_file(follow_symlinks=False) and _same_file(cursor, {"ino": stat.st_ino, "dev": stat.st_dev},
+                                                                   Path(entry.path)):
+                if stat.st_size > cursor.get("offset", 0):
+                    log.info("%s: rotated to %s; reading its last rows first", self.path, entry.path)
+                    return Path(entry.path)
+                return None  # rotated, and read to its end already
+        log.warning("%s: file was replaced since the checkpoint, and the file the checkpoint was in is gone; "
+                    "rows written to it after the checkpoint are not read; reading the new file from the start",
+                    self.path)
+        return None
 
     def _scan(self, handle, offset: int, line: int, width: int, rows: int, limit: int | None = None) -> Scan:
         """Up to `rows` records from `offset`; a malformed record costs only itself (see csv_records)."""
@@ -246,12 +276,32 @@ class CsvSource(Source):
             raise FileNotFoundError(f"CSV source {self.name!r}: file not found: {self.path}")
         stats = {"read": 0, "quarantined": 0, "skipped": 0}
         kept: list[pd.DataFrame] = []
-        with self.path.open("rb") as handle:
+        rotated = self._rotated(cursor, identity)
+        if rotated is not None:
+            assert cursor is not None
+            position = (cursor["offset"], cursor.get("line", 0))
+            next_position, more = self._read_file(rotated, start, end, position, kept, stats)
+            if more or next_position is None:  # rows of later windows remain there: the checkpoint stays in it
+                return self._result(kept, {**dict(cursor), **_position(next_position or position)}, stats)
+            cursor = None  # the rotated file is read to its end: the new file from its first row
+        next_position, _ = self._read_file(self.path, start, end, None if cursor is None else cursor, kept, stats)
+        if next_position is None:
+            log.info("%s: empty file, nothing to read", self.path)
+            return self._result(kept, dict(cursor or {}), stats)
+        return self._result(kept, {**_position(next_position), "ino": identity["ino"], "dev": identity["dev"],
+                                   **_head(self.path)}, stats)
+
+    def _read_file(self, path: Path, start: datetime, end: datetime, resume: "Cursor | tuple[int, int]",
+                   kept: list, stats: dict[str, int]) -> tuple[tuple[int, int] | None, bool]:
+        """Append the rows of `path` in [start, end) to `kept`, from `resume` (an (offset, line)
+        pair, or a checkpoint checked against the file, or None: its first row); return where
+        the next read starts (None: the file has no header yet) and whether rows of later
+        windows were met."""
+        with path.open("rb") as handle:
             header, header_end, header_lines = self._header(handle)
             if header is None:
-                log.info("%s: empty file, nothing to read", self.path)
-                return ReadResult(_empty(), dict(cursor or {}), stats)
-            offset, line = self._start(cursor, header_end, header_lines)
+                return None, False
+            offset, line = resume if isinstance(resume, tuple) else self._start(resume, header_end, header_lines)
             next_offset, next_line = None, None
             while True:
                 scan = self._scan(handle, offset, line, len(header), self.params.chunk_rows)
@@ -271,14 +321,42 @@ class CsvSource(Source):
                 if len(frame) and bool((stamps >= end).all()):
                     break  # rows come in time order: the rest belongs to later windows
         if next_offset is None:
-            next_offset, next_line = offset, line
+            return (offset, line), False
+        return (next_offset, next_line), True
+
+    def _result(self, kept: list, cursor: dict, stats: dict[str, int]) -> ReadResult:
+        import pandas as pd
+
         events = pd.concat(kept, ignore_index=True) if kept else _empty()
         events = events.drop(columns=["_offset"], errors="ignore")
-        events = finalize_events(events.drop(columns=["_line"]), self.name) if len(events) else _empty()
+        events = finalize_events(events.drop(columns=["_line"], errors="ignore"), self.name) if len(events) else _empty()
         stats["read"] = len(events)
-        new_cursor = {"offset": next_offset, "line": next_line, "ino": identity["ino"], "dev": identity["dev"]}
-        return ReadResult(events, new_cursor, stats)
+        return ReadResult(events, cursor, stats)
 
+
+def _same_file(cursor: dict, identity: dict[str, int], path: Path) -> bool:
+    """Whether the file at `path` (with `identity`) is the one the checkpoint was taken in: the
+    same device and inode, and, since a new file may reuse a deleted one's inode, the same first
+    bytes as then (a growing file keeps them)."""
+    if cursor.get("ino") != identity["ino"] or cursor.get("dev") != identity["dev"]:
+        return False
+    return "head" not in cursor or _head(path, cursor.get("head_len", 0)).get("head") == cursor["head"]
+
+
+def _head(path: Path, length: int = HEAD_BYTES) -> dict:
+    """A fingerprint of the file's first `length` bytes (fewer while it is shorter)."""
+    import hashlib
+
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(length)
+    except OSError:
+        return {}
+    return {"head": hashlib.sha1(data).hexdigest(), "head_len": len(data)}
+
+
+def _position(position: tuple[int, int]) -> dict[str, int]:
+    return {"offset": position[0], "line": position[1]}
 
 def _empty() -> "pd.DataFrame":
     from ..events import empty_events
