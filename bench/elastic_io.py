@@ -6,12 +6,18 @@ Against the local OpenSearch-compatible server (`osmem-server`), in the same run
   (point in time + search_after, `page_size` hits a page, hits folded into a DataFrame), next
   to a baseline that sends the same batched queries with opensearch-py and keeps nothing.
   The read runs in a child process so that its peak RSS is its own: run it with --events
-  100000 and 1000000 to see that memory follows the batch, not the index.
+  100000 and 1000000 to see that memory follows the batch, not the index. The source runs
+  twice: as configured by default (each read also counts late events: `ingest_field`), and
+  with that check off (`ingest_field: null`), to show what the check costs. Every event
+  carries `event.ingested`, as Elastic Agent's events do.
 - write: the sink writes alerts (bulk `create` by id, `bulk_size` per request) next to a
   baseline of opensearch-py's `helpers.bulk` indexing the same documents with the same chunk.
 
 Usage: python bench/elastic_io.py [--events 1000000] [--alerts 20000] [--batch-hours 24]
-Prints a Markdown table for docs/benchmarks.md.
+       python bench/elastic_io.py --late-check [--events 200000] [--batch-hours 1] [--repeat 3]
+Prints a Markdown table for docs/benchmarks.md. `--late-check` measures only the reads with the
+late-event check off and on, alternating, `--repeat` times each, idle and with 2 CPU-bound
+processes beside them (medians).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ EVENTS_PER_HOUR = 20_000
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 INDEX = "bench-events"
 MAPPING = {"properties": {
-    "@timestamp": {"type": "date"}, "event": {"properties": {"id": {"type": "keyword"}, "outcome": {"type": "keyword"}}},
+    "@timestamp": {"type": "date"},
+    "event": {"properties": {"id": {"type": "keyword"}, "outcome": {"type": "keyword"}, "ingested": {"type": "date"}}},
     "source": {"properties": {"ip": {"type": "ip"}}},
     "destination": {"properties": {"ip": {"type": "ip"}, "port": {"type": "long"}}},
     "network": {"properties": {"bytes": {"type": "long"}, "transport": {"type": "keyword"}}}}}
@@ -44,13 +51,15 @@ def index_events(client, count: int) -> float:
     began = time.perf_counter()
     step_ms = 3_600_000 / EVENTS_PER_HOUR
     base = int(START.timestamp() * 1000)
+    ingested = int(time.time() * 1000)
     chunk = 10_000
     for first in range(0, count, chunk):
         lines = []
         for n in range(first, min(count, first + chunk)):
             lines.append('{"index":{"_index":"%s","_id":"e%d"}}' % (INDEX, n))
             lines.append(json.dumps({
-                "@timestamp": base + int(n * step_ms), "event": {"id": f"e{n}", "outcome": "success" if n % 7 else "failure"},
+                "@timestamp": base + int(n * step_ms), "event": {"id": f"e{n}", "outcome": "success" if n % 7 else "failure",
+                                                         "ingested": ingested},
                 "source": {"ip": f"10.{n % 7}.{(n // 7) % 50}.{n % 200}"},
                 "destination": {"ip": f"172.16.{n % 3}.{(n * 31) % 120}", "port": (443, 80, 53, 22, 3389)[n % 5]},
                 "network": {"bytes": (n * 7919) % 60_000, "transport": "udp" if n % 5 == 2 else "tcp"}}))
@@ -67,9 +76,10 @@ def read_child(url: str, count: int, batch_hours: int, page_size: int, mode: str
     hours = -(-count // EVENTS_PER_HOUR)
     end = START + timedelta(hours=hours)
     began, total = time.perf_counter(), 0
-    if mode == "source":
+    if mode in ("source", "source-unchecked"):
+        checks = {} if mode == "source" else {"ingest_field": None}
         source = ElasticsearchSource(hosts=[url], flavor="opensearch", index=INDEX, page_size=page_size,
-                                     request_timeout=300)
+                                     request_timeout=300, **checks)
         cursor, start = None, START
         while start < end:
             stop = min(end, start + timedelta(hours=batch_hours))
@@ -146,7 +156,9 @@ def main() -> None:
     parser.add_argument("--batch-hours", type=int, default=24, help="windows (1 h) per read, as batch_windows")
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--bulk-size", type=int, default=500)
-    parser.add_argument("--child", choices=["source", "raw"])
+    parser.add_argument("--child", choices=["source", "source-unchecked", "raw"])
+    parser.add_argument("--late-check", action="store_true", help="only the reads, late check off and on")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.child:
@@ -158,13 +170,17 @@ def main() -> None:
     from opensearchpy import OpenSearch
     from osmem_server import OsmemServer
 
+    if args.late_check:
+        late_check(args)
+        return
     with OsmemServer.start(japanese=False) as server, tempfile.TemporaryDirectory() as state:
         client = OpenSearch(hosts=[server.url], timeout=300)
         index_seconds = index_events(client, args.events)
         server_rss = psutil.Process(server.pid).memory_info().rss / 2**20
         raw = read(server.url, args.events, args.batch_hours, args.page_size, "raw")
+        unchecked = read(server.url, args.events, args.batch_hours, args.page_size, "source-unchecked")
         source = read(server.url, args.events, args.batch_hours, args.page_size, "source")
-        assert source["events"] == raw["events"] == args.events, (source, raw)
+        assert source["events"] == unchecked["events"] == raw["events"] == args.events, (source, unchecked, raw)
         written = write(server.url, alert_documents(args.alerts), args.bulk_size, Path(state))
 
     print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores, Python {platform.python_version()}; "
@@ -173,13 +189,47 @@ def main() -> None:
           f"{args.batch_hours * EVENTS_PER_HOUR:,} events per batch) | events/s | peak RSS of the reader |")
     print("|---|---|---|")
     print(f"| opensearch-py, same queries, hits dropped (baseline) | {raw['events'] / raw['seconds']:,.0f} | {raw['peak_rss_mib']:.0f} MiB |")
-    print(f"| `elasticsearch` source -> DataFrame | {source['events'] / source['seconds']:,.0f} "
+    print(f"| `elasticsearch` source -> DataFrame, late check off (`ingest_field: null`) | "
+          f"{unchecked['events'] / unchecked['seconds']:,.0f} ({unchecked['seconds'] / raw['seconds']:.2f}x the "
+          f"baseline's time) | {unchecked['peak_rss_mib']:.0f} MiB |")
+    print(f"| `elasticsearch` source -> DataFrame, late check on (default) | {source['events'] / source['seconds']:,.0f} "
           f"({source['seconds'] / raw['seconds']:.2f}x the baseline's time) | {source['peak_rss_mib']:.0f} MiB |")
     print(f"\n| write {args.alerts:,} alerts (bulk {args.bulk_size}) | alerts/s |")
     print("|---|---|")
     print(f"| opensearch-py helpers.bulk index (baseline) | {written['raw']:,.0f} |")
     print(f"| `elasticsearch` sink, bulk create by id | {written['sink']:,.0f} ({written['sink'] / written['raw']:.2f}x) |")
     print(f"| the same alerts again (all 409, nothing written) | {written['repeat']:,.0f} |")
+
+
+def late_check(args: argparse.Namespace) -> None:
+    """The reads with the late-event check off and on, alternating, idle and loaded."""
+    import statistics
+
+    from opensearchpy import OpenSearch
+    from osmem_server import OsmemServer
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cpu_load import cpu_load
+
+    with OsmemServer.start(japanese=False) as server:
+        index_events(OpenSearch(hosts=[server.url], timeout=300), args.events)
+        rows = []
+        for machine, processes in (("idle", 0), ("loaded (2 CPU-bound processes)", 2)):
+            seconds: dict[str, list[float]] = {"source-unchecked": [], "source": []}
+            with cpu_load(processes, seconds=3600):
+                for _ in range(args.repeat):
+                    for mode in seconds:
+                        result = read(server.url, args.events, args.batch_hours, args.page_size, mode)
+                        assert result["events"] == args.events, result
+                        seconds[mode].append(result["seconds"])
+            off, on = statistics.median(seconds["source-unchecked"]), statistics.median(seconds["source"])
+            rows.append(f"| {machine} | {off:.2f} | {on:.2f} | {on / off:.2f} |")
+    reads = -(-args.events // (EVENTS_PER_HOUR * args.batch_hours))
+    print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores; {args.events:,} events in {reads} reads of "
+          f"{args.batch_hours} h; medians of {args.repeat}")
+    print("\n| machine | read, late check off (s) | read, late check on (s) | ratio |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
