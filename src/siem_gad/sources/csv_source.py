@@ -280,27 +280,29 @@ class CsvSource(Source):
         if rotated is not None:
             assert cursor is not None
             position = (cursor["offset"], cursor.get("line", 0))
-            next_position, more = self._read_file(rotated, start, end, position, kept, stats)
+            next_position, more, _ = self._read_file(rotated, start, end, position, kept, stats)
             if more or next_position is None:  # rows of later windows remain there: the checkpoint stays in it
                 return self._result(kept, {**dict(cursor), **_position(next_position or position)}, stats)
             cursor = None  # the rotated file is read to its end: the new file from its first row
-        next_position, _ = self._read_file(self.path, start, end, None if cursor is None else cursor, kept, stats)
+        next_position, _, read_file = self._read_file(self.path, start, end, cursor, kept, stats)
         if next_position is None:
             log.info("%s: empty file, nothing to read", self.path)
             return self._result(kept, dict(cursor or {}), stats)
-        return self._result(kept, {**_position(next_position), "ino": identity["ino"], "dev": identity["dev"],
-                                   **_head(self.path)}, stats)
+        return self._result(kept, {**_position(next_position), **read_file}, stats)
 
     def _read_file(self, path: Path, start: datetime, end: datetime, resume: "Cursor | tuple[int, int]",
-                   kept: list, stats: dict[str, int]) -> tuple[tuple[int, int] | None, bool]:
+                   kept: list, stats: dict[str, int]) -> tuple[tuple[int, int] | None, bool, dict]:
         """Append the rows of `path` in [start, end) to `kept`, from `resume` (an (offset, line)
         pair, or a checkpoint checked against the file, or None: its first row); return where
-        the next read starts (None: the file has no header yet) and whether rows of later
-        windows were met."""
+        the next read starts (None: the file has no header yet), whether rows of later windows
+        were met, and the file read (device, inode, fingerprint: of the open file, which a
+        rotation after this moment does not change)."""
         with path.open("rb") as handle:
+            stat = os.fstat(handle.fileno())
+            read_file = {"ino": stat.st_ino, "dev": stat.st_dev, **_fingerprint(handle)}
             header, header_end, header_lines = self._header(handle)
             if header is None:
-                return None, False
+                return None, False, read_file
             offset, line = resume if isinstance(resume, tuple) else self._start(resume, header_end, header_lines)
             next_offset, next_line = None, None
             while True:
@@ -321,8 +323,8 @@ class CsvSource(Source):
                 if len(frame) and bool((stamps >= end).all()):
                     break  # rows come in time order: the rest belongs to later windows
         if next_offset is None:
-            return (offset, line), False
-        return (next_offset, next_line), True
+            return (offset, line), False, read_file
+        return (next_offset, next_line), True, read_file
 
     def _result(self, kept: list, cursor: dict, stats: dict[str, int]) -> ReadResult:
         import pandas as pd
@@ -344,14 +346,19 @@ def _same_file(cursor: dict, identity: dict[str, int], path: Path) -> bool:
 
 
 def _head(path: Path, length: int = HEAD_BYTES) -> dict:
-    """A fingerprint of the file's first `length` bytes (fewer while it is shorter)."""
-    import hashlib
-
+    """The fingerprint of the file at `path` ({} when it cannot be read)."""
     try:
         with path.open("rb") as handle:
-            data = handle.read(length)
+            return _fingerprint(handle, length)
     except OSError:
         return {}
+
+
+def _fingerprint(handle, length: int = HEAD_BYTES) -> dict:
+    """A fingerprint of an open file's first `length` bytes (fewer while it is shorter)."""
+    import hashlib
+
+    data = os.pread(handle.fileno(), length, 0)
     return {"head": hashlib.sha1(data).hexdigest(), "head_len": len(data)}
 
 
