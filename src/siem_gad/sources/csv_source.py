@@ -105,23 +105,19 @@ class CsvSource(Source):
         names = next(csv.reader([text], delimiter=self.params.delimiter))
         return [n.strip() for n in names], len(first), 1
 
-    def _start(self, cursor: Cursor, header_end: int, header_lines: int) -> tuple[int, int]:
-        """(offset, line number) to read the file at `path` from: the checkpoint's, while the
-        file is still the one it was taken in, else the first row."""
+    def _resume(self, cursor: Cursor) -> tuple[int, int] | None:
+        """(offset, line number) of the checkpoint, while the file at `path` is still the one it
+        was taken in (same device, inode and first bytes, and not shorter); else None."""
         identity = self._identity()
         if (not cursor or identity is None or not _same_file(cursor, identity, self.path)
                 or identity["size"] < cursor.get("offset", 0)):
-            return header_end, header_lines
+            return None
         return cursor["offset"], cursor.get("line", 0)
 
-    def _rotated(self, cursor: Cursor, identity: dict[str, int]) -> Path | None:
+    def _rotated(self, cursor: dict) -> Path | None:
         """The file the checkpoint was taken in, when it has been renamed away (log rotation) and
-        holds rows after the checkpoint; found by its device and inode beside `path`. A file
-        replaced or truncated otherwise is read from its start, with a warning."""
-        if not cursor or _same_file(cursor, identity, self.path):
-            if cursor and identity["size"] < cursor.get("offset", 0):
-                log.warning("%s: file was truncated since the checkpoint; reading it from the start", self.path)
-            return None
+        holds rows after the checkpoint; found by its device, inode and first bytes beside `path`.
+        A file replaced or truncated otherwise is read from its start, with a warning."""
         try:
             entries = list(os.scandir(self.path.parent))
         except OSError:
@@ -131,15 +127,15 @@ class CsvSource(Source):
                 stat = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if entry.is_file(follow_symlinks=False) and _same_file(cursor, {"ino": stat.st_ino, "dev": stat.st_dev},
-                                                                   Path(entry.path)):
+            if (entry.is_file(follow_symlinks=False) and Path(entry.path) != self.path
+                    and _same_file(cursor, {"ino": stat.st_ino, "dev": stat.st_dev}, Path(entry.path))):
                 if stat.st_size > cursor.get("offset", 0):
                     log.info("%s: rotated to %s; reading its last rows first", self.path, entry.path)
                     return Path(entry.path)
                 return None  # rotated, and read to its end already
-        log.warning("%s: file was replaced since the checkpoint, and the file the checkpoint was in is gone; "
-                    "rows written to it after the checkpoint are not read; reading the new file from the start",
-                    self.path)
+        log.warning("%s: file was replaced or truncated since the checkpoint, and the file the checkpoint was in "
+                    "is not beside it; rows written to it after the checkpoint are not read; reading the file from "
+                    "the start", self.path)
         return None
 
     def _scan(self, handle, offset: int, line: int, width: int, rows: int, limit: int | None = None) -> Scan:
@@ -226,7 +222,7 @@ class CsvSource(Source):
             header, header_end, header_lines = self._header(handle)
             if header is None:
                 return None, None
-            offset, line = self._start(cursor, header_end, header_lines)
+            offset, line = self._resume(cursor) or (header_end, header_lines)
             first = self._first_time(handle, header, offset, line)
             if first is None:
                 return None, None
@@ -271,12 +267,12 @@ class CsvSource(Source):
     def read(self, start: datetime, end: datetime, cursor: Cursor) -> ReadResult:
         import pandas as pd
 
-        identity = self._identity()
-        if identity is None:
+        if self._identity() is None:
             raise FileNotFoundError(f"CSV source {self.name!r}: file not found: {self.path}")
         stats = {"read": 0, "quarantined": 0, "skipped": 0}
         kept: list[pd.DataFrame] = []
-        rotated = self._rotated(cursor, identity)
+        resume = self._resume(cursor)
+        rotated = self._rotated(cursor) if cursor and resume is None else None
         if rotated is not None:
             assert cursor is not None
             position = (cursor["offset"], cursor.get("line", 0))
@@ -284,26 +280,25 @@ class CsvSource(Source):
             if more or next_position is None:  # rows of later windows remain there: the checkpoint stays in it
                 return self._result(kept, {**dict(cursor), **_position(next_position or position)}, stats)
             cursor = None  # the rotated file is read to its end: the new file from its first row
-        next_position, _, read_file = self._read_file(self.path, start, end, cursor, kept, stats)
+        next_position, _, read_file = self._read_file(self.path, start, end, resume, kept, stats)
         if next_position is None:
             log.info("%s: empty file, nothing to read", self.path)
             return self._result(kept, dict(cursor or {}), stats)
         return self._result(kept, {**_position(next_position), **read_file}, stats)
 
-    def _read_file(self, path: Path, start: datetime, end: datetime, resume: "Cursor | tuple[int, int]",
+    def _read_file(self, path: Path, start: datetime, end: datetime, resume: tuple[int, int] | None,
                    kept: list, stats: dict[str, int]) -> tuple[tuple[int, int] | None, bool, dict]:
-        """Append the rows of `path` in [start, end) to `kept`, from `resume` (an (offset, line)
-        pair, or a checkpoint checked against the file, or None: its first row); return where
-        the next read starts (None: the file has no header yet), whether rows of later windows
-        were met, and the file read (device, inode, fingerprint: of the open file, which a
-        rotation after this moment does not change)."""
+        """Append the rows of `path` in [start, end) to `kept`, from `resume` (offset, line; None:
+        its first row); return where the next read starts (None: the file has no header yet),
+        whether rows of later windows were met, and the file read (device, inode, fingerprint:
+        of the open file, which a rotation after this moment does not change)."""
         with path.open("rb") as handle:
             stat = os.fstat(handle.fileno())
             read_file = {"ino": stat.st_ino, "dev": stat.st_dev, **_fingerprint(handle)}
             header, header_end, header_lines = self._header(handle)
             if header is None:
                 return None, False, read_file
-            offset, line = resume if isinstance(resume, tuple) else self._start(resume, header_end, header_lines)
+            offset, line = resume or (header_end, header_lines)
             next_offset, next_line = None, None
             while True:
                 scan = self._scan(handle, offset, line, len(header), self.params.chunk_rows)
