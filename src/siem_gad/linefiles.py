@@ -73,12 +73,14 @@ def repair_tail(path: Path) -> int:
     return set_aside(path, keep)
 
 
-def json_lines(path: Path, what: str = "document", containing: bytes | None = None) -> Iterator[tuple[int, bytes, dict]]:
+def json_lines(path: Path, what: str = "document", containing: bytes | None = None,
+               skipped: list[bytes] | None = None) -> Iterator[tuple[int, bytes, dict]]:
     """(line number, raw line, object) for every complete line of `path` that is a JSON object
     (and, with `containing`, holds those bytes: the other lines are not decoded).
 
     A last line without its newline is still being written (or torn): it is not read. Every
-    other line that is not a JSON object is logged with its place and skipped.
+    other line that is not a JSON object is logged with its place and skipped (and its raw
+    bytes appended to `skipped`, for a caller that rewrites the file and must keep them).
     """
     if not path.exists():
         return
@@ -92,10 +94,15 @@ def json_lines(path: Path, what: str = "document", containing: bytes | None = No
                 document = json.loads(raw.decode("utf-8"))
             except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
                 log.warning("%s:%d: not a %s (%s); skipped", path, number, what, _reason(exc))
-                continue
-            if not isinstance(document, dict):
-                log.warning("%s:%d: not a %s (a JSON %s, not an object); skipped", path, number, what,
-                            type(document).__name__)
+                document = None
+            else:
+                if not isinstance(document, dict):
+                    log.warning("%s:%d: not a %s (a JSON %s, not an object); skipped", path, number, what,
+                                type(document).__name__)
+                    document = None
+            if document is None:
+                if skipped is not None:
+                    skipped.append(raw)
                 continue
             yield number, raw, document
 

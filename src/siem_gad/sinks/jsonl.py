@@ -77,18 +77,16 @@ def rewrite_by_id(path: Path, documents: list[dict]) -> None:
     current: dict[str, dict] = {}
     if path.exists():
         repair_tail(path)
-        damaged = []
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                try:
-                    document = json.loads(raw.decode("utf-8"))
-                    current[document_id(document)] = document
-                except (ValueError, KeyError, TypeError):
-                    if raw.strip():
-                        damaged.append(raw)
-                        log.warning("%s:%d: not an incident; set aside in %s", path, number, aside_path(path))
+        damaged: list[bytes] = []
+        for number, raw, document in json_lines(path, "incident", skipped=damaged):
+            try:
+                current[document_id(document)] = document
+            except (KeyError, TypeError):
+                log.warning("%s:%d: an incident without an id; skipped", path, number)
+                damaged.append(raw)
         if damaged:
             append_durably(aside_path(path), b"".join(damaged))
+            log.warning("%s: %d line(s) that are no incident set aside in %s", path, len(damaged), aside_path(path))
     current.update({document_id(d): d for d in documents})
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
