@@ -251,14 +251,20 @@ def test_framer_a_valid_line_after_any_garbage_is_still_received(garbage, valid,
 
 
 # ---------------------------------------------------------------------------- RELP
-@given(st.lists(st.binary(max_size=100).map(lambda b: b"<13>" + b), max_size=20), st.lists(st.integers(0, 10**5), max_size=10))
+RELP_MESSAGE = st.one_of(st.binary(max_size=100), st.integers(4100, 6000).map(lambda n: b"x" * n)).map(lambda b: b"<13>" + b)
+
+
+@given(st.lists(RELP_MESSAGE, max_size=20), st.lists(st.integers(0, 10**5), max_size=10))
 def test_relp_parser_frames_are_the_same_however_the_stream_is_split(messages, cuts):
+    """Property: however the stream is split, every frame comes out once, in order; one past the
+    parser's limit (64 bytes and the offer's 4,096 of room) as an `Oversize` of its first 64."""
     data = b"".join(b"%d syslog %d %s\n" % (i + 2, len(m), m) for i, m in enumerate(messages))
     parser, out, at = RelpParser(64), [], 0
     for cut in sorted(set(c % (len(data) + 1) for c in cuts)) + [len(data)]:
         out += parser.feed(data[at:cut])
         at = cut
-    assert out == [(i + 2, "syslog", m if len(m) <= 64 + 4096 else None) for i, m in enumerate(messages)]
+    assert out == [(i + 2, "syslog", m if len(m) <= 64 + 4096 else m[:64]) for i, m in enumerate(messages)]
+    assert [isinstance(d, Oversize) for *_, d in out] == [len(m) > 64 + 4096 for m in messages]
 
 
 @given(st.binary(max_size=200))
